@@ -21,6 +21,7 @@ export const ErrorCode = {
   TIMEOUT: 'ERR_TIMEOUT',
   TOPOLOGY: 'ERR_TOPOLOGY',
   SERIALIZATION: 'ERR_SERIALIZATION',
+  UNDELIVERABLE: 'ERR_UNDELIVERABLE',
   NATIVE_UNAVAILABLE: 'ERR_NATIVE_UNAVAILABLE',
 } as const;
 
@@ -201,6 +202,18 @@ export class SerializationError extends DiscoError {
       `${what}: ${cause instanceof Error ? cause.message : String(cause)}`,
       { cause },
     );
+  }
+}
+
+/**
+ * A received message could not be handed to an inbox and was dropped; reported on
+ * the receiving NodeController's 'error' event, never silently.
+ */
+export class UndeliverableError extends DiscoError {
+  readonly target: string;
+  constructor(target: string, reason: string) {
+    super(ErrorCode.UNDELIVERABLE, `message for ${target} dropped: ${reason}`);
+    this.target = target;
   }
 }
 

@@ -1,0 +1,299 @@
+/**
+ * Envelopes: what the NodeController hands to a transport and what an inbox receives.
+ *
+ * In-process delivery passes these objects by reference, never serialized; an
+ * envelope that leaves the process is written into a FlatBuffers `Frame`
+ * (schemas/envelope.fbs) by the codec at the bottom of this file. The envelope
+ * classes are monomorphic (every field set in the constructor, in one order) since
+ * one is allocated per send on the hot path.
+ *
+ * Invariants:
+ * - `seqnr` is a number when it is at most `Number.MAX_SAFE_INTEGER`, otherwise a
+ *   bigint below 2^64. Both sides normalise the same way, so a receiver sees the same
+ *   type whatever link the promise took. `<`/`>` compare numbers with bigints correctly.
+ * - An `EventEnvelope` has either `data` (in-process) or `payload` bytes (from the
+ *   wire); the NodeController turns `payload` back into `data` before an inbox sees it.
+ * - The codec decodes only frames that passed the native verifier (src/native.ts).
+ */
+
+import * as flatbuffers from 'flatbuffers';
+import type { NodeRef } from './address.js';
+import {
+  Address as WireAddress,
+  DataFormat,
+  Envelope as WireEnvelope,
+  Frame as WireFrame,
+  Header as WireHeader,
+  Kind,
+  Lane,
+} from './generated/envelope_generated.js';
+
+export { DataFormat, Kind as EnvelopeKind, Lane };
+
+/** A promise sequence number: a number up to 2^53 - 1, a bigint above (below 2^64). */
+export type Seqnr = number | bigint;
+
+/** Header map carried by an event. Values are strings. */
+export type Headers = Readonly<Record<string, string>>;
+
+/** The shared empty header map (frozen): events sent without headers carry this one. */
+export const EMPTY_HEADERS: Headers = Object.freeze(Object.create(null) as Record<string, string>);
+
+/** An event as an inbox receives it. */
+export interface ReceivedEvent {
+  readonly repid: number;
+  /** The node and simproc that sent it (the sender's `activeSimproc`). */
+  readonly sender: NodeRef;
+  /** The target simproc on the receiving node. */
+  readonly simproc: string;
+  readonly epoch: number;
+  readonly headers: Headers;
+  /** The data as sent: the same object in-process, a faithful copy across processes. */
+  readonly data: unknown;
+}
+
+/** A promise as an inbox receives it. */
+export interface ReceivedPromise {
+  readonly repid: number;
+  readonly sender: NodeRef;
+  readonly simproc: string;
+  readonly seqnr: Seqnr;
+  readonly epoch: number;
+  /** Promised number of events; 2^32 - 1 marks a pre-promise. */
+  readonly numEvents: number;
+}
+
+/** An event on its way; also the object an in-process inbox receives. */
+export class EventEnvelope implements ReceivedEvent {
+  constructor(
+    readonly repid: number,
+    readonly sender: NodeRef,
+    readonly targetNode: string,
+    readonly simproc: string,
+    readonly epoch: number,
+    readonly headers: Headers,
+    /** The user's data; `undefined` until decoded when the envelope came off the wire. */
+    public data: unknown,
+    /** Serialized data while the envelope crosses a process boundary, else null. */
+    public payload: Uint8Array | null,
+    public dataFormat: DataFormat,
+    /** Gateways crossed so far. */
+    public hops: number,
+    readonly replyTo: NodeRef | null,
+  ) {}
+}
+
+/** A promise on its way; also the object an in-process inbox receives. */
+export class PromiseEnvelope implements ReceivedPromise {
+  constructor(
+    readonly repid: number,
+    readonly sender: NodeRef,
+    readonly targetNode: string,
+    readonly simproc: string,
+    readonly seqnr: Seqnr,
+    readonly epoch: number,
+    readonly numEvents: number,
+    public hops: number,
+  ) {}
+}
+
+/** Either kind of envelope. */
+export type Envelope = EventEnvelope | PromiseEnvelope;
+
+const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Normalises a wire seqnr: a number when it is exactly representable, else the bigint. */
+export function seqnrFromWire(value: bigint): Seqnr {
+  return value <= MAX_SAFE_BIGINT ? Number(value) : value;
+}
+
+/** Bytes reserved before a frame body for the native frame header (magic, length, checksum). */
+export const FRAME_HEADER_BYTES = 16;
+
+/** The Builder's write cursor; not in its public typings, needed to copy payloads in one `set`. */
+interface BuilderInternals {
+  space: number;
+}
+
+/**
+ * Writes batches of envelopes as one FlatBuffers `Frame`. Reuses its Builder, so
+ * encoding allocates only the output buffer. One encoder per link, not shared.
+ */
+export class FrameEncoder {
+  private readonly builder: flatbuffers.Builder;
+
+  constructor(initialBytes = 64 * 1024) {
+    this.builder = new flatbuffers.Builder(initialBytes);
+  }
+
+  /**
+   * Encodes `envelopes` into a new buffer: `FRAME_HEADER_BYTES` reserved bytes (for
+   * the native `sealFrame`) followed by the FlatBuffers body. Events must carry
+   * `payload` bytes (the NodeController serializes before a wire transport sees them).
+   *
+   * @throws {TypeError} when an event has no payload.
+   */
+  encode(envelopes: readonly Envelope[], lane: Lane, linkSeq: bigint, ack: bigint): Uint8Array {
+    const b = this.builder;
+    b.clear();
+    const offsets = new Array<number>(envelopes.length);
+    for (let i = 0; i < envelopes.length; i++) offsets[i] = this.writeEnvelope(envelopes[i]!);
+    const vector = WireFrame.createEnvelopesVector(b, offsets);
+    const frame = WireFrame.createFrame(b, linkSeq, ack, lane, vector);
+    WireFrame.finishFrameBuffer(b, frame);
+    const body = b.asUint8Array();
+    const out = new Uint8Array(FRAME_HEADER_BYTES + body.length);
+    out.set(body, FRAME_HEADER_BYTES);
+    return out;
+  }
+
+  private writeEnvelope(env: Envelope): number {
+    const b = this.builder;
+    const senderNode = b.createSharedString(env.sender.node);
+    const senderSimproc = b.createSharedString(env.sender.simproc);
+    const targetNode = b.createSharedString(env.targetNode);
+    const targetSimproc = b.createSharedString(env.simproc);
+    if (env instanceof PromiseEnvelope) {
+      WireEnvelope.startEnvelope(b);
+      WireEnvelope.addKind(b, Kind.Promise);
+      this.addCommon(env, senderNode, senderSimproc, targetNode, targetSimproc);
+      WireEnvelope.addSeqnr(b, BigInt(env.seqnr));
+      WireEnvelope.addNumEvents(b, env.numEvents);
+      return WireEnvelope.endEnvelope(b);
+    }
+    if (env.payload === null) throw new TypeError('event envelope has no serialized payload');
+    const headers = this.writeHeaders(env.headers);
+    const data = this.writeBytes(env.payload);
+    const replyTo =
+      env.replyTo === null
+        ? 0
+        : WireAddress.createAddress(
+            b,
+            b.createSharedString(env.replyTo.node),
+            b.createSharedString(env.replyTo.simproc),
+          );
+    WireEnvelope.startEnvelope(b);
+    WireEnvelope.addKind(b, Kind.Event);
+    this.addCommon(env, senderNode, senderSimproc, targetNode, targetSimproc);
+    if (headers !== 0) WireEnvelope.addHeaders(b, headers);
+    WireEnvelope.addData(b, data);
+    WireEnvelope.addDataFormat(b, env.dataFormat);
+    if (replyTo !== 0) WireEnvelope.addReplyTo(b, replyTo);
+    return WireEnvelope.endEnvelope(b);
+  }
+
+  private addCommon(
+    env: Envelope,
+    senderNode: number,
+    senderSimproc: number,
+    targetNode: number,
+    targetSimproc: number,
+  ): void {
+    const b = this.builder;
+    WireEnvelope.addRepid(b, env.repid);
+    WireEnvelope.addSenderNode(b, senderNode);
+    WireEnvelope.addSenderSimproc(b, senderSimproc);
+    WireEnvelope.addTargetNode(b, targetNode);
+    WireEnvelope.addTargetSimproc(b, targetSimproc);
+    WireEnvelope.addEpoch(b, env.epoch);
+    WireEnvelope.addHops(b, env.hops);
+  }
+
+  private writeHeaders(headers: Headers): number {
+    const keys = Object.keys(headers);
+    if (keys.length === 0) return 0;
+    const b = this.builder;
+    const offsets = keys.map((k) =>
+      WireHeader.createHeader(b, b.createSharedString(k), b.createSharedString(headers[k]!)),
+    );
+    return WireEnvelope.createHeadersVector(b, offsets);
+  }
+
+  /** A byte vector in one `set`: the generated helper copies byte by byte. */
+  private writeBytes(bytes: Uint8Array): number {
+    const b = this.builder;
+    b.startVector(1, bytes.length, 8);
+    const internals = b as unknown as BuilderInternals;
+    internals.space -= bytes.length;
+    b.dataBuffer().bytes().set(bytes, internals.space);
+    return b.endVector();
+  }
+}
+
+/** The link-level fields of a decoded frame. */
+export interface FrameInfo {
+  readonly linkSeq: bigint;
+  readonly ack: bigint;
+  readonly lane: Lane;
+  readonly count: number;
+}
+
+function readAddress(node: string | null, simproc: string | null): NodeRef {
+  // The verifier enforces `required` fields; the fallback only satisfies the types.
+  return { node: node ?? '', simproc: simproc ?? '' };
+}
+
+function readHeaders(env: WireEnvelope): Headers {
+  const n = env.headersLength();
+  if (n === 0) return EMPTY_HEADERS;
+  const headers = Object.create(null) as Record<string, string>;
+  const h = new WireHeader();
+  for (let i = 0; i < n; i++) {
+    env.headers(i, h);
+    headers[h.key() ?? ''] = h.value() ?? '';
+  }
+  return headers;
+}
+
+/**
+ * Decodes a frame that has passed `assertFrame` (src/native.ts). Event data stays
+ * in `payload` as a view over `frame` (no copy); the NodeController deserializes it.
+ *
+ * @param frame - the whole sealed frame, header included.
+ * @param onEnvelope - called once per envelope, in frame order.
+ */
+export function decodeFrame(frame: Uint8Array, onEnvelope: (env: Envelope) => void): FrameInfo {
+  const body = frame.subarray(FRAME_HEADER_BYTES);
+  const root = WireFrame.getRootAsFrame(new flatbuffers.ByteBuffer(body));
+  const count = root.envelopesLength();
+  const w = new WireEnvelope();
+  const replyTo = new WireAddress();
+  for (let i = 0; i < count; i++) {
+    root.envelopes(i, w);
+    const sender = readAddress(w.senderNode(), w.senderSimproc());
+    const targetNode = w.targetNode() ?? '';
+    const simproc = w.targetSimproc() ?? '';
+    if (w.kind() === Kind.Promise) {
+      onEnvelope(
+        new PromiseEnvelope(
+          w.repid(),
+          sender,
+          targetNode,
+          simproc,
+          seqnrFromWire(w.seqnr()),
+          w.epoch(),
+          w.numEvents(),
+          w.hops(),
+        ),
+      );
+      continue;
+    }
+    const r = w.replyTo(replyTo);
+    onEnvelope(
+      new EventEnvelope(
+        w.repid(),
+        sender,
+        targetNode,
+        simproc,
+        w.epoch(),
+        readHeaders(w),
+        undefined,
+        w.dataArray() ?? new Uint8Array(0),
+        w.dataFormat(),
+        w.hops(),
+        r === null ? null : readAddress(r.node(), r.simproc()),
+      ),
+    );
+  }
+  return { linkSeq: root.linkSeq(), ack: root.ack(), lane: root.lane(), count };
+}

@@ -1,0 +1,460 @@
+/**
+ * NodeController: manages one node and all its simprocs (SPEC A1-A7).
+ *
+ * Sending: validate the target (cached per distinct target string), resolve "self",
+ * ask the Router for the transport (cached against the router's version), serialize
+ * the data once if and only if that transport leaves the process, and hand the
+ * envelope over. Sends to this node itself never touch the Router: they go through
+ * the controller's own DeliveryQueue (asynchronous, like every same-process hand-over).
+ *
+ * Receiving: transports call `deliverEvent`/`deliverPromise`; the controller
+ * deserializes wire payloads and hands the envelope to the inbox of its simproc.
+ * Messages for a simproc without an inbox are held, in order, until `setInbox`.
+ *
+ * Flow control: `writable` is false while any queue on the way is above its
+ * high-water mark; `drained()` waits for it, and 'drain' is emitted then.
+ * Errors raised by inboxes, or by undecodable data from a peer, are emitted as
+ * 'error' (thrown asynchronously when nobody listens); they never stop a batch.
+ */
+
+import { EventEmitter } from 'node:events';
+import { nameProblem, parseTarget, type NodeRef } from './address.js';
+import { checkEpoch, checkHeaders, checkNumEvents, checkSeqnr } from './arguments.js';
+import {
+  DataFormat,
+  EventEnvelope,
+  PromiseEnvelope,
+  type Headers,
+  type ReceivedEvent,
+  type ReceivedPromise,
+  type Seqnr,
+} from './envelope.js';
+import { InvalidArgumentError, SerializationError, UndeliverableError } from './errors.js';
+import type { Router } from './router.js';
+import { defaultSerializer, type Serializer } from './serializer.js';
+import { DeliveryQueue, type QueueLimits } from './transports/delivery-queue.js';
+import type { LocalNode, Transport, TransportMetrics } from './transports/transport.js';
+
+/** Distinct target strings remembered before the cache is cleared. */
+const DESTINATION_CACHE_ENTRIES = 64 * 1024;
+/** Default bound on messages held for simprocs that have no inbox yet. */
+const DEFAULT_MAX_HELD_MESSAGES = 64 * 1024;
+/** Name under which sends to the node itself are counted. */
+const LOCAL_ROUTE = 'local';
+
+/** What receives the events and promises of one simproc (the EventQueue implements it). */
+export interface Inbox {
+  onEvent(event: ReceivedEvent): void;
+  onPromise(promise: ReceivedPromise): void;
+}
+
+/** Options of a NodeController. */
+export interface NodeControllerOptions {
+  /** Replication id (SPEC S1). Default 0. */
+  repid?: number;
+  /** This node's name. */
+  nodeName: string;
+  /** The simprocs every node has. */
+  simprocs: readonly string[];
+  router: Router;
+  /** How data leaving the process is encoded. Default: structured clone (node:v8). */
+  serializer?: Serializer;
+  /** Inboxes to install right away, by simproc. */
+  inboxes?: Readonly<Record<string, Inbox>>;
+  /** Bounds of the queue for sends to this node itself. */
+  localQueue?: QueueLimits;
+  /** Messages held for simprocs without an inbox before 'error' is emitted. Default 65536. */
+  maxHeldMessages?: number;
+}
+
+/** Counters of one controller; plain data. */
+export interface NodeControllerMetrics {
+  readonly repid: number;
+  readonly node: string;
+  readonly eventsSent: number;
+  readonly promisesSent: number;
+  readonly eventsReceived: number;
+  readonly promisesReceived: number;
+  readonly bytesSerialized: number;
+  readonly heldMessages: number;
+  /** Sends by route: `local` (to this node) or a transport name. */
+  readonly sentVia: Readonly<Record<string, { events: number; promises: number }>>;
+  /** The router's transports (shared by every controller on the router). */
+  readonly transports: readonly TransportMetrics[];
+}
+
+interface RouteCounters {
+  events: number;
+  promises: number;
+}
+
+/** A parsed target with its route, valid while `version` equals the router's. */
+interface Destination {
+  readonly node: string;
+  readonly simproc: string;
+  transport: Transport | null;
+  counters: RouteCounters;
+  version: number;
+}
+
+/** Manages one node; see the file header. */
+export class NodeController extends EventEmitter implements LocalNode {
+  readonly repid: number;
+  readonly nodeName: string;
+  readonly simprocs: readonly string[];
+  private readonly simprocSet: ReadonlySet<string>;
+  private readonly router: Router;
+  private readonly serializer: Serializer;
+  private readonly local: DeliveryQueue;
+  private readonly inboxes = new Map<string, Inbox>();
+  private readonly held = new Map<string, (EventEnvelope | PromiseEnvelope)[]>();
+  private readonly maxHeld: number;
+  private readonly destinations = new Map<string, Destination>();
+  private readonly sentVia = new Map<string, RouteCounters>();
+  private sender: NodeRef;
+  private heldCount = 0;
+  private eventsSent = 0;
+  private promisesSent = 0;
+  private eventsReceived = 0;
+  private promisesReceived = 0;
+  private bytesSerialized = 0;
+  private closed = false;
+
+  /**
+   * Creates the controller and attaches it to the router, so that other
+   * controllers of this process can reach it.
+   * @throws {InvalidArgumentError} for a bad node name, simproc list or repid.
+   */
+  constructor(options: NodeControllerOptions) {
+    super();
+    const problem = nameProblem(options.nodeName);
+    if (problem !== undefined) throw new InvalidArgumentError('nodeName', options.nodeName, problem);
+    if (options.nodeName === 'self') {
+      throw new InvalidArgumentError('nodeName', options.nodeName, 'a name other than "self"');
+    }
+    checkSimprocs(options.simprocs);
+    const repid = options.repid ?? 0;
+    if (!Number.isInteger(repid) || repid < 0 || repid > 0xffffffff) {
+      throw new InvalidArgumentError('repid', repid, 'an integer from 0 to 2^32 - 1');
+    }
+    this.repid = repid;
+    this.nodeName = options.nodeName;
+    this.simprocs = Object.freeze([...options.simprocs]);
+    this.simprocSet = new Set(this.simprocs);
+    this.router = options.router;
+    this.serializer = options.serializer ?? defaultSerializer;
+    this.maxHeld = options.maxHeldMessages ?? DEFAULT_MAX_HELD_MESSAGES;
+    this.local = new DeliveryQueue(`local queue of ${this.nodeName}`, options.localQueue);
+    this.sender = Object.freeze({ node: this.nodeName, simproc: this.simprocs[0]! });
+    this.local.on('drain', this.onDrain);
+    this.router.setMaxListeners(0);
+    this.router.on('drain', this.onDrain);
+    for (const [simproc, inbox] of Object.entries(options.inboxes ?? {})) {
+      this.setInbox(simproc, inbox);
+    }
+    this.router.attach(this);
+  }
+
+  /** The simproc stamped as sender on outgoing envelopes. Defaults to the first simproc. */
+  get activeSimproc(): string {
+    return this.sender.simproc;
+  }
+
+  /** @throws {InvalidArgumentError} when `simproc` is not one of this node's simprocs. */
+  set activeSimproc(simproc: string) {
+    if (simproc === this.sender.simproc) return;
+    if (!this.simprocSet.has(simproc)) {
+      throw new InvalidArgumentError('activeSimproc', simproc, `one of ${this.simprocs.join(', ')}`);
+    }
+    this.sender = Object.freeze({ node: this.nodeName, simproc });
+  }
+
+  /** False while a queue on the way is above its high-water mark; see `drained()`. */
+  get writable(): boolean {
+    return this.local.writable && this.router.writable;
+  }
+
+  /**
+   * Sends an event to `"<node>/<simproc>"` (or `"self/<simproc>"`).
+   * In-process, `data` and `headers` are passed by reference: do not change them after sending.
+   * @throws {InvalidTargetError} for a malformed target or an unknown simproc.
+   * @throws {UnknownNodeError} when no transport handles the node.
+   * @throws {InvalidArgumentError} for a non-finite epoch or non-string header values.
+   * @throws {SerializationError} when data leaving the process cannot be serialized.
+   * @throws {BackpressureError} when a queue on the way is at its hard limit.
+   */
+  sendEvent(target: string, epoch: number, data: unknown, headers?: Headers): void {
+    const dest = this.destination(target);
+    const env = new EventEnvelope(
+      this.repid,
+      this.sender,
+      dest.node,
+      dest.simproc,
+      checkEpoch(epoch),
+      checkHeaders(headers),
+      data,
+      null,
+      DataFormat.Raw,
+      0,
+      null,
+    );
+    const transport = dest.transport;
+    if (transport === null) {
+      this.local.pushEvent(env, this);
+    } else {
+      if (!transport.carriesObjects) this.serialize(env);
+      transport.sendEvent(env);
+    }
+    dest.counters.events++;
+    this.eventsSent++;
+  }
+
+  /**
+   * Sends a promise: the sender will have sent `numEvents` events for `epoch`
+   * (2^32 - 1: not known yet, a pre-promise).
+   * @throws {InvalidTargetError} for a malformed target or an unknown simproc.
+   * @throws {UnknownNodeError} when no transport handles the node.
+   * @throws {InvalidArgumentError} for a bad seqnr, epoch or numEvents.
+   * @throws {BackpressureError} when a queue on the way is at its hard limit.
+   */
+  sendPromise(target: string, seqnr: Seqnr, epoch: number, numEvents: number): void {
+    const dest = this.destination(target);
+    const env = new PromiseEnvelope(
+      this.repid,
+      this.sender,
+      dest.node,
+      dest.simproc,
+      checkSeqnr(seqnr),
+      checkEpoch(epoch),
+      checkNumEvents(numEvents),
+      0,
+    );
+    const transport = dest.transport;
+    if (transport === null) this.local.pushPromise(env, this);
+    else transport.sendPromise(env);
+    dest.counters.promises++;
+    this.promisesSent++;
+  }
+
+  /**
+   * Installs the inbox of `simproc`. Messages that arrived before it are handed to
+   * it asynchronously, in arrival order, before any later message.
+   * @throws {InvalidArgumentError} for an unknown simproc or an object without the two methods.
+   */
+  setInbox(simproc: string, inbox: Inbox): void {
+    if (!this.simprocSet.has(simproc)) {
+      throw new InvalidArgumentError('simproc', simproc, `one of ${this.simprocs.join(', ')}`);
+    }
+    if (typeof inbox?.onEvent !== 'function' || typeof inbox?.onPromise !== 'function') {
+      throw new InvalidArgumentError('inbox', inbox, 'an object with onEvent and onPromise methods');
+    }
+    this.inboxes.set(simproc, inbox);
+    if (this.held.has(simproc)) setImmediate(() => this.releaseHeld(simproc));
+  }
+
+  /** Resolves when `writable` is true (at once if it already is). */
+  drained(): Promise<void> {
+    if (this.writable) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (!this.writable) return;
+        this.off('drain', check);
+        resolve();
+      };
+      this.on('drain', check);
+    });
+  }
+
+  /** Resolves once everything sent so far has been handed over by every queue on the way. */
+  async flush(): Promise<void> {
+    await Promise.all([this.local.flushed(), this.router.flush()]);
+  }
+
+  /** Counters of this controller and of the router's transports. */
+  metrics(): NodeControllerMetrics {
+    const sentVia: Record<string, { events: number; promises: number }> = {};
+    for (const [name, c] of this.sentVia) sentVia[name] = { events: c.events, promises: c.promises };
+    return {
+      repid: this.repid,
+      node: this.nodeName,
+      eventsSent: this.eventsSent,
+      promisesSent: this.promisesSent,
+      eventsReceived: this.eventsReceived,
+      promisesReceived: this.promisesReceived,
+      bytesSerialized: this.bytesSerialized,
+      heldMessages: this.heldCount,
+      sentVia,
+      transports: this.router.metrics(),
+    };
+  }
+
+  /** Flushes what this node sent to itself and detaches from the router; idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.local.flushed();
+    this.router.off('drain', this.onDrain);
+    this.router.detach(this);
+  }
+
+  /** Transport entry point: hands an event to its simproc's inbox. Never throws. */
+  deliverEvent(env: EventEnvelope): void {
+    if (env.payload !== null && !this.decodePayload(env)) return;
+    const inbox = this.inboxes.get(env.simproc);
+    if (inbox === undefined || this.held.has(env.simproc)) {
+      this.hold(env);
+      return;
+    }
+    this.eventsReceived++;
+    try {
+      inbox.onEvent(env);
+    } catch (err) {
+      this.reportError(err);
+    }
+  }
+
+  /** Transport entry point: hands a promise to its simproc's inbox. Never throws. */
+  deliverPromise(env: PromiseEnvelope): void {
+    const inbox = this.inboxes.get(env.simproc);
+    if (inbox === undefined || this.held.has(env.simproc)) {
+      this.hold(env);
+      return;
+    }
+    this.promisesReceived++;
+    try {
+      inbox.onPromise(env);
+    } catch (err) {
+      this.reportError(err);
+    }
+  }
+
+  private destination(target: string): Destination {
+    const d = this.destinations.get(target);
+    if (d !== undefined && d.version === this.router.version) return d;
+    return this.resolveDestination(target, d);
+  }
+
+  private resolveDestination(target: string, stale: Destination | undefined): Destination {
+    const ref = stale ?? parseTarget(target, this.nodeName, this.simprocSet);
+    const transport = ref.node === this.nodeName ? null : this.router.resolve(this.repid, ref.node);
+    const route = transport === null ? LOCAL_ROUTE : transport.name;
+    let counters = this.sentVia.get(route);
+    if (counters === undefined) {
+      counters = { events: 0, promises: 0 };
+      this.sentVia.set(route, counters);
+    }
+    const dest: Destination = {
+      node: ref.node,
+      simproc: ref.simproc,
+      transport,
+      counters,
+      version: this.router.version,
+    };
+    if (this.destinations.size >= DESTINATION_CACHE_ENTRIES) this.destinations.clear();
+    this.destinations.set(target, dest);
+    return dest;
+  }
+
+  private serialize(env: EventEnvelope): void {
+    const data = env.data;
+    if (data instanceof Uint8Array) {
+      env.payload = data;
+    } else {
+      try {
+        env.payload = this.serializer.serialize(data);
+      } catch (err) {
+        throw new SerializationError(`cannot serialize the data of an event for ${env.targetNode}`, err);
+      }
+      env.dataFormat = DataFormat.Serialized;
+    }
+    env.data = undefined;
+    this.bytesSerialized += env.payload.length;
+  }
+
+  /** Turns wire bytes back into data; reports and returns false when they cannot be. */
+  private decodePayload(env: EventEnvelope): boolean {
+    const bytes = env.payload!;
+    env.payload = null;
+    if (env.dataFormat === DataFormat.Raw) {
+      env.data = bytes;
+      return true;
+    }
+    try {
+      env.data = this.serializer.deserialize(bytes);
+      return true;
+    } catch (err) {
+      this.reportError(
+        new SerializationError(
+          `cannot deserialize an event from ${env.sender.node}/${env.sender.simproc}; it was dropped`,
+          err,
+        ),
+      );
+      return false;
+    }
+  }
+
+  private hold(env: EventEnvelope | PromiseEnvelope): void {
+    if (!this.simprocSet.has(env.simproc)) {
+      this.reportError(
+        new UndeliverableError(
+          `${env.targetNode}/${env.simproc}`,
+          `sent by ${env.sender.node}/${env.sender.simproc}, but this node has no such simproc`,
+        ),
+      );
+      return;
+    }
+    if (this.heldCount >= this.maxHeld) {
+      this.reportError(
+        new UndeliverableError(
+          `${env.targetNode}/${env.simproc}`,
+          `${this.heldCount} messages already wait for simprocs without an inbox ` +
+            `(maxHeldMessages). Call setInbox for every simproc.`,
+        ),
+      );
+      return;
+    }
+    let list = this.held.get(env.simproc);
+    if (list === undefined) {
+      list = [];
+      this.held.set(env.simproc, list);
+    }
+    list.push(env);
+    this.heldCount++;
+  }
+
+  private releaseHeld(simproc: string): void {
+    const list = this.held.get(simproc);
+    if (list === undefined || !this.inboxes.has(simproc)) return;
+    this.held.delete(simproc);
+    this.heldCount -= list.length;
+    for (const env of list) {
+      if (env instanceof EventEnvelope) this.deliverEvent(env);
+      else this.deliverPromise(env);
+    }
+  }
+
+  private reportError(err: unknown): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else
+      process.nextTick(() => {
+        throw err;
+      });
+  }
+
+  private readonly onDrain = (): void => {
+    if (this.writable) this.emit('drain');
+  };
+}
+
+function checkSimprocs(simprocs: unknown): void {
+  if (!Array.isArray(simprocs) || simprocs.length === 0) {
+    throw new InvalidArgumentError('simprocs', simprocs, 'a non-empty array of names');
+  }
+  const seen = new Set<string>();
+  for (const s of simprocs) {
+    const problem = nameProblem(s);
+    if (problem !== undefined) throw new InvalidArgumentError('simproc name', s, problem);
+    if (seen.has(s)) throw new InvalidArgumentError('simprocs', s, 'unique names');
+    seen.add(s);
+  }
+}

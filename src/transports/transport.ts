@@ -1,0 +1,71 @@
+/**
+ * The transport interface every link implements (SPEC A10, C4), and the
+ * receiving-side interface transports deliver to.
+ *
+ * A Router holds an ordered list of transports and asks each, in locality order,
+ * whether it handles a node (`handlesNode`, pure and I/O-free, SPEC S2). The first
+ * that does carries every envelope for that node until the address book changes.
+ *
+ * Contract for implementations:
+ * - `sendEvent`/`sendPromise` are synchronous and either accept the envelope (it
+ *   will be delivered exactly once, in FIFO order per lane and per sender/target
+ *   node pair) or throw without side effects (BackpressureError, LinkClosedError).
+ * - Promises travel on their own lane and may overtake queued events (SPEC S5).
+ * - `writable` turns false above the high-water mark; 'drain' is emitted when it
+ *   turns true again.
+ * - A transport whose `carriesObjects` is false only sees events whose `payload`
+ *   holds the serialized data (the NodeController serializes first).
+ */
+
+import type { EventEnvelope, PromiseEnvelope } from '../envelope.js';
+
+/** Counters every transport reports; plain data. */
+export interface TransportMetrics {
+  readonly name: string;
+  readonly eventsSent: number;
+  readonly promisesSent: number;
+  readonly eventsDelivered: number;
+  readonly promisesDelivered: number;
+  readonly bytesSent: number;
+  /** Envelopes accepted but not yet handed over. */
+  readonly queued: number;
+  /** Times `writable` turned false. */
+  readonly backpressureEvents: number;
+}
+
+/** Where a transport hands received envelopes: a NodeController in this process. */
+export interface LocalNode {
+  readonly repid: number;
+  readonly nodeName: string;
+  /** Hands an event to the inbox of `env.simproc`. Never throws. */
+  deliverEvent(env: EventEnvelope): void;
+  /** Hands a promise to the inbox of `env.simproc`. Never throws. */
+  deliverPromise(env: PromiseEnvelope): void;
+}
+
+/** A link to the nodes it handles. */
+export interface Transport {
+  /** Short stable name used in metrics and errors (`inprocess`, `shm`, `grpc`). */
+  readonly name: string;
+  /** True when envelopes are handed over by reference and data is never serialized. */
+  readonly carriesObjects: boolean;
+  /** False above the outbound high-water mark; see 'drain'. */
+  readonly writable: boolean;
+  /** Whether this transport carries traffic for `node` of replication `repid`. Pure, no I/O. */
+  handlesNode(repid: number, node: string): boolean;
+  /** Accepts an event for delivery. @throws {BackpressureError} at the hard limit. */
+  sendEvent(env: EventEnvelope): void;
+  /** Accepts a promise for delivery. @throws {BackpressureError} at the hard limit. */
+  sendPromise(env: PromiseEnvelope): void;
+  /** Registers a NodeController of this process as a delivery target (optional). */
+  attach?(node: LocalNode): void;
+  /** Removes a registration made with `attach`. */
+  detach?(node: LocalNode): void;
+  /** Resolves once everything accepted so far has been handed over. */
+  flush(): Promise<void>;
+  metrics(): TransportMetrics;
+  /** Stops accepting sends; idempotent. */
+  close(): Promise<void>;
+  on(event: 'drain', listener: () => void): unknown;
+  off(event: 'drain', listener: () => void): unknown;
+}
