@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DataFormat,
+  EMPTY_HEADERS,
+  EventEnvelope,
+  FRAME_HEADER_BYTES,
+  FrameEncoder,
+  Lane,
+  PromiseEnvelope,
+  decodeFrame,
+  seqnrFromWire,
+  type Envelope,
+} from '../../src/envelope.js';
+
+const sender = { node: 'n1', simproc: 'physics' };
+
+function event(data: Uint8Array, headers = EMPTY_HEADERS): EventEnvelope {
+  return new EventEnvelope(3, sender, 'n2', 'render', 1.25, headers, undefined, data, DataFormat.Serialized, 2, { node: 'n9', simproc: 'physics' });
+}
+
+function decodeAll(frame: Uint8Array): { envs: Envelope[]; info: ReturnType<typeof decodeFrame> } {
+  const envs: Envelope[] = [];
+  const info = decodeFrame(frame, (e) => envs.push(e));
+  return { envs, info };
+}
+
+describe('FrameEncoder and decodeFrame', () => {
+  it('round-trips events and promises with every field, in order', () => {
+    const enc = new FrameEncoder(64);
+    const payload = new Uint8Array(5000).map((_, i) => i & 0xff);
+    const frame = enc.encode(
+      [
+        event(payload, { a: '1', 'ключ': 'значение' }),
+        new PromiseEnvelope(3, sender, 'n2', 'render', 2n ** 64n - 1n, -0.5, 2 ** 32 - 1, 1),
+        new PromiseEnvelope(3, sender, 'n2', 'render', 42, 7, 0, 0),
+      ],
+      Lane.Event,
+      99n,
+      7n,
+    );
+    expect(frame.subarray(0, FRAME_HEADER_BYTES).every((b) => b === 0)).toBe(true);
+    const { envs, info } = decodeAll(frame);
+    expect(info).toEqual({ linkSeq: 99n, ack: 7n, lane: Lane.Event, count: 3 });
+    const e = envs[0] as EventEnvelope;
+    expect(e).toBeInstanceOf(EventEnvelope);
+    expect(e.repid).toBe(3);
+    expect(e.sender).toEqual(sender);
+    expect(e.targetNode).toBe('n2');
+    expect(e.simproc).toBe('render');
+    expect(e.epoch).toBe(1.25);
+    expect({ ...e.headers }).toEqual({ a: '1', 'ключ': 'значение' });
+    expect(Buffer.compare(e.payload!, payload)).toBe(0);
+    expect(e.dataFormat).toBe(DataFormat.Serialized);
+    expect(e.hops).toBe(2);
+    expect(e.replyTo).toEqual({ node: 'n9', simproc: 'physics' });
+    const p = envs[1] as PromiseEnvelope;
+    expect(p.seqnr).toBe(2n ** 64n - 1n);
+    expect(p.numEvents).toBe(2 ** 32 - 1);
+    expect(p.epoch).toBe(-0.5);
+    expect(p.hops).toBe(1);
+    expect((envs[2] as PromiseEnvelope).seqnr).toBe(42);
+  });
+
+  it('decodes event data as a view into the frame, 8-byte aligned within the body', () => {
+    const enc = new FrameEncoder();
+    const frame = enc.encode([event(new Uint8Array([1, 2, 3]))], Lane.Event, 0n, 0n);
+    const e = decodeAll(frame).envs[0] as EventEnvelope;
+    expect(e.payload!.buffer).toBe(frame.buffer);
+    expect((e.payload!.byteOffset - frame.byteOffset - FRAME_HEADER_BYTES) % 8).toBe(0);
+  });
+
+  it('reuses its builder across frames without leaking state between them', () => {
+    const enc = new FrameEncoder(16);
+    const big = enc.encode([event(new Uint8Array(100_000))], Lane.Event, 1n, 0n);
+    const small = enc.encode([event(new Uint8Array([9]))], Lane.Event, 2n, 0n);
+    expect(small.length).toBeLessThan(big.length);
+    expect([...(decodeAll(small).envs[0] as EventEnvelope).payload!]).toEqual([9]);
+  });
+
+  it('refuses to encode an event that was not serialized', () => {
+    const e = new EventEnvelope(0, sender, 'n2', 'render', 0, EMPTY_HEADERS, {}, null, DataFormat.Raw, 0, null);
+    expect(() => new FrameEncoder().encode([e], Lane.Event, 0n, 0n)).toThrow(/no serialized payload/);
+  });
+
+  it('normalises wire seqnrs to numbers when exact', () => {
+    expect(seqnrFromWire(5n)).toBe(5);
+    expect(seqnrFromWire(BigInt(Number.MAX_SAFE_INTEGER))).toBe(Number.MAX_SAFE_INTEGER);
+    expect(seqnrFromWire(BigInt(Number.MAX_SAFE_INTEGER) + 1n)).toBe(2n ** 53n);
+  });
+});

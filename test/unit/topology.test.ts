@@ -1,0 +1,86 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadTopology, type TopologyInput } from '../../src/topology.js';
+import { TopologyError } from '../../src/errors.js';
+
+const good: TopologyInput = {
+  cluster: 'test-cluster',
+  simprocs: ['physics', 'render'],
+  replications: 2,
+  machines: [
+    { name: 'm1', host: '10.0.0.1', grpcPort: 7000, servers: [{ name: 's0', nodes: ['n0', 'n1'] }, { name: 's1', nodes: ['n2'] }] },
+    { name: 'm2', servers: [{ name: 's0', nodes: ['n3'] }] },
+  ],
+};
+
+function issuesOf(input: unknown): { path: string; message: string }[] {
+  try {
+    loadTopology(input as TopologyInput);
+  } catch (err) {
+    expect(err).toBeInstanceOf(TopologyError);
+    return [...(err as TopologyError).issues];
+  }
+  throw new Error('expected a TopologyError');
+}
+
+describe('loadTopology', () => {
+  it('builds an address book of (repid, node) -> (machine, server)', () => {
+    const topo = loadTopology(good);
+    expect(topo.addressBook.lookup(0, 'n2')).toEqual({ machine: 'm1', server: 's1' });
+    expect(topo.addressBook.lookup(1, 'n3')).toEqual({ machine: 'm2', server: 's0' });
+    expect(topo.addressBook.lookup(2, 'n3')).toBeUndefined(); // only 2 replications
+    expect(topo.addressBook.lookup(0, 'nope')).toBeUndefined();
+    expect(topo.addressBook.nodesOn('m1', 's0')).toEqual(['n0', 'n1']);
+    expect(topo.machines[1]!.host).toBe('127.0.0.1'); // default
+  });
+
+  it('reads a JSON file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'disco-topo-'));
+    const file = join(dir, 'topo.json');
+    writeFileSync(file, JSON.stringify(good));
+    expect(loadTopology(file).cluster).toBe('test-cluster');
+  });
+
+  it('reports unreadable and malformed files as TopologyError', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'disco-topo-'));
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, '{ not json');
+    expect(() => loadTopology(file)).toThrow(TopologyError);
+    expect(() => loadTopology(join(dir, 'missing.json'))).toThrow(/ENOENT/);
+  });
+
+  it('names the path of every bad field', () => {
+    const issues = issuesOf({
+      cluster: 'bad name!',
+      simprocs: ['ok', 'a/b'],
+      machines: [{ name: 'm', grpcPort: 70000, servers: [{ name: 's', nodes: ['x', 7] }] }],
+    });
+    const paths = issues.map((i) => i.path);
+    expect(paths).toContain('cluster');
+    expect(paths).toContain('simprocs[1]');
+    expect(paths).toContain('machines[0].grpcPort');
+    expect(paths).toContain('machines[0].servers[0].nodes[1]');
+  });
+
+  it('rejects duplicates, unknown fields, the reserved node name and an empty cluster', () => {
+    const dupNode = issuesOf({
+      cluster: 'c',
+      simprocs: ['p', 'p'],
+      machines: [{ name: 'm', servers: [{ name: 's', nodes: ['a'] }, { name: 's', nodes: ['a', 'self'] }] }],
+    });
+    expect(dupNode).toEqual(
+      expect.arrayContaining([
+        { path: 'simprocs[1]', message: 'duplicate simproc' },
+        { path: 'machines[0].servers[1].name', message: 'duplicate server name' },
+        { path: 'machines[0].servers[1].nodes[0]', message: 'duplicate node a' },
+        { path: 'machines[0].servers[1].nodes[1]', message: '"self" is reserved' },
+      ]),
+    );
+    expect(issuesOf({ ...good, extra: 1 }).map((i) => i.message).join()).toMatch(/extra/);
+    expect(issuesOf({ cluster: 'c', simprocs: ['p'], machines: [{ name: 'm', servers: [{ name: 's', nodes: [] }] }] })).toEqual([
+      { path: 'machines', message: 'no nodes' },
+    ]);
+  });
+});
