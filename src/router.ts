@@ -15,7 +15,10 @@
 
 import { EventEmitter } from 'node:events';
 import { UnknownNodeError } from './errors.js';
+import { tracerFor } from './trace.js';
 import type { LocalNode, Transport, TransportMetrics } from './transports/transport.js';
+
+const tracer = tracerFor('router');
 
 /** Default bound on gateway hops before an envelope is refused (loops cannot persist). */
 export const DEFAULT_MAX_HOPS = 8;
@@ -83,6 +86,7 @@ export class Router extends EventEmitter {
           this.routes.set(repid, byNode);
         }
         byNode.set(node, t);
+        if (tracer.enabled) tracer.log(`route repid=${repid} node=${node} -> ${t.name}`);
         return t;
       }
     }
@@ -91,6 +95,7 @@ export class Router extends EventEmitter {
 
   /** Drops every cached route; call when the address book or attached nodes change. */
   invalidate(): void {
+    if (tracer.enabled) tracer.log(`routes invalidated (version ${this.routeVersion + 1})`);
     this.routes.clear();
     this.routeVersion++;
   }
