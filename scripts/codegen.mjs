@@ -13,13 +13,18 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const schema = join(root, 'schemas', 'envelope.fbs');
 const targets = [
   { dir: join(root, 'src', 'generated'), args: ['--ts', '--ts-flat-files'] },
-  { dir: join(root, 'native', 'generated'), args: ['--cpp', '--cpp-std', 'c++17', '--scoped-enums'] },
+  {
+    dir: join(root, 'native', 'generated'),
+    args: ['--cpp', '--cpp-std', 'c++17', '--scoped-enums'],
+  },
 ];
 const check = process.argv.includes('--check');
 
 function flatc(args, outDir) {
   try {
-    execFileSync('flatc', [...args, '-o', outDir, schema], { stdio: ['ignore', 'inherit', 'inherit'] });
+    execFileSync('flatc', [...args, '-o', outDir, schema], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
   } catch (err) {
     if (err.code === 'ENOENT') {
       console.error('codegen: flatc not found; install Debian package flatbuffers-compiler');

@@ -36,7 +36,11 @@ export function checkSeqnr(seqnr: unknown): Seqnr {
       return seqnr <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seqnr) : seqnr;
     }
   }
-  throw new InvalidArgumentError('seqnr', seqnr, 'an integer from 0 to 2^64 - 1 (number or bigint)');
+  throw new InvalidArgumentError(
+    'seqnr',
+    seqnr,
+    'an integer from 0 to 2^64 - 1 (number or bigint)',
+  );
 }
 
 /** @throws {InvalidArgumentError} unless `n` is an integer from 0 to 2^32 - 1. */

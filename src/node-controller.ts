@@ -128,7 +128,8 @@ export class NodeController extends EventEmitter implements LocalNode {
   constructor(options: NodeControllerOptions) {
     super();
     const problem = nameProblem(options.nodeName);
-    if (problem !== undefined) throw new InvalidArgumentError('nodeName', options.nodeName, problem);
+    if (problem !== undefined)
+      throw new InvalidArgumentError('nodeName', options.nodeName, problem);
     if (options.nodeName === 'self') {
       throw new InvalidArgumentError('nodeName', options.nodeName, 'a name other than "self"');
     }
@@ -164,7 +165,11 @@ export class NodeController extends EventEmitter implements LocalNode {
   set activeSimproc(simproc: string) {
     if (simproc === this.sender.simproc) return;
     if (!this.simprocSet.has(simproc)) {
-      throw new InvalidArgumentError('activeSimproc', simproc, `one of ${this.simprocs.join(', ')}`);
+      throw new InvalidArgumentError(
+        'activeSimproc',
+        simproc,
+        `one of ${this.simprocs.join(', ')}`,
+      );
     }
     this.sender = Object.freeze({ node: this.nodeName, simproc });
   }
@@ -246,7 +251,11 @@ export class NodeController extends EventEmitter implements LocalNode {
       throw new InvalidArgumentError('simproc', simproc, `one of ${this.simprocs.join(', ')}`);
     }
     if (typeof inbox?.onEvent !== 'function' || typeof inbox?.onPromise !== 'function') {
-      throw new InvalidArgumentError('inbox', inbox, 'an object with onEvent and onPromise methods');
+      throw new InvalidArgumentError(
+        'inbox',
+        inbox,
+        'an object with onEvent and onPromise methods',
+      );
     }
     this.inboxes.set(simproc, inbox);
     if (this.held.has(simproc)) setImmediate(() => this.releaseHeld(simproc));
@@ -273,7 +282,8 @@ export class NodeController extends EventEmitter implements LocalNode {
   /** Counters of this controller and of the router's transports. */
   metrics(): NodeControllerMetrics {
     const sentVia: Record<string, { events: number; promises: number }> = {};
-    for (const [name, c] of this.sentVia) sentVia[name] = { events: c.events, promises: c.promises };
+    for (const [name, c] of this.sentVia)
+      sentVia[name] = { events: c.events, promises: c.promises };
     return {
       repid: this.repid,
       node: this.nodeName,
@@ -363,7 +373,10 @@ export class NodeController extends EventEmitter implements LocalNode {
       try {
         env.payload = this.serializer.serialize(data);
       } catch (err) {
-        throw new SerializationError(`cannot serialize the data of an event for ${env.targetNode}`, err);
+        throw new SerializationError(
+          `cannot serialize the data of an event for ${env.targetNode}`,
+          err,
+        );
       }
       env.dataFormat = DataFormat.Serialized;
     }

@@ -66,7 +66,8 @@ const topologySchema = z
         }),
       );
     });
-    if (placed.size === 0) ctx.addIssue({ code: 'custom', path: ['machines'], message: 'no nodes' });
+    if (placed.size === 0)
+      ctx.addIssue({ code: 'custom', path: ['machines'], message: 'no nodes' });
   });
 
 function duplicates(values: readonly string[], report: (index: number) => void): void {

@@ -57,10 +57,18 @@ export class Server {
     const { topology, machine, server } = options;
     const m = topology.machines.find((x) => x.name === machine);
     if (m === undefined) {
-      throw new InvalidArgumentError('machine', machine, `one of ${topology.machines.map((x) => x.name).join(', ')}`);
+      throw new InvalidArgumentError(
+        'machine',
+        machine,
+        `one of ${topology.machines.map((x) => x.name).join(', ')}`,
+      );
     }
     if (!m.servers.some((s) => s.name === server)) {
-      throw new InvalidArgumentError('server', server, `one of ${m.servers.map((s) => s.name).join(', ')}`);
+      throw new InvalidArgumentError(
+        'server',
+        server,
+        `one of ${m.servers.map((s) => s.name).join(', ')}`,
+      );
     }
     this.topology = topology;
     this.machine = machine;

@@ -15,7 +15,19 @@ import {
 const sender = { node: 'n1', simproc: 'physics' };
 
 function event(data: Uint8Array, headers = EMPTY_HEADERS): EventEnvelope {
-  return new EventEnvelope(3, sender, 'n2', 'render', 1.25, headers, undefined, data, DataFormat.Serialized, 2, { node: 'n9', simproc: 'physics' });
+  return new EventEnvelope(
+    3,
+    sender,
+    'n2',
+    'render',
+    1.25,
+    headers,
+    undefined,
+    data,
+    DataFormat.Serialized,
+    2,
+    { node: 'n9', simproc: 'physics' },
+  );
 }
 
 function decodeAll(frame: Uint8Array): { envs: Envelope[]; info: ReturnType<typeof decodeFrame> } {
@@ -30,7 +42,7 @@ describe('FrameEncoder and decodeFrame', () => {
     const payload = new Uint8Array(5000).map((_, i) => i & 0xff);
     const frame = enc.encode(
       [
-        event(payload, { a: '1', 'ключ': 'значение' }),
+        event(payload, { a: '1', ключ: 'значение' }),
         new PromiseEnvelope(3, sender, 'n2', 'render', 2n ** 64n - 1n, -0.5, 2 ** 32 - 1, 1),
         new PromiseEnvelope(3, sender, 'n2', 'render', 42, 7, 0, 0),
       ],
@@ -48,7 +60,7 @@ describe('FrameEncoder and decodeFrame', () => {
     expect(e.targetNode).toBe('n2');
     expect(e.simproc).toBe('render');
     expect(e.epoch).toBe(1.25);
-    expect({ ...e.headers }).toEqual({ a: '1', 'ключ': 'значение' });
+    expect({ ...e.headers }).toEqual({ a: '1', ключ: 'значение' });
     expect(Buffer.compare(e.payload!, payload)).toBe(0);
     expect(e.dataFormat).toBe(DataFormat.Serialized);
     expect(e.hops).toBe(2);
@@ -78,8 +90,22 @@ describe('FrameEncoder and decodeFrame', () => {
   });
 
   it('refuses to encode an event that was not serialized', () => {
-    const e = new EventEnvelope(0, sender, 'n2', 'render', 0, EMPTY_HEADERS, {}, null, DataFormat.Raw, 0, null);
-    expect(() => new FrameEncoder().encode([e], Lane.Event, 0n, 0n)).toThrow(/no serialized payload/);
+    const e = new EventEnvelope(
+      0,
+      sender,
+      'n2',
+      'render',
+      0,
+      EMPTY_HEADERS,
+      {},
+      null,
+      DataFormat.Raw,
+      0,
+      null,
+    );
+    expect(() => new FrameEncoder().encode([e], Lane.Event, 0n, 0n)).toThrow(
+      /no serialized payload/,
+    );
   });
 
   it('normalises wire seqnrs to numbers when exact', () => {

@@ -106,7 +106,9 @@ describe('NodeController sending and receiving', () => {
       for (let i = 1; i < got.length; i++) {
         if (got[i]! <= got[i - 1]!) throw new Error(`events from ${node} reordered at ${i}`);
       }
-      const seqs = inbox.promises.filter((p) => p.sender.node === node).map((p) => p.seqnr as number);
+      const seqs = inbox.promises
+        .filter((p) => p.sender.node === node)
+        .map((p) => p.seqnr as number);
       for (let i = 1; i < seqs.length; i++) expect(seqs[i]!).toBeGreaterThan(seqs[i - 1]!);
     }
     await server.close();
@@ -136,7 +138,12 @@ describe('NodeController sending and receiving', () => {
     const a = server.controller('a');
     // A controller with a tiny hold limit on the same router.
     const { NodeController } = await import('../../src/node-controller.js');
-    const c = new NodeController({ nodeName: 'c', simprocs: ['p'], router: server.router, maxHeldMessages: 1 });
+    const c = new NodeController({
+      nodeName: 'c',
+      simprocs: ['p'],
+      router: server.router,
+      maxHeldMessages: 1,
+    });
     const errors: unknown[] = [];
     c.on('error', (e) => errors.push(e));
     a.sendEvent('c/p', 1, 1);
@@ -173,23 +180,93 @@ describe('NodeController argument validation', () => {
   const { a, server } = twoNodes(['physics']);
   const bad: [string, () => void, new (...args: never[]) => Error, RegExp][] = [
     ['target without "/"', () => a.sendEvent('bphysics', 1, 0), InvalidTargetError, /missing "\/"/],
-    ['target with two "/"', () => a.sendEvent('b/physics/x', 1, 0), InvalidTargetError, /more than one/],
+    [
+      'target with two "/"',
+      () => a.sendEvent('b/physics/x', 1, 0),
+      InvalidTargetError,
+      /more than one/,
+    ],
     ['empty node', () => a.sendEvent('/physics', 1, 0), InvalidTargetError, /empty node/],
-    ['unknown simproc', () => a.sendEvent('b/render', 1, 0), InvalidTargetError, /unknown simproc "render"/],
-    ['non-string target', () => a.sendEvent(42 as never, 1, 0), InvalidTargetError, /expected a string/],
+    [
+      'unknown simproc',
+      () => a.sendEvent('b/render', 1, 0),
+      InvalidTargetError,
+      /unknown simproc "render"/,
+    ],
+    [
+      'non-string target',
+      () => a.sendEvent(42 as never, 1, 0),
+      InvalidTargetError,
+      /expected a string/,
+    ],
     ['unknown node', () => a.sendEvent('zz/physics', 1, 0), UnknownNodeError, /"zz"/],
     ['NaN epoch', () => a.sendEvent('b/physics', NaN, 0), InvalidArgumentError, /epoch NaN/],
-    ['infinite epoch', () => a.sendPromise('b/physics', 1, Infinity, 1), InvalidArgumentError, /epoch Infinity/],
-    ['string epoch', () => a.sendEvent('b/physics', '1' as never, 0), InvalidArgumentError, /epoch "1"/],
-    ['negative seqnr', () => a.sendPromise('b/physics', -1, 1, 1), InvalidArgumentError, /seqnr -1/],
-    ['fractional seqnr', () => a.sendPromise('b/physics', 1.5, 1, 1), InvalidArgumentError, /seqnr 1.5/],
-    ['seqnr 2^64', () => a.sendPromise('b/physics', 2n ** 64n, 1, 1), InvalidArgumentError, /seqnr 18446744073709551616n/],
-    ['seqnr 2^64 as number', () => a.sendPromise('b/physics', 2 ** 64, 1, 1), InvalidArgumentError, /seqnr/],
-    ['negative numEvents', () => a.sendPromise('b/physics', 1, 1, -1), InvalidArgumentError, /numEvents -1/],
-    ['numEvents 2^32', () => a.sendPromise('b/physics', 1, 1, 2 ** 32), InvalidArgumentError, /numEvents 4294967296/],
-    ['fractional numEvents', () => a.sendPromise('b/physics', 1, 1, 0.5), InvalidArgumentError, /numEvents 0.5/],
-    ['non-string header', () => a.sendEvent('b/physics', 1, 0, { n: 1 } as never), InvalidArgumentError, /headers\["n"\] 1/],
-    ['null headers', () => a.sendEvent('b/physics', 1, 0, null as never), InvalidArgumentError, /headers null/],
+    [
+      'infinite epoch',
+      () => a.sendPromise('b/physics', 1, Infinity, 1),
+      InvalidArgumentError,
+      /epoch Infinity/,
+    ],
+    [
+      'string epoch',
+      () => a.sendEvent('b/physics', '1' as never, 0),
+      InvalidArgumentError,
+      /epoch "1"/,
+    ],
+    [
+      'negative seqnr',
+      () => a.sendPromise('b/physics', -1, 1, 1),
+      InvalidArgumentError,
+      /seqnr -1/,
+    ],
+    [
+      'fractional seqnr',
+      () => a.sendPromise('b/physics', 1.5, 1, 1),
+      InvalidArgumentError,
+      /seqnr 1.5/,
+    ],
+    [
+      'seqnr 2^64',
+      () => a.sendPromise('b/physics', 2n ** 64n, 1, 1),
+      InvalidArgumentError,
+      /seqnr 18446744073709551616n/,
+    ],
+    [
+      'seqnr 2^64 as number',
+      () => a.sendPromise('b/physics', 2 ** 64, 1, 1),
+      InvalidArgumentError,
+      /seqnr/,
+    ],
+    [
+      'negative numEvents',
+      () => a.sendPromise('b/physics', 1, 1, -1),
+      InvalidArgumentError,
+      /numEvents -1/,
+    ],
+    [
+      'numEvents 2^32',
+      () => a.sendPromise('b/physics', 1, 1, 2 ** 32),
+      InvalidArgumentError,
+      /numEvents 4294967296/,
+    ],
+    [
+      'fractional numEvents',
+      () => a.sendPromise('b/physics', 1, 1, 0.5),
+      InvalidArgumentError,
+      /numEvents 0.5/,
+    ],
+    [
+      'non-string header',
+      () => a.sendEvent('b/physics', 1, 0, { n: 1 } as never),
+      InvalidArgumentError,
+      /headers\["n"\] 1/,
+    ],
+    [
+      'null headers',
+      () => a.sendEvent('b/physics', 1, 0, null as never),
+      InvalidArgumentError,
+      /headers null/,
+    ],
   ];
 
   it.each(bad)('rejects %s with a clear error, sending nothing', (_name, call, type, message) => {
@@ -204,7 +281,9 @@ describe('NodeController argument validation', () => {
 
   it('accepts the edges of every domain', async () => {
     expect(() => a.sendPromise('b/physics', 0, -1e300, 0)).not.toThrow();
-    expect(() => a.sendPromise('b/physics', Number.MAX_SAFE_INTEGER, 0, MAX_NUM_EVENTS)).not.toThrow();
+    expect(() =>
+      a.sendPromise('b/physics', Number.MAX_SAFE_INTEGER, 0, MAX_NUM_EVENTS),
+    ).not.toThrow();
     expect(() => a.sendPromise('b/physics', 2n ** 64n - 1n, 0, 0)).not.toThrow();
     expect(() => a.sendEvent('b/physics', 0, undefined, {})).not.toThrow();
     await server.close();
@@ -269,7 +348,11 @@ describe('NodeController back-pressure', () => {
 
 describe('NodeController across the wire format (viaWire)', () => {
   it('serializes once, frames, verifies and delivers a faithful copy', async () => {
-    const server = Server.standalone({ nodes: ['a', 'b'], simprocs: ['p'], inProcess: { viaWire: true } });
+    const server = Server.standalone({
+      nodes: ['a', 'b'],
+      simprocs: ['p'],
+      inProcess: { viaWire: true },
+    });
     const a = server.controller('a');
     const inbox = new RecordingInbox();
     server.controller('b').setInbox('p', inbox);
@@ -282,14 +365,14 @@ describe('NodeController across the wire format (viaWire)', () => {
       nested: [{ a: [1, 2, 3] }],
     };
     const raw = new Uint8Array([1, 2, 3, 250]);
-    a.sendEvent('b/p', 0.25, data, { h: 'v', 'ü': 'ß' });
+    a.sendEvent('b/p', 0.25, data, { h: 'v', ü: 'ß' });
     a.sendEvent('b/p', 0.5, raw);
     a.sendPromise('b/p', 2n ** 64n - 1n, 0.25, MAX_NUM_EVENTS);
     await a.flush();
     expect(inbox.order).toEqual(['p', 'e', 'e']);
     expect(inbox.events[0]!.data).toEqual(data);
     expect(inbox.events[0]!.data).not.toBe(data);
-    expect({ ...inbox.events[0]!.headers }).toEqual({ h: 'v', 'ü': 'ß' });
+    expect({ ...inbox.events[0]!.headers }).toEqual({ h: 'v', ü: 'ß' });
     expect(inbox.events[1]!.data).toBeInstanceOf(Uint8Array);
     expect([...(inbox.events[1]!.data as Uint8Array)]).toEqual([1, 2, 3, 250]);
     expect(inbox.promises[0]!.seqnr).toBe(2n ** 64n - 1n);
@@ -300,7 +383,11 @@ describe('NodeController across the wire format (viaWire)', () => {
   });
 
   it('fails the whole send, queuing nothing, when data cannot be serialized', async () => {
-    const server = Server.standalone({ nodes: ['a', 'b'], simprocs: ['p'], inProcess: { viaWire: true } });
+    const server = Server.standalone({
+      nodes: ['a', 'b'],
+      simprocs: ['p'],
+      inProcess: { viaWire: true },
+    });
     const a = server.controller('a');
     expect(() => a.sendEvent('b/p', 1, { f: () => 1 })).toThrow(SerializationError);
     expect(a.metrics().eventsSent).toBe(0);

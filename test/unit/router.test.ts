@@ -92,7 +92,9 @@ describe('Router', () => {
 
   it('rejects duplicate transport names and bad maxHops', () => {
     const t = new FixedTransport('t', new Set());
-    expect(() => new Router({ transports: [t, new FixedTransport('t', new Set())] })).toThrow(/two transports/);
+    expect(() => new Router({ transports: [t, new FixedTransport('t', new Set())] })).toThrow(
+      /two transports/,
+    );
     expect(() => new Router({ transports: [], maxHops: 256 })).toThrow(/maxHops/);
   });
 });

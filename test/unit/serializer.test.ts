@@ -5,7 +5,13 @@ describe('StructuredCloneSerializer', () => {
   const s = new StructuredCloneSerializer();
   it.each([
     ['object', { a: 1, b: [1, 'two', null], c: { d: true } }],
-    ['Map', new Map<unknown, unknown>([['k', 1], [2, { x: 3 }]])],
+    [
+      'Map',
+      new Map<unknown, unknown>([
+        ['k', 1],
+        [2, { x: 3 }],
+      ]),
+    ],
     ['Set', new Set([1, 'a'])],
     ['Date', new Date('2020-01-02T03:04:05Z')],
     ['bigint', 2n ** 100n],

@@ -10,7 +10,15 @@ const good: TopologyInput = {
   simprocs: ['physics', 'render'],
   replications: 2,
   machines: [
-    { name: 'm1', host: '10.0.0.1', grpcPort: 7000, servers: [{ name: 's0', nodes: ['n0', 'n1'] }, { name: 's1', nodes: ['n2'] }] },
+    {
+      name: 'm1',
+      host: '10.0.0.1',
+      grpcPort: 7000,
+      servers: [
+        { name: 's0', nodes: ['n0', 'n1'] },
+        { name: 's1', nodes: ['n2'] },
+      ],
+    },
     { name: 'm2', servers: [{ name: 's0', nodes: ['n3'] }] },
   ],
 };
@@ -68,7 +76,15 @@ describe('loadTopology', () => {
     const dupNode = issuesOf({
       cluster: 'c',
       simprocs: ['p', 'p'],
-      machines: [{ name: 'm', servers: [{ name: 's', nodes: ['a'] }, { name: 's', nodes: ['a', 'self'] }] }],
+      machines: [
+        {
+          name: 'm',
+          servers: [
+            { name: 's', nodes: ['a'] },
+            { name: 's', nodes: ['a', 'self'] },
+          ],
+        },
+      ],
     });
     expect(dupNode).toEqual(
       expect.arrayContaining([
@@ -78,9 +94,17 @@ describe('loadTopology', () => {
         { path: 'machines[0].servers[1].nodes[1]', message: '"self" is reserved' },
       ]),
     );
-    expect(issuesOf({ ...good, extra: 1 }).map((i) => i.message).join()).toMatch(/extra/);
-    expect(issuesOf({ cluster: 'c', simprocs: ['p'], machines: [{ name: 'm', servers: [{ name: 's', nodes: [] }] }] })).toEqual([
-      { path: 'machines', message: 'no nodes' },
-    ]);
+    expect(
+      issuesOf({ ...good, extra: 1 })
+        .map((i) => i.message)
+        .join(),
+    ).toMatch(/extra/);
+    expect(
+      issuesOf({
+        cluster: 'c',
+        simprocs: ['p'],
+        machines: [{ name: 'm', servers: [{ name: 's', nodes: [] }] }],
+      }),
+    ).toEqual([{ path: 'machines', message: 'no nodes' }]);
   });
 });
