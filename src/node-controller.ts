@@ -311,7 +311,7 @@ export class NodeController extends EventEmitter implements LocalNode {
   deliverEvent(env: EventEnvelope): void {
     if (env.payload !== null && !this.decodePayload(env)) return;
     const inbox = this.inboxes.get(env.simproc);
-    if (inbox === undefined || this.held.has(env.simproc)) {
+    if (inbox === undefined || (this.heldCount !== 0 && this.held.has(env.simproc))) {
       this.hold(env);
       return;
     }
@@ -326,7 +326,7 @@ export class NodeController extends EventEmitter implements LocalNode {
   /** Transport entry point: hands a promise to its simproc's inbox. Never throws. */
   deliverPromise(env: PromiseEnvelope): void {
     const inbox = this.inboxes.get(env.simproc);
-    if (inbox === undefined || this.held.has(env.simproc)) {
+    if (inbox === undefined || (this.heldCount !== 0 && this.held.has(env.simproc))) {
       this.hold(env);
       return;
     }
