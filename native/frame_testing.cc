@@ -1,0 +1,271 @@
+// Sample frames and the JSON description of a frame; see frame_testing.h.
+
+#include "frame_testing.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+#include "flatbuffers/flatbuffers.h"
+#include "frame.h"
+#include "generated/envelope_generated.h"
+
+namespace disco::testing {
+
+namespace {
+
+namespace fb = flatbuffers;
+namespace w = disco::wire;
+
+constexpr uint8_t kSampleData[] = {0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff,
+                                   0x44, 0x53, 0x43, 0x4f, 0x00};
+
+/// Finishes `fbb` with root `frame` and identifier "DSCO", and seals it behind a header.
+std::vector<uint8_t> finish_and_seal(fb::FlatBufferBuilder& fbb, fb::Offset<w::Frame> frame) {
+  w::FinishFrameBuffer(fbb, frame);
+  return seal_body_copy(fbb.GetBufferPointer(), fbb.GetSize());
+}
+
+fb::Offset<w::Envelope> build_full_envelope(fb::FlatBufferBuilder& fbb) {
+  std::vector<fb::Offset<w::Header>> headers{
+      w::CreateHeaderDirect(fbb, "trace-id", "4bf92f3577b34da6"),
+      w::CreateHeaderDirect(fbb, "unicode", "grüße ✓ 日本"),
+  };
+  const std::vector<uint8_t> data(std::begin(kSampleData), std::end(kSampleData));
+  const auto reply_to = w::CreateAddressDirect(fbb, "n2", "ledger");
+  return w::CreateEnvelopeDirect(fbb, w::Kind::Promise, kSampleRepid, "n1", "physics", "n7",
+                                 "chemistry", kSampleEpoch, kSampleSeqnr, kSampleNumEvents,
+                                 &headers, &data, w::DataFormat::Serialized, kSampleHops, reply_to);
+}
+
+fb::Offset<w::Envelope> build_minimal_envelope(fb::FlatBufferBuilder& fbb) {
+  const auto sender_node = fbb.CreateString("n0");
+  const auto sender_simproc = fbb.CreateString("source");
+  const auto target_node = fbb.CreateString("n1");
+  const auto target_simproc = fbb.CreateString("sink");
+  w::EnvelopeBuilder b(fbb);
+  b.add_sender_node(sender_node);
+  b.add_sender_simproc(sender_simproc);
+  b.add_target_node(target_node);
+  b.add_target_simproc(target_simproc);
+  return b.Finish();
+}
+
+void append_u64(std::string& out, uint64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, r.ptr);
+}
+
+void append_quoted_u64(std::string& out, uint64_t v) {
+  out += '"';
+  append_u64(out, v);
+  out += '"';
+}
+
+void append_double(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "\"NaN\"";
+  } else if (std::isinf(v)) {
+    out += v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+  } else {
+    // Shortest text that parses back to the same double, independent of the C locale.
+    char buf[32];
+    const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+    out.append(buf, r.ptr);
+  }
+}
+
+/// JSON string of raw string bytes: quotes, backslashes and control characters escaped, other
+/// bytes (UTF-8) passed through as they are.
+void append_string(std::string& out, const fb::String* s) {
+  if (s == nullptr) {
+    out += "null";
+    return;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (const char c : s->string_view()) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      out += "\\u00";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+void append_field(std::string& out, const char* name) {
+  out += '"';
+  out += name;
+  out += "\":";
+}
+
+void append_headers(std::string& out, const fb::Vector<fb::Offset<w::Header>>* headers) {
+  if (headers == nullptr) {
+    out += "null";
+    return;
+  }
+  out += '[';
+  for (fb::uoffset_t i = 0; i < headers->size(); ++i) {
+    const w::Header* h = headers->Get(i);
+    if (i > 0) out += ',';
+    out += '{';
+    append_field(out, "key");
+    append_string(out, h->key());
+    out += ',';
+    append_field(out, "value");
+    append_string(out, h->value());
+    out += '}';
+  }
+  out += ']';
+}
+
+void append_bytes(std::string& out, const fb::Vector<uint8_t>* data) {
+  if (data == nullptr) {
+    out += "null";
+    return;
+  }
+  out += '[';
+  for (fb::uoffset_t i = 0; i < data->size(); ++i) {
+    if (i > 0) out += ',';
+    append_u64(out, data->Get(i));
+  }
+  out += ']';
+}
+
+void append_address(std::string& out, const w::Address* a) {
+  if (a == nullptr) {
+    out += "null";
+    return;
+  }
+  out += '{';
+  append_field(out, "node");
+  append_string(out, a->node());
+  out += ',';
+  append_field(out, "simproc");
+  append_string(out, a->simproc());
+  out += '}';
+}
+
+void append_envelope(std::string& out, const w::Envelope& e) {
+  out += '{';
+  append_field(out, "kind");
+  append_u64(out, static_cast<uint8_t>(e.kind()));
+  out += ',';
+  append_field(out, "repid");
+  append_u64(out, e.repid());
+  out += ',';
+  append_field(out, "senderNode");
+  append_string(out, e.sender_node());
+  out += ',';
+  append_field(out, "senderSimproc");
+  append_string(out, e.sender_simproc());
+  out += ',';
+  append_field(out, "targetNode");
+  append_string(out, e.target_node());
+  out += ',';
+  append_field(out, "targetSimproc");
+  append_string(out, e.target_simproc());
+  out += ',';
+  append_field(out, "epoch");
+  append_double(out, e.epoch());
+  out += ',';
+  append_field(out, "seqnr");
+  append_quoted_u64(out, e.seqnr());
+  out += ',';
+  append_field(out, "numEvents");
+  append_u64(out, e.num_events());
+  out += ',';
+  append_field(out, "headers");
+  append_headers(out, e.headers());
+  out += ',';
+  append_field(out, "data");
+  append_bytes(out, e.data());
+  out += ',';
+  append_field(out, "dataFormat");
+  append_u64(out, static_cast<uint8_t>(e.data_format()));
+  out += ',';
+  append_field(out, "hops");
+  append_u64(out, e.hops());
+  out += ',';
+  append_field(out, "replyTo");
+  append_address(out, e.reply_to());
+  out += '}';
+}
+
+}  // namespace
+
+std::vector<uint8_t> seal_body_copy(const uint8_t* body, size_t len) noexcept {
+  std::vector<uint8_t> frame(kFrameHeaderBytes + len);
+  if (len > 0) std::memcpy(frame.data() + kFrameHeaderBytes, body, len);
+  // A body too short or too large stays unsealed (zero header): verify_frame() rejects it.
+  (void)seal_frame(frame.data(), frame.size());
+  return frame;
+}
+
+std::vector<uint8_t> build_sample_frame() noexcept {
+  fb::FlatBufferBuilder fbb;
+  const std::vector<fb::Offset<w::Envelope>> envelopes{build_full_envelope(fbb),
+                                                       build_minimal_envelope(fbb)};
+  return finish_and_seal(
+      fbb, w::CreateFrameDirect(fbb, kSampleLinkSeq, kSampleAck, w::Lane::Event, &envelopes));
+}
+
+std::vector<uint8_t> build_test_frame(uint64_t link_seq, uint32_t envelope_count,
+                                      uint32_t data_bytes) noexcept {
+  fb::FlatBufferBuilder fbb;
+  std::vector<fb::Offset<w::Envelope>> envelopes;
+  envelopes.reserve(envelope_count);
+  std::vector<uint8_t> data(data_bytes);
+  for (uint32_t i = 0; i < envelope_count; ++i) {
+    for (uint32_t j = 0; j < data_bytes; ++j) data[j] = static_cast<uint8_t>(link_seq + i + j);
+    const std::string node = "n" + std::to_string(i % 16);
+    const auto kind = i % 2 == 0 ? w::Kind::Event : w::Kind::Promise;
+    envelopes.push_back(w::CreateEnvelopeDirect(
+        fbb, kind, static_cast<uint32_t>(link_seq % 4), node.c_str(), "physics", "n0", "sink",
+        static_cast<double>(i) + 0.25, link_seq * 1000 + i, i, nullptr, &data));
+  }
+  const auto lane = link_seq % 2 == 0 ? w::Lane::Promise : w::Lane::Event;
+  return finish_and_seal(fbb, w::CreateFrameDirect(fbb, link_seq, link_seq / 2, lane, &envelopes));
+}
+
+Status describe_frame(const uint8_t* p, size_t len, std::string* out) noexcept {
+  const Status status = verify_frame(p, len);
+  if (status != Status::kOk) return status;
+
+  const w::Frame* frame = w::GetFrame(p + kFrameHeaderBytes);
+  std::string json;
+  json += '{';
+  append_field(json, "linkSeq");
+  append_quoted_u64(json, frame->link_seq());
+  json += ',';
+  append_field(json, "ack");
+  append_quoted_u64(json, frame->ack());
+  json += ',';
+  append_field(json, "lane");
+  append_u64(json, static_cast<uint8_t>(frame->lane()));
+  json += ',';
+  append_field(json, "envelopes");
+  if (const auto* envelopes = frame->envelopes(); envelopes == nullptr) {
+    json += "null";
+  } else {
+    json += '[';
+    for (fb::uoffset_t i = 0; i < envelopes->size(); ++i) {
+      if (i > 0) json += ',';
+      append_envelope(json, *envelopes->Get(i));
+    }
+    json += ']';
+  }
+  json += '}';
+  *out = std::move(json);
+  return Status::kOk;
+}
+
+}  // namespace disco::testing
