@@ -1,0 +1,221 @@
+// Frame sealing and verification: each rule of verify_frame() has a case that breaks it alone.
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "flatbuffers/flatbuffers.h"
+#include "frame.h"
+#include "frame_testing.h"
+#include "generated/envelope_generated.h"
+
+namespace {
+
+using disco::Status;
+using disco::test::ExactBuffer;
+
+Status verify(std::vector<uint8_t> frame, const disco::VerifyOptions& opts = {}) {
+  ExactBuffer copy(frame.data(), frame.size());
+  return disco::verify_frame(copy.data(), copy.size(), opts);
+}
+
+void builds_and_verifies_the_sample_frame() {
+  const auto frame = disco::testing::build_sample_frame();
+  CHECK(frame.size() > disco::kMinFrameBytes);
+  CHECK_EQ(frame.size() % disco::kFrameAlignment, 0u);
+  CHECK_EQ(verify(frame), Status::kOk);
+  CHECK_EQ(disco::load_le32(frame.data()), disco::kFrameMagic);
+  CHECK_EQ(std::string(reinterpret_cast<const char*>(frame.data()), 4), std::string("DSCO"));
+  CHECK_EQ(disco::load_le32(frame.data() + 4), frame.size() - 16);
+}
+
+void reads_back_every_sample_field() {
+  const auto frame = disco::testing::build_sample_frame();
+  const auto* f = disco::wire::GetFrame(frame.data() + disco::kFrameHeaderBytes);
+  CHECK_EQ(f->link_seq(), disco::testing::kSampleLinkSeq);
+  CHECK_EQ(f->ack(), disco::testing::kSampleAck);
+  CHECK(f->lane() == disco::wire::Lane::Event);
+  CHECK_EQ(f->envelopes()->size(), disco::testing::kSampleEnvelopeCount);
+  const auto* e = f->envelopes()->Get(0);
+  CHECK(e->kind() == disco::wire::Kind::Promise);
+  CHECK_EQ(e->seqnr(), UINT64_MAX);
+  CHECK_EQ(e->num_events(), UINT32_MAX);
+  CHECK_EQ(e->epoch(), 1234.5678);
+  CHECK_EQ(e->headers()->size(), 2u);
+  CHECK_EQ(e->reply_to()->simproc()->str(), std::string("ledger"));
+  const auto* minimal = f->envelopes()->Get(1);
+  CHECK(minimal->headers() == nullptr);
+  CHECK(minimal->data() == nullptr);
+  CHECK(minimal->reply_to() == nullptr);
+}
+
+void describes_the_sample_frame_as_json() {
+  const auto frame = disco::testing::build_sample_frame();
+  std::string json;
+  CHECK_EQ(disco::testing::describe_frame(frame.data(), frame.size(), &json), Status::kOk);
+  CHECK(json.find("\"linkSeq\":\"9223372036854775809\"") != std::string::npos);
+  CHECK(json.find("\"ack\":\"9007199254740993\"") != std::string::npos);
+  CHECK(json.find("\"seqnr\":\"18446744073709551615\"") != std::string::npos);
+  CHECK(json.find("\"numEvents\":4294967295") != std::string::npos);
+  CHECK(json.find("\"epoch\":1234.5678") != std::string::npos);
+  CHECK(json.find("\"data\":[0,1,127,128,254,255,68,83,67,79,0]") != std::string::npos);
+  CHECK(json.find("\"replyTo\":{\"node\":\"n2\",\"simproc\":\"ledger\"}") != std::string::npos);
+  CHECK(json.find("\"replyTo\":null") != std::string::npos);
+}
+
+void describe_leaves_output_alone_for_a_bad_frame() {
+  auto frame = disco::testing::build_sample_frame();
+  frame[0] ^= 0xff;
+  std::string json = "untouched";
+  CHECK_EQ(disco::testing::describe_frame(frame.data(), frame.size(), &json), Status::kBadMagic);
+  CHECK_EQ(json, std::string("untouched"));
+}
+
+void verifies_frames_of_many_sizes() {
+  for (uint32_t envelopes : {0u, 1u, 7u, 100u}) {
+    for (uint32_t data : {0u, 1u, 13u, 4096u}) {
+      CHECK_EQ(verify(disco::testing::build_test_frame(envelopes + data, envelopes, data)),
+               Status::kOk);
+    }
+  }
+}
+
+void rejects_frames_shorter_than_header_and_identifier() {
+  const auto frame = disco::testing::build_sample_frame();
+  for (size_t n = 0; n < disco::kMinFrameBytes; ++n) {
+    CHECK_EQ(verify(std::vector<uint8_t>(frame.begin(), frame.begin() + n)), Status::kTooShort);
+  }
+  CHECK_EQ(disco::verify_frame(nullptr, 0), Status::kTooShort);
+}
+
+void rejects_a_bad_magic() {
+  auto frame = disco::testing::build_sample_frame();
+  frame[3] = 'X';
+  CHECK_EQ(verify(frame), Status::kBadMagic);
+}
+
+void rejects_a_header_length_that_disagrees_with_the_buffer() {
+  auto frame = disco::testing::build_sample_frame();
+  const uint32_t body = disco::load_le32(frame.data() + 4);
+  disco::store_le32(frame.data() + 4, body - 1);
+  CHECK_EQ(verify(frame), Status::kBadLength);
+  disco::store_le32(frame.data() + 4, body + 1);
+  CHECK_EQ(verify(frame), Status::kBadLength);
+  // A header claiming far more bytes than arrived never makes the reader look past the buffer.
+  disco::store_le32(frame.data() + 4, 0x80000000u);
+  CHECK_EQ(verify(frame), Status::kBadLength);
+  disco::store_le32(frame.data() + 4, UINT32_MAX);
+  CHECK_EQ(verify(frame), Status::kBadLength);
+  // Trailing bytes after a frame are not allowed either.
+  auto longer = disco::testing::build_sample_frame();
+  longer.resize(longer.size() + 8);
+  CHECK_EQ(verify(longer), Status::kBadLength);
+}
+
+void rejects_a_body_over_the_limit() {
+  const auto frame = disco::testing::build_sample_frame();
+  disco::VerifyOptions opts;
+  opts.max_body_bytes = frame.size() - disco::kFrameHeaderBytes - 1;
+  CHECK_EQ(verify(frame, opts), Status::kTooLarge);
+  opts.max_body_bytes += 1;
+  CHECK_EQ(verify(frame, opts), Status::kOk);
+}
+
+void rejects_a_checksum_mismatch() {
+  auto frame = disco::testing::build_sample_frame();
+  frame[8] ^= 0x01;
+  CHECK_EQ(verify(frame), Status::kChecksumMismatch);
+  frame = disco::testing::build_sample_frame();
+  frame.back() ^= 0x80;
+  CHECK_EQ(verify(frame), Status::kChecksumMismatch);
+}
+
+void rejects_a_foreign_file_identifier() {
+  auto frame = disco::testing::build_sample_frame();
+  std::vector<uint8_t> body(frame.begin() + disco::kFrameHeaderBytes, frame.end());
+  std::memcpy(body.data() + 4, "DSCP", 4);
+  CHECK_EQ(verify(disco::testing::seal_body_copy(body.data(), body.size())),
+           Status::kBadIdentifier);
+}
+
+void rejects_a_misaligned_frame() {
+  const auto frame = disco::testing::build_sample_frame();
+  std::vector<uint8_t> shifted(frame.size() + 8);
+  for (size_t shift = 1; shift < disco::kFrameAlignment; ++shift) {
+    std::memcpy(shifted.data() + shift, frame.data(), frame.size());
+    CHECK_EQ(disco::verify_frame(shifted.data() + shift, frame.size()), Status::kBadAlignment);
+  }
+}
+
+void rejects_a_sealed_body_the_verifier_refuses() {
+  // Identifier right, root offset pointing past the end.
+  std::vector<uint8_t> body{0xf0, 0xff, 0x00, 0x00, 'D', 'S', 'C', 'O'};
+  CHECK_EQ(verify(disco::testing::seal_body_copy(body.data(), body.size())), Status::kVerifyFailed);
+  // A frame whose envelope misses a required string.
+  flatbuffers::FlatBufferBuilder fbb;
+  disco::wire::EnvelopeBuilder eb(fbb);
+  eb.add_repid(1);
+  const auto envelope = eb.Finish();
+  const std::vector<flatbuffers::Offset<disco::wire::Envelope>> list{envelope};
+  disco::wire::FinishFrameBuffer(
+      fbb, disco::wire::CreateFrameDirect(fbb, 1, 0, disco::wire::Lane::Event, &list));
+  CHECK_EQ(verify(disco::testing::seal_body_copy(fbb.GetBufferPointer(), fbb.GetSize())),
+           Status::kVerifyFailed);
+}
+
+void bounds_the_tables_a_small_body_can_make_the_verifier_visit() {
+  // One envelope referenced 20'000 times is 80 KB of body but 20'001 table visits.
+  flatbuffers::FlatBufferBuilder fbb;
+  const auto envelope =
+      disco::wire::CreateEnvelopeDirect(fbb, disco::wire::Kind::Event, 0, "a", "b", "c", "d");
+  const std::vector<flatbuffers::Offset<disco::wire::Envelope>> list(20'000, envelope);
+  disco::wire::FinishFrameBuffer(
+      fbb, disco::wire::CreateFrameDirect(fbb, 1, 0, disco::wire::Lane::Event, &list));
+  const auto frame = disco::testing::seal_body_copy(fbb.GetBufferPointer(), fbb.GetSize());
+  CHECK_EQ(verify(frame), Status::kOk);
+  disco::VerifyOptions opts;
+  opts.max_tables = 20'000;
+  CHECK_EQ(verify(frame, opts), Status::kVerifyFailed);
+  opts.max_tables = 20'001;
+  CHECK_EQ(verify(frame, opts), Status::kOk);
+}
+
+void seal_refuses_a_buffer_without_room_for_a_body() {
+  std::vector<uint8_t> buf(disco::kMinFrameBytes - 1);
+  CHECK_EQ(disco::seal_frame(buf.data(), buf.size()), Status::kTooShort);
+  CHECK_EQ(disco::seal_frame(nullptr, 0), Status::kTooShort);
+  CHECK(std::all_of(buf.begin(), buf.end(), [](uint8_t b) { return b == 0; }));
+}
+
+void seal_writes_a_little_endian_header() {
+  std::vector<uint8_t> frame(16 + 8, 0);
+  std::memcpy(frame.data() + 20, "DSCO", 4);
+  CHECK_EQ(disco::seal_frame(frame.data(), frame.size()), Status::kOk);
+  const uint8_t expected_prefix[] = {'D', 'S', 'C', 'O', 8, 0, 0, 0};
+  CHECK(std::memcmp(frame.data(), expected_prefix, sizeof(expected_prefix)) == 0);
+  CHECK_EQ(disco::load_le64(frame.data() + 8), disco::frame_checksum(frame.data() + 16, 8));
+}
+
+}  // namespace
+
+int main() {
+  builds_and_verifies_the_sample_frame();
+  reads_back_every_sample_field();
+  describes_the_sample_frame_as_json();
+  describe_leaves_output_alone_for_a_bad_frame();
+  verifies_frames_of_many_sizes();
+  rejects_frames_shorter_than_header_and_identifier();
+  rejects_a_bad_magic();
+  rejects_a_header_length_that_disagrees_with_the_buffer();
+  rejects_a_body_over_the_limit();
+  rejects_a_checksum_mismatch();
+  rejects_a_foreign_file_identifier();
+  rejects_a_misaligned_frame();
+  rejects_a_sealed_body_the_verifier_refuses();
+  bounds_the_tables_a_small_body_can_make_the_verifier_visit();
+  seal_refuses_a_buffer_without_room_for_a_body();
+  seal_writes_a_little_endian_header();
+  return disco::test::check_exit_code();
+}
