@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the native code under AddressSanitizer and UBSan (DESIGN §12, STYLE §9):
-#   1. the C++ unit tests (ctest) built with -fsanitize=address,undefined, leak checks on;
-#   2. the addon built the same way by cmake-js into build-asan/, then the native-facing vitest
-#      suite (test/native) against it through DISCO_NATIVE_PATH.
+#   1. the C++ unit tests (ctest), a Debug build (assertions armed) with
+#      -fsanitize=address,undefined and leak checks on;
+#   2. the addon, a Release build with the same sanitizers, by cmake-js into build-asan/; then
+#      the native-facing vitest suite (test/native) against it through DISCO_NATIVE_PATH.
 # Exits non-zero on the first failure, including any sanitizer report.
 #
 # Why it is set up this way:
@@ -38,7 +39,7 @@ for rt in "$asan_rt" "$ubsan_rt"; do
 done
 
 step "C++ unit tests with $sanitizers"
-cmake -S . -B "$ctest_dir" -DDISCO_TESTS=ON -DDISCO_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S . -B "$ctest_dir" -DDISCO_TESTS=ON -DDISCO_WERROR=ON -DCMAKE_BUILD_TYPE=Debug \
   -DDISCO_SANITIZE="$sanitizers" >/dev/null
 cmake --build "$ctest_dir" -j "$jobs"
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \

@@ -153,11 +153,12 @@ void rejects_a_sealed_body_the_verifier_refuses() {
   // Identifier right, root offset pointing past the end.
   std::vector<uint8_t> body{0xf0, 0xff, 0x00, 0x00, 'D', 'S', 'C', 'O'};
   CHECK_EQ(verify(disco::testing::seal_body_copy(body.data(), body.size())), Status::kVerifyFailed);
-  // A frame whose envelope misses a required string.
+  // A frame whose envelope misses its required strings. Built with the raw table API: the
+  // generated EnvelopeBuilder asserts on missing required fields in debug builds.
   flatbuffers::FlatBufferBuilder fbb;
-  disco::wire::EnvelopeBuilder eb(fbb);
-  eb.add_repid(1);
-  const auto envelope = eb.Finish();
+  const auto start = fbb.StartTable();
+  fbb.AddElement<uint32_t>(disco::wire::Envelope::VT_REPID, 1, 0);
+  const flatbuffers::Offset<disco::wire::Envelope> envelope(fbb.EndTable(start));
   const std::vector<flatbuffers::Offset<disco::wire::Envelope>> list{envelope};
   disco::wire::FinishFrameBuffer(
       fbb, disco::wire::CreateFrameDirect(fbb, 1, 0, disco::wire::Lane::Event, &list));
