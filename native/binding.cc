@@ -223,10 +223,11 @@ class DiscoAddon final : public Napi::Addon<DiscoAddon> {
       return Napi::Value();
     }
     if (spans.length % 2 != 0) {
+      const std::string odd = std::to_string(spans.length);
       return throw_type_error(info.Env(),
                               "verifyBatch: spans must hold (offset, length) pairs; "
-                              "its length is odd (" +
-                                  std::to_string(spans.length) + ")");
+                              "its length is odd: " +
+                                  odd);
     }
     const size_t count = spans.length / 2;
     if (out.length < count) {
