@@ -27,8 +27,9 @@ import {
   Kind,
   Lane,
 } from './generated/envelope_generated.js';
+import { FRAME_HEADER_BYTES } from './native.js';
 
-export { DataFormat, Kind as EnvelopeKind, Lane };
+export { DataFormat, Kind as EnvelopeKind, Lane, FRAME_HEADER_BYTES };
 
 /** A promise sequence number: a number up to 2^53 - 1, a bigint above (below 2^64). */
 export type Seqnr = number | bigint;
@@ -107,8 +108,6 @@ export function seqnrFromWire(value: bigint): Seqnr {
   return value <= MAX_SAFE_BIGINT ? Number(value) : value;
 }
 
-/** Bytes reserved before a frame body for the native frame header (magic, length, checksum). */
-export const FRAME_HEADER_BYTES = 16;
 
 /** The Builder's write cursor; not in its public typings, needed to copy payloads in one `set`. */
 interface BuilderInternals {
