@@ -126,17 +126,24 @@ export class FrameEncoder {
   }
 
   /**
-   * Encodes `envelopes` into a new buffer: `FRAME_HEADER_BYTES` reserved bytes (for
+   * Encodes `envelopes[start, end)` into a new buffer: `FRAME_HEADER_BYTES` reserved bytes (for
    * the native `sealFrame`) followed by the FlatBuffers body. Events must carry
    * `payload` bytes (the NodeController serializes before a wire transport sees them).
    *
    * @throws {TypeError} when an event has no payload.
    */
-  encode(envelopes: readonly Envelope[], lane: Lane, linkSeq: bigint, ack: bigint): Uint8Array {
+  encode(
+    envelopes: readonly Envelope[],
+    lane: Lane,
+    linkSeq: bigint,
+    ack: bigint,
+    start = 0,
+    end = envelopes.length,
+  ): Uint8Array {
     const b = this.builder;
     b.clear();
-    const offsets = new Array<number>(envelopes.length);
-    for (let i = 0; i < envelopes.length; i++) offsets[i] = this.writeEnvelope(envelopes[i]!);
+    const offsets = new Array<number>(end - start);
+    for (let i = start; i < end; i++) offsets[i - start] = this.writeEnvelope(envelopes[i]!);
     const vector = WireFrame.createEnvelopesVector(b, offsets);
     const frame = WireFrame.createFrame(b, linkSeq, ack, lane, vector);
     WireFrame.finishFrameBuffer(b, frame);

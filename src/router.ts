@@ -10,7 +10,8 @@
  * cached, so a node that appears later becomes reachable.
  *
  * The Router also aggregates flow control: it is writable when every transport is,
- * and emits 'drain' whenever one of them drains.
+ * and emits 'drain' whenever one of them drains. Transport errors (a failed link,
+ * a corrupt frame) are re-emitted as 'error'.
  */
 
 import { EventEmitter } from 'node:events';
@@ -48,6 +49,7 @@ export class Router extends EventEmitter {
       if (names.has(t.name)) throw new RangeError(`two transports are named ${t.name}`);
       names.add(t.name);
       t.on('drain', this.onTransportDrain);
+      t.on('error', this.onTransportError);
     }
     this.transports = [...options.transports];
     this.maxHops = options.maxHops ?? DEFAULT_MAX_HOPS;
@@ -132,11 +134,23 @@ export class Router extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of this.transports) t.off('drain', this.onTransportDrain);
+    for (const t of this.transports) {
+      t.off('drain', this.onTransportDrain);
+      t.off('error', this.onTransportError);
+    }
     await Promise.all(this.transports.map((t) => t.close()));
   }
 
   private readonly onTransportDrain = (): void => {
     this.emit('drain');
+  };
+
+  /** Relays a transport's error; thrown asynchronously when nobody listens, never lost. */
+  private readonly onTransportError = (err: Error): void => {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else
+      process.nextTick(() => {
+        throw err;
+      });
   };
 }

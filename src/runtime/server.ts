@@ -7,6 +7,7 @@
  * one-line form for single-process simulations.
  */
 
+import { EventEmitter } from 'node:events';
 import { DEFAULT_MAX_HOPS, Router } from '../router.js';
 import { NodeController, type NodeControllerMetrics } from '../node-controller.js';
 import { UnknownNodeError, InvalidArgumentError } from '../errors.js';
@@ -43,8 +44,12 @@ export interface StandaloneOptions {
   inProcess?: InProcessTransportOptions;
 }
 
-/** Hosts NodeControllers in this process; see the file header. */
-export class Server {
+/**
+ * Hosts NodeControllers in this process; see the file header. Transport errors
+ * (a failed link, a corrupt frame) are emitted as 'error'; without a listener
+ * they are thrown asynchronously, never lost.
+ */
+export class Server extends EventEmitter {
   readonly topology: Topology;
   readonly machine: string;
   readonly name: string;
@@ -54,6 +59,7 @@ export class Server {
 
   /** @throws {InvalidArgumentError} when the machine or server is not in the topology. */
   constructor(options: ServerOptions) {
+    super();
     const { topology, machine, server } = options;
     const m = topology.machines.find((x) => x.name === machine);
     if (m === undefined) {
@@ -76,6 +82,13 @@ export class Server {
     this.router = new Router({
       transports: [new InProcessTransport(options.inProcess), ...(options.transports ?? [])],
       maxHops: options.maxHops ?? DEFAULT_MAX_HOPS,
+    });
+    this.router.on('error', (err: Error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+      else
+        process.nextTick(() => {
+          throw err;
+        });
     });
     const nodes = topology.addressBook.nodesOn(machine, server);
     for (let repid = 0; repid < topology.replications; repid++) {

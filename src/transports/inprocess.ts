@@ -24,6 +24,7 @@ import {
 import { LinkClosedError } from '../errors.js';
 import { assertFrame, sealFrame } from '../native.js';
 import { DeliveryQueue, type QueueLimits } from './delivery-queue.js';
+import { LocalNodes } from './local-nodes.js';
 import type { LocalNode, Transport, TransportMetrics } from './transport.js';
 
 /** Options of an InProcessTransport. */
@@ -36,14 +37,13 @@ export interface InProcessTransportOptions extends QueueLimits {
 export class InProcessTransport extends EventEmitter implements Transport {
   readonly name = 'inprocess';
   readonly carriesObjects: boolean;
-  private readonly nodes = new Map<number, Map<string, LocalNode>>();
+  private readonly nodes = new LocalNodes();
   private readonly queue: DeliveryQueue;
   private readonly encoder: FrameEncoder | null;
   private eventsSent = 0;
   private promisesSent = 0;
   private bytesSent = 0;
   private closed = false;
-  private lastSink: LocalNode | null = null;
 
   constructor(options: InProcessTransportOptions = {}) {
     super();
@@ -58,27 +58,15 @@ export class InProcessTransport extends EventEmitter implements Transport {
   }
 
   attach(node: LocalNode): void {
-    let byNode = this.nodes.get(node.repid);
-    if (byNode === undefined) {
-      byNode = new Map();
-      this.nodes.set(node.repid, byNode);
-    }
-    if (byNode.has(node.nodeName)) {
-      throw new RangeError(
-        `node ${JSON.stringify(node.nodeName)} (repid ${node.repid}) is already attached in this process`,
-      );
-    }
-    byNode.set(node.nodeName, node);
+    this.nodes.attach(node);
   }
 
   detach(node: LocalNode): void {
-    const byNode = this.nodes.get(node.repid);
-    if (byNode?.get(node.nodeName) === node) byNode.delete(node.nodeName);
-    if (this.lastSink === node) this.lastSink = null;
+    this.nodes.detach(node);
   }
 
   handlesNode(repid: number, node: string): boolean {
-    return this.nodes.get(repid)?.has(node) === true;
+    return this.nodes.has(repid, node);
   }
 
   sendEvent(env: EventEnvelope): void {
@@ -120,10 +108,7 @@ export class InProcessTransport extends EventEmitter implements Transport {
 
   private sinkFor(env: Envelope): LocalNode {
     if (this.closed) throw new LinkClosedError(this.name, 'the transport was closed');
-    // Consecutive sends usually go to the same node: one comparison instead of two lookups.
-    const last = this.lastSink;
-    if (last !== null && last.nodeName === env.targetNode && last.repid === env.repid) return last;
-    const sink = this.nodes.get(env.repid)?.get(env.targetNode);
+    const sink = this.nodes.get(env.repid, env.targetNode);
     if (sink === undefined) {
       // The router only routes here nodes we handle; a detach in between lands here.
       throw new LinkClosedError(
@@ -131,7 +116,6 @@ export class InProcessTransport extends EventEmitter implements Transport {
         `node ${JSON.stringify(env.targetNode)} (repid ${env.repid}) is no longer in this process`,
       );
     }
-    this.lastSink = sink;
     return sink;
   }
 

@@ -66,6 +66,9 @@ export interface Transport {
   metrics(): TransportMetrics;
   /** Stops accepting sends; idempotent. */
   close(): Promise<void>;
+  /** 'drain': writable again. 'error': a link failed or a peer sent bad data (a DiscoError). */
   on(event: 'drain', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
   off(event: 'drain', listener: () => void): unknown;
+  off(event: 'error', listener: (err: Error) => void): unknown;
 }

@@ -1,0 +1,47 @@
+/**
+ * The NodeControllers of this process, by (repid, node): where every transport
+ * hands received envelopes. The Router attaches each controller to every
+ * transport, so each transport keeps one of these registries.
+ */
+
+import type { LocalNode } from './transport.js';
+
+/** Registry of the LocalNodes of this process. */
+export class LocalNodes {
+  private readonly byRepid = new Map<number, Map<string, LocalNode>>();
+  private last: LocalNode | null = null;
+
+  /** @throws {RangeError} when a node with the same (repid, name) is already attached. */
+  attach(node: LocalNode): void {
+    let byNode = this.byRepid.get(node.repid);
+    if (byNode === undefined) {
+      byNode = new Map();
+      this.byRepid.set(node.repid, byNode);
+    }
+    if (byNode.has(node.nodeName)) {
+      throw new RangeError(
+        `node ${JSON.stringify(node.nodeName)} (repid ${node.repid}) is already attached in this process`,
+      );
+    }
+    byNode.set(node.nodeName, node);
+  }
+
+  detach(node: LocalNode): void {
+    const byNode = this.byRepid.get(node.repid);
+    if (byNode?.get(node.nodeName) === node) byNode.delete(node.nodeName);
+    if (this.last === node) this.last = null;
+  }
+
+  has(repid: number, node: string): boolean {
+    return this.byRepid.get(repid)?.has(node) === true;
+  }
+
+  /** The node, or undefined. Consecutive lookups of one node cost a comparison. */
+  get(repid: number, node: string): LocalNode | undefined {
+    const last = this.last;
+    if (last !== null && last.nodeName === node && last.repid === repid) return last;
+    const found = this.byRepid.get(repid)?.get(node);
+    if (found !== undefined) this.last = found;
+    return found;
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The outbound half of a framed link (Unix socket, shared-memory ring, gRPC stream):
+ * two bounded lanes batched into frames once per event-loop turn (DESIGN §4, §7).
+ *
+ * - Sends append to the promise lane or the event lane; a `setImmediate` pump then
+ *   hands the channel whole frames, promise lane first, so promises overtake queued
+ *   events but never each other, and each lane stays FIFO.
+ * - A frame takes up to `maxFrameEnvelopes` envelopes or `maxFrameBytes` (estimated),
+ *   whichever comes first; a single larger envelope goes alone.
+ * - The channel says when it cannot take more (`ready === false`: socket buffer or ring
+ *   full); envelopes then wait here. Above the high-water marks (bytes or count)
+ *   `writable` is false, and 'drain' is emitted when the pump brings the queue back
+ *   under them. At a hard limit `push` throws BackpressureError and queues nothing.
+ *   An envelope larger than the byte limit is still accepted when the lane is empty,
+ *   so no message is refused for its size alone.
+ * - `fail(err)` (peer dead, link closed) makes every later push throw `err`, releases
+ *   `flushed()` waiters, and returns how many accepted envelopes were never handed to
+ *   the channel, for the owner to report.
+ */
+
+import { EventEmitter } from 'node:events';
+import { EventEnvelope, Lane, type Envelope } from '../envelope.js';
+import { BackpressureError, type DiscoError } from '../errors.js';
+
+/** Bounds and batching of a link's outbound queue. */
+export interface LinkLimits {
+  /** Queued bytes above which `writable` is false. Default 16 MiB. */
+  highWaterMarkBytes?: number;
+  /** Queued bytes at which sends throw BackpressureError. Default 256 MiB. */
+  hardLimitBytes?: number;
+  /** Queued messages above which `writable` is false. Default 65536. */
+  highWaterMarkMessages?: number;
+  /** Queued messages at which sends throw BackpressureError. Default 1048576. */
+  hardLimitMessages?: number;
+  /** Most envelopes in one frame. Default 4096. */
+  maxFrameEnvelopes?: number;
+  /** Estimated bytes after which a frame is closed. Default 1 MiB. */
+  maxFrameBytes?: number;
+}
+
+/** Where an OutboundQueue puts frames. */
+export interface LinkChannel {
+  /** False while the channel cannot take another frame; it calls `resume()` when it can. */
+  readonly ready: boolean;
+  /** Writes `envelopes[start, end)` of one lane as one frame. */
+  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): void;
+}
+
+const DEFAULTS: Required<LinkLimits> = {
+  highWaterMarkBytes: 16 * 1024 * 1024,
+  hardLimitBytes: 256 * 1024 * 1024,
+  highWaterMarkMessages: 64 * 1024,
+  hardLimitMessages: 1024 * 1024,
+  maxFrameEnvelopes: 4096,
+  maxFrameBytes: 1024 * 1024,
+};
+
+/** Fixed per-envelope overhead assumed by the byte accounting (strings, table, vtable). */
+const ENVELOPE_OVERHEAD_BYTES = 96;
+
+/** Estimated frame bytes of one envelope, as the byte limits count them. */
+export function estimateBytes(env: Envelope): number {
+  if (env instanceof EventEnvelope) {
+    return ENVELOPE_OVERHEAD_BYTES + (env.payload === null ? 0 : env.payload.length);
+  }
+  return ENVELOPE_OVERHEAD_BYTES;
+}
+
+/** Fills in defaults and checks that each high-water mark is at most its hard limit. */
+export function resolveLinkLimits(limits: LinkLimits = {}): Required<LinkLimits> {
+  const r = { ...DEFAULTS, ...limits };
+  for (const [k, v] of Object.entries(r)) {
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw new RangeError(`${k} must be a positive integer, got ${v}`);
+  }
+  if (r.highWaterMarkBytes > r.hardLimitBytes || r.highWaterMarkMessages > r.hardLimitMessages) {
+    throw new RangeError('a high-water mark is above its hard limit');
+  }
+  return r;
+}
+
+class LaneQueue {
+  items: Envelope[] = [];
+  head = 0;
+  get length(): number {
+    return this.items.length - this.head;
+  }
+  push(env: Envelope): void {
+    this.items.push(env);
+  }
+  /** Drops taken items from the front once they are most of the array. */
+  compact(): void {
+    if (this.head === this.items.length) {
+      this.items.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+/** Two-lane bounded outbound queue of one link; see the file header. */
+export class OutboundQueue extends EventEmitter {
+  readonly limits: Required<LinkLimits>;
+  private readonly lanes = [new LaneQueue(), new LaneQueue()]; // indexed by Lane
+  private queuedBytes = 0;
+  private scheduled = false;
+  private blocked = false;
+  private failure: DiscoError | null = null;
+  private waiters: (() => void)[] = [];
+  framesWritten = 0;
+  envelopesWritten = 0;
+  backpressureEvents = 0;
+
+  constructor(
+    private readonly name: string,
+    private readonly channel: LinkChannel,
+    limits?: LinkLimits,
+  ) {
+    super();
+    this.limits = resolveLinkLimits(limits);
+  }
+
+  /** Messages accepted and not yet handed to the channel. */
+  get queued(): number {
+    return this.lanes[Lane.Promise]!.length + this.lanes[Lane.Event]!.length;
+  }
+
+  get bytes(): number {
+    return this.queuedBytes;
+  }
+
+  get writable(): boolean {
+    return (
+      this.failure === null &&
+      this.queuedBytes <= this.limits.highWaterMarkBytes &&
+      this.queued <= this.limits.highWaterMarkMessages
+    );
+  }
+
+  /**
+   * Accepts an envelope for its lane.
+   * @throws {BackpressureError} at a hard limit; the link's failure once it has failed.
+   */
+  push(env: Envelope): void {
+    if (this.failure !== null) throw this.failure;
+    const lane = env instanceof EventEnvelope ? Lane.Event : Lane.Promise;
+    const size = estimateBytes(env);
+    const count = this.queued;
+    if (count >= this.limits.hardLimitMessages) {
+      throw new BackpressureError(this.name, this.limits.hardLimitMessages, 'messages');
+    }
+    if (count > 0 && this.queuedBytes + size > this.limits.hardLimitBytes) {
+      throw new BackpressureError(this.name, this.limits.hardLimitBytes, 'bytes');
+    }
+    this.lanes[lane]!.push(env);
+    this.queuedBytes += size;
+    if (!this.blocked && !this.writable) {
+      this.blocked = true;
+      this.backpressureEvents++;
+    }
+    this.schedule();
+  }
+
+  /** The channel can take frames again. */
+  resume(): void {
+    this.schedule();
+  }
+
+  /**
+   * Resolves when everything accepted so far has been handed to the channel, or the
+   * link has failed (what it lost is counted in the failure, which the owner reports).
+   */
+  flushed(): Promise<void> {
+    if (this.failure !== null || this.queued === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /**
+   * Fails the link: later pushes throw `err`, waiters reject.
+   * @returns how many accepted envelopes were never handed to the channel (they are dropped here
+   *   and accounted for in the error the caller reports).
+   */
+  fail(err: DiscoError): number {
+    if (this.failure !== null) return 0;
+    this.failure = err;
+    const lost = this.queued;
+    for (const lane of this.lanes) {
+      lane.items = [];
+      lane.head = 0;
+    }
+    this.queuedBytes = 0;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+    return lost;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.failure !== null) return;
+    this.scheduled = true;
+    setImmediate(this.pump);
+  }
+
+  private readonly pump = (): void => {
+    this.scheduled = false;
+    while (this.failure === null && this.channel.ready && this.queued > 0) {
+      const lane = this.lanes[Lane.Promise]!.length > 0 ? Lane.Promise : Lane.Event;
+      this.writeOne(lane);
+    }
+    if (this.failure !== null) return;
+    if (this.queued === 0) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const resolve of waiters) resolve();
+    }
+    if (this.blocked && this.writable) {
+      this.blocked = false;
+      this.emit('drain');
+    }
+  };
+
+  private writeOne(lane: Lane): void {
+    const q = this.lanes[lane]!;
+    const start = q.head;
+    let end = start;
+    let bytes = 0;
+    const limit = Math.min(q.items.length, start + this.limits.maxFrameEnvelopes);
+    while (end < limit) {
+      const size = estimateBytes(q.items[end]!);
+      if (end > start && bytes + size > this.limits.maxFrameBytes) break;
+      bytes += size;
+      end++;
+    }
+    this.channel.writeFrame(lane, q.items, start, end);
+    q.head = end;
+    this.queuedBytes -= bytes;
+    this.framesWritten++;
+    this.envelopesWritten += end - start;
+    q.compact();
+  }
+}

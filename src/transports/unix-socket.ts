@@ -1,0 +1,342 @@
+/**
+ * UnixSocketTransport: links to other processes of this machine over Unix-domain
+ * stream sockets, with the same framing and batching as every other link.
+ *
+ * It is the fallback where /dev/shm is not shared between the processes (some
+ * containers) and the same-run baseline of the shared-memory benchmarks. Each
+ * process listens on one endpoint in Linux's abstract socket namespace (no file to
+ * clean up); a link to a peer is one outbound connection, so FIFO per lane holds.
+ *
+ * - Outbound: OutboundQueue per peer (two lanes, bounded, batched once per turn);
+ *   frames are encoded, sealed (native checksum) and written; the socket's own
+ *   back-pressure (`write() === false`) stops the pump until 'drain'.
+ * - Connecting retries with backoff until `connectTimeoutMs` (peers start in any
+ *   order); after that the link fails with LinkClosedError. A peer that goes away
+ *   fails the link with PeerDeadError; either error counts the messages lost.
+ * - Inbound: every frame passes the native verifier before it is decoded; a bad
+ *   frame closes that connection with FrameCorruptError naming the peer.
+ * - Errors are emitted as 'error' (the Router relays them).
+ */
+
+import { EventEmitter } from 'node:events';
+import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
+import {
+  decodeFrame,
+  EventEnvelope,
+  FrameEncoder,
+  type Envelope,
+  type Lane,
+  type PromiseEnvelope,
+} from '../envelope.js';
+import {
+  DiscoError,
+  FrameCorruptError,
+  LinkClosedError,
+  PeerDeadError,
+  UndeliverableError,
+} from '../errors.js';
+import { assertFrame, sealFrame } from '../native.js';
+import { tracerFor } from '../trace.js';
+import { FrameStreamReader } from './frame-stream.js';
+import { LocalNodes } from './local-nodes.js';
+import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
+import type { LocalNode, Transport, TransportMetrics } from './transport.js';
+
+const tracer = tracerFor('uds');
+
+/** Default time to keep retrying a connection to a peer that is not listening yet. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const RETRY_INITIAL_MS = 5;
+const RETRY_MAX_MS = 200;
+
+/** Options of a UnixSocketTransport. */
+export interface UnixSocketTransportOptions {
+  /** This process's endpoint name (abstract namespace; `[A-Za-z0-9_.-]`, at most 100 chars). */
+  endpoint: string;
+  /** Endpoint of the process hosting (repid, node), or undefined when another transport's. Pure. */
+  locate(repid: number, node: string): string | undefined;
+  limits?: LinkLimits;
+  connectTimeoutMs?: number;
+}
+
+/** Checks an endpoint name. @throws {RangeError} when it is not usable. */
+export function checkEndpoint(name: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,100}$/.test(name)) {
+    throw new RangeError(`endpoint ${JSON.stringify(name)} must be 1-100 of [A-Za-z0-9_.-]`);
+  }
+  return name;
+}
+
+function socketPath(endpoint: string): string {
+  return `\0${endpoint}`;
+}
+
+/** One outbound connection to a peer endpoint. */
+class UdsLink implements LinkChannel {
+  readonly queue: OutboundQueue;
+  private socket: Socket | null = null;
+  private connected = false;
+  private retryMs = RETRY_INITIAL_MS;
+  private readonly deadline: number;
+  private closing = false;
+  private failed = false;
+  bytesSent = 0;
+
+  constructor(
+    readonly peer: string,
+    private readonly owner: UnixSocketTransport,
+    private readonly encoder: FrameEncoder,
+    limits: LinkLimits | undefined,
+    connectTimeoutMs: number,
+  ) {
+    this.queue = new OutboundQueue(`uds link to ${peer}`, this, limits);
+    this.deadline = Date.now() + connectTimeoutMs;
+    this.connect();
+  }
+
+  get ready(): boolean {
+    return this.connected && this.socket !== null && !this.socket.writableNeedDrain;
+  }
+
+  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): void {
+    const frame = this.encoder.encode(envelopes, lane, 0n, 0n, start, end);
+    sealFrame(frame);
+    this.bytesSent += frame.length;
+    this.socket!.write(frame);
+  }
+
+  /** Flushes what is queued, then half-closes the connection. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.queue.flushed();
+    this.socket?.end();
+  }
+
+  private connect(): void {
+    const s = connect(socketPath(this.peer));
+    this.socket = s;
+    s.setNoDelay?.(true);
+    s.on('connect', () => {
+      this.connected = true;
+      if (tracer.enabled) tracer.log(`connected to ${this.peer}`);
+      this.queue.resume();
+    });
+    s.on('drain', () => this.queue.resume());
+    s.on('data', () => {
+      // Links are one-way: the peer sends nothing on our connection.
+    });
+    s.on('error', (err: NodeJS.ErrnoException) => this.onSocketError(err));
+    s.on('close', () => this.onClose());
+  }
+
+  private onSocketError(err: NodeJS.ErrnoException): void {
+    const retriable = !this.connected && (err.code === 'ECONNREFUSED' || err.code === 'ENOENT');
+    if (retriable && Date.now() < this.deadline && !this.closing) {
+      this.socket?.removeAllListeners('close');
+      this.socket = null;
+      setTimeout(() => this.connect(), this.retryMs).unref();
+      this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+      return;
+    }
+    const reason = this.connected
+      ? `connection failed: ${err.message}`
+      : `cannot connect: ${err.message}`;
+    this.failWith(this.connected ? 'dead' : 'closed', reason);
+  }
+
+  private onClose(): void {
+    if (this.closing) return;
+    this.failWith(this.connected ? 'dead' : 'closed', 'the connection closed');
+  }
+
+  private failWith(kind: 'dead' | 'closed', reason: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    const queued = this.queue.queued;
+    const err =
+      kind === 'dead'
+        ? new PeerDeadError(`uds:${this.peer}`, `${reason}; ${queued} queued messages not sent`)
+        : new LinkClosedError(`uds:${this.peer}`, reason, queued);
+    this.queue.fail(err);
+    if (!this.closing) this.owner.reportError(err);
+    this.socket?.destroy();
+  }
+}
+
+/** Same-machine transport over Unix-domain sockets; see the file header. */
+export class UnixSocketTransport extends EventEmitter implements Transport {
+  readonly name = 'uds';
+  readonly carriesObjects = false;
+  readonly endpoint: string;
+  private readonly options: UnixSocketTransportOptions;
+  private readonly nodes = new LocalNodes();
+  private readonly links = new Map<string, UdsLink>();
+  private readonly encoder = new FrameEncoder();
+  private readonly inbound = new Set<Socket>();
+  private server: NetServer | null = null;
+  private closed = false;
+  private eventsSent = 0;
+  private promisesSent = 0;
+  private eventsDelivered = 0;
+  private promisesDelivered = 0;
+  private inboundCount = 0;
+
+  constructor(options: UnixSocketTransportOptions) {
+    super();
+    this.endpoint = checkEndpoint(options.endpoint);
+    this.options = options;
+  }
+
+  /** Starts listening on the endpoint. @throws when it is already taken. */
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = createServer((socket) => this.accept(socket));
+      server.once('error', reject);
+      server.listen(socketPath(this.endpoint), () => {
+        server.off('error', reject);
+        server.on('error', (err) =>
+          this.reportError(new LinkClosedError(`uds:${this.endpoint}`, err.message)),
+        );
+        this.server = server;
+        resolve();
+      });
+    });
+  }
+
+  get writable(): boolean {
+    for (const link of this.links.values()) if (!link.queue.writable) return false;
+    return true;
+  }
+
+  attach(node: LocalNode): void {
+    this.nodes.attach(node);
+  }
+
+  detach(node: LocalNode): void {
+    this.nodes.detach(node);
+  }
+
+  handlesNode(repid: number, node: string): boolean {
+    const peer = this.options.locate(repid, node);
+    return peer !== undefined && peer !== this.endpoint;
+  }
+
+  sendEvent(env: EventEnvelope): void {
+    this.linkFor(env).queue.push(env);
+    this.eventsSent++;
+  }
+
+  sendPromise(env: PromiseEnvelope): void {
+    this.linkFor(env).queue.push(env);
+    this.promisesSent++;
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([...this.links.values()].map((l) => l.queue.flushed()));
+  }
+
+  metrics(): TransportMetrics {
+    let queued = 0;
+    let bytesSent = 0;
+    let backpressureEvents = 0;
+    for (const l of this.links.values()) {
+      queued += l.queue.queued;
+      bytesSent += l.bytesSent;
+      backpressureEvents += l.queue.backpressureEvents;
+    }
+    return {
+      name: this.name,
+      eventsSent: this.eventsSent,
+      promisesSent: this.promisesSent,
+      eventsDelivered: this.eventsDelivered,
+      promisesDelivered: this.promisesDelivered,
+      bytesSent,
+      queued,
+      backpressureEvents,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.links.values()].map((l) => l.close()));
+    for (const s of this.inbound) s.destroy();
+    await new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
+  }
+
+  /** Emits `err` as 'error', or throws it asynchronously when nobody listens. */
+  reportError(err: DiscoError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else
+      process.nextTick(() => {
+        throw err;
+      });
+  }
+
+  private linkFor(env: Envelope): UdsLink {
+    if (this.closed) throw new LinkClosedError(this.name, 'the transport was closed');
+    const peer = this.options.locate(env.repid, env.targetNode);
+    if (peer === undefined) {
+      throw new LinkClosedError(
+        this.name,
+        `node ${JSON.stringify(env.targetNode)} is no longer routed here`,
+      );
+    }
+    let link = this.links.get(peer);
+    if (link === undefined) {
+      link = new UdsLink(
+        peer,
+        this,
+        this.encoder,
+        this.options.limits,
+        this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      );
+      link.queue.on('drain', () => this.emit('drain'));
+      this.links.set(peer, link);
+    }
+    return link;
+  }
+
+  private accept(socket: Socket): void {
+    const peer = `uds:${this.endpoint}#${++this.inboundCount}`;
+    const reader = new FrameStreamReader(peer);
+    this.inbound.add(socket);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk, (frame) => this.receive(frame, peer));
+      } catch (err) {
+        this.reportError(
+          err instanceof DiscoError ? err : new FrameCorruptError(peer, String(err)),
+        );
+        socket.destroy();
+      }
+    });
+    socket.on('error', () => {
+      // 'close' follows; an inbound connection that breaks has nothing queued on our side.
+    });
+    socket.on('close', () => this.inbound.delete(socket));
+  }
+
+  private receive(frame: Uint8Array, peer: string): void {
+    assertFrame(frame, peer);
+    decodeFrame(frame, (env) => {
+      const sink = this.nodes.get(env.repid, env.targetNode);
+      if (sink === undefined) {
+        this.reportError(
+          new UndeliverableError(
+            `${env.targetNode}/${env.simproc}`,
+            `node is not hosted by ${this.endpoint}`,
+          ),
+        );
+      } else if (env instanceof EventEnvelope) {
+        this.eventsDelivered++;
+        sink.deliverEvent(env);
+      } else {
+        this.promisesDelivered++;
+        sink.deliverPromise(env);
+      }
+    });
+  }
+}

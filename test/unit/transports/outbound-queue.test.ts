@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { OutboundQueue, type LinkChannel } from '../../../src/transports/outbound-queue.js';
+import {
+  DataFormat,
+  EMPTY_HEADERS,
+  EventEnvelope,
+  Lane,
+  PromiseEnvelope,
+  type Envelope,
+} from '../../../src/envelope.js';
+import { BackpressureError, PeerDeadError } from '../../../src/errors.js';
+
+const sender = { node: 's', simproc: 'p' };
+const ev = (n: number, bytes = 8) =>
+  new EventEnvelope(
+    0,
+    sender,
+    't',
+    'p',
+    n,
+    EMPTY_HEADERS,
+    undefined,
+    new Uint8Array(bytes),
+    DataFormat.Raw,
+    0,
+    null,
+  );
+const pr = (n: number) => new PromiseEnvelope(0, sender, 't', 'p', n, n, 1, 0);
+
+/** A channel that records frames and can be switched off like a full socket. */
+class RecordingChannel implements LinkChannel {
+  ready = true;
+  readonly frames: { lane: Lane; epochs: number[] }[] = [];
+  writeFrame(lane: Lane, envs: readonly Envelope[], start: number, end: number): void {
+    this.frames.push({ lane, epochs: envs.slice(start, end).map((e) => e.epoch) });
+  }
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('OutboundQueue', () => {
+  it('writes the promise lane before the event lane, each FIFO, batched per turn', async () => {
+    const ch = new RecordingChannel();
+    const q = new OutboundQueue('test', ch);
+    q.push(ev(1));
+    q.push(ev(2));
+    q.push(pr(10));
+    q.push(ev(3));
+    q.push(pr(11));
+    expect(ch.frames).toEqual([]); // never inside the sender's call
+    await q.flushed();
+    expect(ch.frames).toEqual([
+      { lane: Lane.Promise, epochs: [10, 11] },
+      { lane: Lane.Event, epochs: [1, 2, 3] },
+    ]);
+  });
+
+  it('splits frames by envelope count and estimated bytes, sending an oversized envelope alone', async () => {
+    const ch = new RecordingChannel();
+    const q = new OutboundQueue('test', ch, { maxFrameEnvelopes: 2, maxFrameBytes: 1000 });
+    for (let i = 0; i < 5; i++) q.push(ev(i));
+    q.push(ev(5, 5000));
+    q.push(ev(6));
+    await q.flushed();
+    expect(ch.frames.map((f) => f.epochs)).toEqual([[0, 1], [2, 3], [4], [5], [6]]);
+  });
+
+  it('holds frames while the channel is not ready and resumes in order', async () => {
+    const ch = new RecordingChannel();
+    ch.ready = false;
+    const q = new OutboundQueue('test', ch);
+    q.push(ev(1));
+    q.push(pr(2));
+    await tick();
+    expect(ch.frames).toEqual([]);
+    expect(q.queued).toBe(2);
+    ch.ready = true;
+    q.resume();
+    await q.flushed();
+    expect(ch.frames.map((f) => f.lane)).toEqual([Lane.Promise, Lane.Event]);
+  });
+
+  it('enforces message and byte limits, admitting one oversized message into an empty queue', async () => {
+    const ch = new RecordingChannel();
+    ch.ready = false;
+    const q = new OutboundQueue('test', ch, {
+      highWaterMarkMessages: 2,
+      hardLimitMessages: 3,
+      highWaterMarkBytes: 1000,
+      hardLimitBytes: 2000,
+    });
+    q.push(ev(0, 10_000)); // larger than the hard byte limit, but the queue is empty
+    expect(q.writable).toBe(false);
+    expect(() => q.push(ev(1))).toThrow(BackpressureError);
+    expect(() => q.push(ev(1))).toThrow(/2000 bytes/);
+    ch.ready = true;
+    q.resume();
+    let drained = false;
+    q.on('drain', () => (drained = true));
+    await q.flushed();
+    expect(drained).toBe(true);
+    q.push(pr(1));
+    q.push(pr(2));
+    q.push(pr(3));
+    expect(() => q.push(pr(4))).toThrow(/3 messages/);
+    expect(q.backpressureEvents).toBe(2);
+  });
+
+  it('after fail(), counts what was lost, throws that error on push and releases flushed()', async () => {
+    const ch = new RecordingChannel();
+    ch.ready = false;
+    const q = new OutboundQueue('test', ch);
+    q.push(ev(1));
+    q.push(pr(1));
+    const waiting = q.flushed();
+    const err = new PeerDeadError('peer', 'gone');
+    expect(q.fail(err)).toBe(2);
+    await waiting;
+    expect(() => q.push(ev(2))).toThrow(err);
+    expect(q.fail(err)).toBe(0);
+    expect(q.writable).toBe(false);
+  });
+});
