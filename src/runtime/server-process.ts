@@ -1,0 +1,130 @@
+/**
+ * Entry point of a forked Server process (DESIGN §1): waits for its assignment
+ * from the Application, builds its Server with same-machine links, reports ready,
+ * runs the job on 'go', reports the result, and closes on 'shutdown'.
+ *
+ * It never outlives its parent: when the IPC channel closes it exits. Errors of
+ * the Server (a dead peer, a corrupt frame) abort the job, whose failure is
+ * reported to the parent with the error's name, code and message.
+ */
+
+import { pathToFileURL } from 'node:url';
+import { loadTopology } from '../topology.js';
+import { UnixSocketTransport } from '../transports/unix-socket.js';
+import { sameMachineLocator, serverEndpoint } from './endpoints.js';
+import {
+  errorInfo,
+  isParentMessage,
+  type ChildMessage,
+  type JobContext,
+  type ParentMessage,
+  type RunJob,
+  type StartMessage,
+} from './protocol.js';
+import { Server } from './server.js';
+import { PeerDeadError } from '../errors.js';
+
+/** Exit code of a child whose parent went away. */
+const EXIT_ORPHANED = 3;
+
+function send(msg: ChildMessage): void {
+  process.send?.(msg);
+}
+
+/** One child's lifecycle; see the file header. */
+class ServerProcess {
+  private server: Server | null = null;
+  private start: StartMessage | null = null;
+  private readonly abort = new AbortController();
+  private jobHandler: ((payload: unknown) => void) | null = null;
+  private finished = false;
+
+  async onMessage(msg: ParentMessage): Promise<void> {
+    switch (msg.type) {
+      case 'start':
+        return this.onStart(msg);
+      case 'go':
+        return this.runJob();
+      case 'job':
+        this.jobHandler?.(msg.payload);
+        return;
+      case 'peer-dead':
+        this.abort.abort(new PeerDeadError(`server ${msg.server}`, msg.detail));
+        return;
+      case 'shutdown':
+        this.abort.abort(new Error('shutdown requested'));
+        if (this.finished || this.server === null) await this.exit(0);
+        return;
+    }
+  }
+
+  private async onStart(msg: StartMessage): Promise<void> {
+    this.start = msg;
+    const topology = loadTopology(msg.topology);
+    const uds = new UnixSocketTransport({
+      endpoint: serverEndpoint(topology, msg.machine, msg.server),
+      locate: sameMachineLocator(topology, msg.machine, msg.server),
+    });
+    await uds.listen();
+    const server = new Server({
+      topology,
+      machine: msg.machine,
+      server: msg.server,
+      transports: [uds],
+    });
+    server.on('error', (err: Error) => this.abort.abort(err));
+    this.server = server;
+    send({ type: 'ready' });
+  }
+
+  private async runJob(): Promise<void> {
+    const start = this.start!;
+    try {
+      const mod = (await import(pathToFileURL(start.jobModule).href)) as { runJob?: RunJob };
+      if (typeof mod.runJob !== 'function') {
+        throw new TypeError(`job module ${start.jobModule} does not export a runJob function`);
+      }
+      const ctx: JobContext = {
+        server: this.server!,
+        options: start.jobOptions,
+        send: (payload) => send({ type: 'job', payload }),
+        onMessage: (handler) => {
+          this.jobHandler = handler;
+        },
+        signal: this.abort.signal,
+      };
+      const result = await mod.runJob(ctx);
+      await this.server!.flush();
+      send({ type: 'done', result });
+    } catch (err) {
+      send({ type: 'failed', error: errorInfo(err) });
+    }
+    this.finished = true;
+    if (this.abort.signal.aborted) await this.exit(0);
+  }
+
+  private async exit(code: number): Promise<void> {
+    await this.server?.close();
+    process.disconnect?.();
+    process.exitCode = code;
+  }
+}
+
+const child = new ServerProcess();
+process.on('message', (msg: unknown) => {
+  if (!isParentMessage(msg)) {
+    send({
+      type: 'failed',
+      error: { name: 'TypeError', message: `unexpected IPC message ${JSON.stringify(msg)}` },
+    });
+    return;
+  }
+  child.onMessage(msg).catch((err: unknown) => {
+    send({ type: 'failed', error: errorInfo(err) });
+    process.exitCode = 1;
+    process.disconnect?.();
+  });
+});
+process.on('disconnect', () => {
+  if (process.exitCode === undefined) process.exit(EXIT_ORPHANED);
+});

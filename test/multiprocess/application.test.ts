@@ -1,0 +1,84 @@
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { Application, JobFailedError } from '../../src/runtime/application.js';
+import { PeerDeadError } from '../../src/errors.js';
+
+const exchangeJob = fileURLToPath(new URL('./fixtures/exchange-job.mjs', import.meta.url));
+let seq = 0;
+
+function topology(servers: number, nodesPerServer: number) {
+  return {
+    cluster: `mp-${process.pid}-${++seq}`,
+    simprocs: ['p'],
+    machines: [
+      {
+        name: 'm',
+        servers: Array.from({ length: servers }, (_, s) => ({
+          name: `s${s}`,
+          nodes: Array.from({ length: nodesPerServer }, (_, n) => `n${s}_${n}`),
+        })),
+      },
+    ],
+  };
+}
+
+interface ExchangeResult {
+  received: number;
+  promises: number;
+  expectedEvents: number;
+  expectedPromises: number;
+  problems: string[];
+}
+
+describe('Application with real Server processes', () => {
+  it('runs a job in every Server; events cross processes exactly once and in order', async () => {
+    const app = new Application({
+      topology: topology(3, 2),
+      jobModule: exchangeJob,
+      jobOptions: { count: 5000, promiseEvery: 100, payloadBytes: 64 },
+    });
+    await app.start();
+    const results = (await app.wait()) as Map<string, ExchangeResult>;
+    await app.stop();
+    expect([...results.keys()].sort()).toEqual(['s0', 's1', 's2']);
+    for (const r of results.values()) {
+      expect(r.problems).toEqual([]);
+      expect(r.received).toBe(r.expectedEvents);
+      expect(r.promises).toBe(r.expectedPromises);
+      expect(r.expectedEvents).toBe(2 * 4 * 5000);
+    }
+  });
+
+  it('reports a job failure with the child error name and message', async () => {
+    const app = new Application({
+      topology: topology(2, 1),
+      jobModule: exchangeJob,
+      jobOptions: { count: 'ten' },
+    });
+    await app.start();
+    await expect(app.wait()).rejects.toThrow(JobFailedError);
+    await expect(app.wait()).rejects.toThrow(/server s\d failed: TypeError: option count/);
+    await app.stop();
+  });
+
+  it('reports a Server killed with SIGKILL, with the signal, and tells its siblings', async () => {
+    const app = new Application({
+      topology: topology(2, 1),
+      jobModule: exchangeJob,
+      // Far more than fits in the deadline, so the job is still running when killed.
+      jobOptions: { count: 10_000_000, promiseEvery: 1000, payloadBytes: 8 },
+    });
+    const exits: [string, number | null, string | null][] = [];
+    app.on('exit', (name: string, code: number | null, signal: string | null) =>
+      exits.push([name, code, signal]),
+    );
+    await app.start();
+    process.kill(app.pidOf('s1')!, 'SIGKILL');
+    const err = await app.wait().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PeerDeadError);
+    expect((err as Error).message).toMatch(/server s1 \(pid \d+\) is dead: killed by SIGKILL/);
+    await app.stop();
+    expect(exits.find(([n]) => n === 's1')?.[2]).toBe('SIGKILL');
+    expect(exits.find(([n]) => n === 's0')).toBeDefined(); // the sibling ended too, not hung
+  });
+});
