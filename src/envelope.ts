@@ -108,7 +108,6 @@ export function seqnrFromWire(value: bigint): Seqnr {
   return value <= MAX_SAFE_BIGINT ? Number(value) : value;
 }
 
-
 /** The Builder's write cursor; not in its public typings, needed to copy payloads in one `set`. */
 interface BuilderInternals {
   space: number;
