@@ -18,24 +18,53 @@
 namespace disco {
 
 // X(enumerator, value, NAME, message)
-#define DISCO_STATUS_LIST(X)                                                                      \
-  X(kOk, 0, "OK", "ok")                                                                           \
-  X(kTooShort, 1, "TOO_SHORT",                                                                    \
-    "frame is shorter than its 16-byte header plus the 8-byte FlatBuffers root offset and "       \
-    "identifier")                                                                                 \
-  X(kBadLength, 2, "BAD_LENGTH",                                                                  \
-    "body length in the frame header disagrees with the number of bytes received")                \
-  X(kBadMagic, 3, "BAD_MAGIC", "frame header does not start with the magic 'DSCO'")               \
-  X(kChecksumMismatch, 4, "CHECKSUM_MISMATCH",                                                    \
-    "XXH3-64 checksum of the body does not match the frame header")                               \
-  X(kBadIdentifier, 5, "BAD_IDENTIFIER", "FlatBuffers file identifier of the body is not 'DSCO'") \
-  X(kVerifyFailed, 6, "VERIFY_FAILED",                                                            \
-    "FlatBuffers verifier rejected the body (offsets, lengths, required fields or limits)")       \
-  X(kTooLarge, 7, "TOO_LARGE", "frame body is larger than the configured maximum")                \
-  X(kBadAlignment, 8, "BAD_ALIGNMENT",                                                            \
-    "frame does not start at an 8-byte aligned address; copy it into an aligned buffer")          \
-  X(kInvalidArgument, 9, "INVALID_ARGUMENT",                                                      \
-    "invalid argument (a span outside its buffer, or a buffer too small for the operation)")
+#define DISCO_STATUS_LIST(X)                                                                       \
+  X(kOk, 0, "OK", "ok")                                                                            \
+  X(kTooShort, 1, "TOO_SHORT",                                                                     \
+    "frame is shorter than its 16-byte header plus the 8-byte FlatBuffers root offset and "        \
+    "identifier")                                                                                  \
+  X(kBadLength, 2, "BAD_LENGTH",                                                                   \
+    "body length in the frame header disagrees with the number of bytes received")                 \
+  X(kBadMagic, 3, "BAD_MAGIC", "frame header does not start with the magic 'DSCO'")                \
+  X(kChecksumMismatch, 4, "CHECKSUM_MISMATCH",                                                     \
+    "XXH3-64 checksum of the body does not match the frame header")                                \
+  X(kBadIdentifier, 5, "BAD_IDENTIFIER", "FlatBuffers file identifier of the body is not 'DSCO'")  \
+  X(kVerifyFailed, 6, "VERIFY_FAILED",                                                             \
+    "FlatBuffers verifier rejected the body (offsets, lengths, required fields or limits)")        \
+  X(kTooLarge, 7, "TOO_LARGE", "frame body is larger than the configured maximum")                 \
+  X(kBadAlignment, 8, "BAD_ALIGNMENT",                                                             \
+    "frame does not start at an 8-byte aligned address; copy it into an aligned buffer")           \
+  X(kInvalidArgument, 9, "INVALID_ARGUMENT",                                                       \
+    "invalid argument (a span outside its buffer, or a buffer too small for the operation)")       \
+  X(kRingFull, 10, "RING_FULL",                                                                    \
+    "the ring has no room for the record now; retry when the consumer has released space")         \
+  X(kRingEmpty, 11, "RING_EMPTY", "the ring holds no committed record")                            \
+  X(kCorruptRecord, 12, "CORRUPT_RECORD",                                                          \
+    "a position, record length, type or chunk in the ring is out of bounds or inconsistent")       \
+  X(kPeerDead, 13, "PEER_DEAD", "the process at the other end of the ring is dead")                \
+  X(kPeerClosed, 14, "PEER_CLOSED", "the other end closed the ring")                               \
+  X(kSegmentExists, 15, "SEGMENT_EXISTS", "a shared-memory segment with this name exists already") \
+  X(kSegmentNotFound, 16, "SEGMENT_NOT_FOUND", "no shared-memory segment with this name")          \
+  X(kBadSegment, 17, "BAD_SEGMENT",                                                                \
+    "the segment is not a ring of this layout (magic, version, header size or capacity differ "    \
+    "from the file), or its creator has not finished initialising it")                             \
+  X(kBadName, 18, "BAD_NAME",                                                                      \
+    "segment names are 1 to 200 characters of A-Z a-z 0-9 _ . - and do not start with a dot")      \
+  X(kRoleTaken, 19, "ROLE_TAKEN",                                                                  \
+    "a live process already holds this end (producer or consumer) of the ring")                    \
+  X(kRoleAbandoned, 20, "ROLE_ABANDONED",                                                          \
+    "a process that died held this end of the ring; unlink and recreate the ring")                 \
+  X(kSystemError, 21, "SYSTEM_ERROR", "a system call failed; see the errno reported with it")      \
+  X(kBadBatch, 22, "BAD_BATCH",                                                                    \
+    "the batch layout is malformed (a length, string id or payload index out of range)")           \
+  X(kOutputTooSmall, 23, "OUTPUT_TOO_SMALL",                                                       \
+    "the output arrays cannot hold one frame of the batch; grow them to the sizes reported")       \
+  X(kWritePending, 24, "WRITE_PENDING",                                                            \
+    "the message was accepted; its remaining chunks are written as the consumer frees space")      \
+  X(kNoMemory, 25, "NO_MEMORY", "a heap allocation failed")                                        \
+  X(kBoundExceeded, 26, "BOUND_EXCEEDED",                                                          \
+    "a frame outgrew its computed size bound while being built (a bug); nothing was written")      \
+  X(kClosed, 27, "CLOSED", "this end of the ring was closed")
 
 #define DISCO_STATUS_ENUMERATOR(name, value, js_name, message) name = value,
 

@@ -34,6 +34,24 @@ void keeps_the_released_numbers() {
   CHECK_EQ(static_cast<int32_t>(Status::kTooLarge), 7);
   CHECK_EQ(static_cast<int32_t>(Status::kBadAlignment), 8);
   CHECK_EQ(static_cast<int32_t>(Status::kInvalidArgument), 9);
+  CHECK_EQ(static_cast<int32_t>(Status::kRingFull), 10);
+  CHECK_EQ(static_cast<int32_t>(Status::kRingEmpty), 11);
+  CHECK_EQ(static_cast<int32_t>(Status::kCorruptRecord), 12);
+  CHECK_EQ(static_cast<int32_t>(Status::kPeerDead), 13);
+  CHECK_EQ(static_cast<int32_t>(Status::kPeerClosed), 14);
+  CHECK_EQ(static_cast<int32_t>(Status::kSegmentExists), 15);
+  CHECK_EQ(static_cast<int32_t>(Status::kSegmentNotFound), 16);
+  CHECK_EQ(static_cast<int32_t>(Status::kBadSegment), 17);
+  CHECK_EQ(static_cast<int32_t>(Status::kBadName), 18);
+  CHECK_EQ(static_cast<int32_t>(Status::kRoleTaken), 19);
+  CHECK_EQ(static_cast<int32_t>(Status::kRoleAbandoned), 20);
+  CHECK_EQ(static_cast<int32_t>(Status::kSystemError), 21);
+  CHECK_EQ(static_cast<int32_t>(Status::kBadBatch), 22);
+  CHECK_EQ(static_cast<int32_t>(Status::kOutputTooSmall), 23);
+  CHECK_EQ(static_cast<int32_t>(Status::kWritePending), 24);
+  CHECK_EQ(static_cast<int32_t>(Status::kNoMemory), 25);
+  CHECK_EQ(static_cast<int32_t>(Status::kBoundExceeded), 26);
+  CHECK_EQ(static_cast<int32_t>(Status::kClosed), 27);
   CHECK_EQ(std::string(disco::status_name(Status::kChecksumMismatch)), "CHECKSUM_MISMATCH");
 }
 
