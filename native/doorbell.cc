@@ -1,0 +1,281 @@
+// Futex and pipe doorbells; the handshake and the contracts are in doorbell.h.
+
+#include "doorbell.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+namespace disco {
+
+namespace {
+
+uint64_t monotonic_ns() noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+timespec to_timespec(uint64_t ns) noexcept {
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000u);
+  ts.tv_nsec = static_cast<long>(ns % 1'000'000'000u);
+  return ts;
+}
+
+long futex(std::atomic<uint32_t>* word, int op, uint32_t value, const timespec* timeout) noexcept {
+  // std::atomic<uint32_t> is a plain u32 in memory (static_assert in ring.h), which is what
+  // the kernel reads and compares.
+  return ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, value, timeout, nullptr, 0);
+}
+
+void futex_wake_private(std::atomic<uint32_t>* word) noexcept {
+  futex(word, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr);
+}
+
+void futex_wait_private(std::atomic<uint32_t>* word, uint32_t expected,
+                        uint64_t timeout_ns) noexcept {
+  const timespec ts = to_timespec(timeout_ns);
+  futex(word, FUTEX_WAIT_PRIVATE, expected, &ts);
+}
+
+/// A hint to the CPU that we spin (frees execution resources for the sibling hyperthread).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+}  // namespace
+
+void futex_wake_shared(std::atomic<uint32_t>* word, int count) noexcept {
+  futex(word, FUTEX_WAKE, static_cast<uint32_t>(count), nullptr);
+}
+
+void futex_wait_shared(std::atomic<uint32_t>* word, uint32_t expected,
+                       uint64_t timeout_ns) noexcept {
+  const timespec ts = to_timespec(timeout_ns);
+  futex(word, FUTEX_WAIT, expected, &ts);
+}
+
+std::string pipe_bell_path(std::string_view ring_name) {
+  std::string path(kShmDirectory);
+  path += '/';
+  path += ring_name;
+  path += ".bell";
+  return path;
+}
+
+Status create_pipe_bell(std::string_view ring_name, int* fd, int* err) noexcept {
+  if (Status s = validate_segment_name(ring_name); s != Status::kOk) return s;
+  const std::string path = pipe_bell_path(ring_name);
+  ::unlink(path.c_str());  // a FIFO left by a consumer that died; ENOENT otherwise
+  if (::mkfifo(path.c_str(), 0600) != 0 || ::chmod(path.c_str(), 0600) != 0) {
+    *err = errno;
+    return Status::kSystemError;
+  }
+  const int f = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (f < 0) {
+    *err = errno;
+    ::unlink(path.c_str());
+    return Status::kSystemError;
+  }
+  *fd = f;
+  return Status::kOk;
+}
+
+void remove_pipe_bell(std::string_view ring_name) noexcept {
+  if (validate_segment_name(ring_name) != Status::kOk) return;
+  ::unlink(pipe_bell_path(ring_name).c_str());
+}
+
+// ---- Doorbell ------------------------------------------------------------------------------
+
+Doorbell::Doorbell(RingMemory memory, Side side, const DoorbellOptions& options, Callback callback,
+                   void* context) noexcept
+    : memory_(std::move(memory)),
+      side_(side),
+      options_(options),
+      callback_(callback),
+      context_(context) {}
+
+Doorbell::~Doorbell() {
+  stop();
+  join();
+}
+
+Status Doorbell::start(int* err) noexcept {
+  if (started_) return Status::kInvalidArgument;
+  const int rc = ::pthread_create(&thread_, nullptr, &Doorbell::thread_main, this);
+  if (rc != 0) {
+    *err = rc;
+    return Status::kSystemError;
+  }
+  started_ = true;
+  return Status::kOk;
+}
+
+void* Doorbell::thread_main(void* self) noexcept {
+  static_cast<Doorbell*>(self)->run();
+  return nullptr;
+}
+
+std::atomic<uint32_t>* Doorbell::bell() const noexcept {
+  return side_ == Side::kConsumer ? &memory_.header->consumer_bell : &memory_.header->producer_bell;
+}
+
+void Doorbell::arm(uint64_t position, uint64_t want) noexcept {
+  // Relaxed: the release store of armed_ publishes them to the thread's acquire load.
+  position_.store(position, std::memory_order_relaxed);
+  want_.store(want, std::memory_order_relaxed);
+  armed_.store(1, std::memory_order_release);
+  // Same handshake as doorbell.h, process-local: the thread sets parked_ then re-checks
+  // armed_; we set armed_ then check parked_. One of us sees the other.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (parked_.load(std::memory_order_relaxed) != 0) futex_wake_private(&armed_);
+}
+
+void Doorbell::stop() noexcept {
+  if (!started_ || joined_) return;
+  stop_.store(true, std::memory_order_release);
+  // Change both words the thread may sleep on so that a wait about to start returns at once,
+  // then wake a wait in progress. Bumping the shared bell only costs the peer nothing: it is
+  // a counter nobody compares except the sleeping thread.
+  armed_.store(2, std::memory_order_release);
+  futex_wake_private(&armed_);
+  bell()->fetch_add(1, std::memory_order_release);
+  futex_wake_shared(bell(), INT_MAX);
+}
+
+void Doorbell::join() noexcept {
+  if (!started_ || joined_) return;
+  ::pthread_join(thread_, nullptr);
+  joined_ = true;
+}
+
+bool Doorbell::ready() const noexcept {
+  const RingHeader* h = memory_.header;
+  const uint64_t position = position_.load(std::memory_order_relaxed);
+  if (side_ == Side::kConsumer) {
+    // Acquire pairs with the producer's release store of tail or of producer_closed.
+    return h->tail.load(std::memory_order_acquire) != position ||
+           h->producer_closed.load(std::memory_order_acquire) != 0;
+  }
+  const uint64_t want = want_.load(std::memory_order_relaxed);
+  // Acquire pairs with the consumer's release store of head or of consumer_closed.
+  return h->head.load(std::memory_order_acquire) + memory_.capacity - position >= want ||
+         h->consumer_closed.load(std::memory_order_acquire) != 0;
+}
+
+bool Doorbell::peer_alive() const noexcept {
+  const RingHeader* h = memory_.header;
+  const bool consumer_side = side_ == Side::kConsumer;
+  const uint64_t peer = consumer_side ? h->producer.load(std::memory_order_acquire)
+                                      : h->consumer.load(std::memory_order_acquire);
+  // A peer that closed its end and then exited left cleanly: that is PEER_CLOSED, reported by
+  // the next read or write, not a death. No peer yet is not a dead peer either.
+  const uint32_t closed = consumer_side ? h->producer_closed.load(std::memory_order_acquire)
+                                        : h->consumer_closed.load(std::memory_order_acquire);
+  return peer == 0 || closed != 0 || is_alive(peer);
+}
+
+bool Doorbell::announce_sleep() const noexcept {
+  const uint64_t position = position_.load(std::memory_order_relaxed);
+  if (side_ == Side::kConsumer) return announce_consumer_sleep(memory_.header, position);
+  return announce_producer_wait(memory_.header, position, want_.load(std::memory_order_relaxed),
+                                memory_.capacity);
+}
+
+void Doorbell::end_sleep() const noexcept {
+  // The peer may have swapped the flag to 0 already; storing 0 again is harmless.
+  if (side_ == Side::kConsumer) {
+    memory_.header->consumer_sleeping.store(0, std::memory_order_relaxed);
+  } else {
+    memory_.header->producer_waiting.store(0, std::memory_order_relaxed);
+  }
+}
+
+void Doorbell::park(uint64_t timeout_ns) noexcept {
+  parked_.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in arm()
+  if (armed_.load(std::memory_order_relaxed) == 0 && !stop_.load(std::memory_order_relaxed)) {
+    futex_wait_private(&armed_, 0, timeout_ns);
+  }
+  parked_.store(0, std::memory_order_relaxed);
+}
+
+void Doorbell::fire() noexcept {
+  armed_.store(0, std::memory_order_relaxed);
+  callback_(context_, DoorbellEvent::kReady);
+}
+
+void Doorbell::run() noexcept {
+  const uint64_t liveness_ns = uint64_t{options_.liveness_ms} * 1'000'000u;
+  uint64_t next_check = monotonic_ns() + liveness_ns;
+  while (!stop_.load(std::memory_order_acquire)) {
+    uint64_t now = monotonic_ns();
+    if (now >= next_check) {
+      if (!peer_alive()) {
+        callback_(context_, DoorbellEvent::kPeerDead);
+        return;
+      }
+      next_check = now + liveness_ns;
+    }
+    const uint64_t until_check = next_check - now;
+    // Acquire pairs with the release store in arm(): position_ and want_ are the armed ones.
+    const uint32_t armed = armed_.load(std::memory_order_acquire);
+    if (armed != 1 || !options_.watch_data) {
+      if (options_.spin_mode && options_.watch_data) {
+        cpu_relax();
+      } else {
+        park(until_check);
+      }
+      continue;
+    }
+    if (ready()) {
+      fire();
+      continue;
+    }
+    // Spin: most wake-ups under load come within microseconds, cheaper than a futex round
+    // trip. In spin mode this loop only leaves for the liveness check or stop().
+    const uint64_t spin_until = options_.spin_mode ? next_check : now + options_.spin_ns;
+    bool got = false;
+    for (uint32_t i = 0;; ++i) {
+      if (ready()) {
+        got = true;
+        break;
+      }
+      cpu_relax();
+      if ((i & 63) == 63 &&
+          (monotonic_ns() >= spin_until || stop_.load(std::memory_order_relaxed))) {
+        break;
+      }
+    }
+    if (got) {
+      fire();
+      continue;
+    }
+    if (options_.spin_mode) continue;
+    // Sleep: the handshake of doorbell.h. The bell value is read before announcing, so a ring
+    // between here and the wait makes the wait return at once.
+    std::atomic<uint32_t>* word = bell();
+    const uint32_t seen = word->load(std::memory_order_acquire);
+    if (!announce_sleep()) {
+      fire();
+      continue;
+    }
+    now = monotonic_ns();
+    futex_wait_shared(word, seen, next_check > now ? next_check - now : 1);
+    end_sleep();
+  }
+}
+
+}  // namespace disco
