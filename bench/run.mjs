@@ -43,8 +43,9 @@ async function main() {
     );
   }
   const started = process.hrtime.bigint();
+  // Taken once, before any suite runs: the revision is that of the build being measured.
+  const env = environment(options);
   for (const name of names) {
-    const env = environment(options);
     const { suite, cases } = await runSuite(fileURLToPath(SUITES[name]), options);
     const md = writeResults({ suite, environment: env, cases });
     process.stdout.write(`\n${md}\n`);
