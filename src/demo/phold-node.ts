@@ -20,7 +20,11 @@
  * for a window or an undecodable event fail the run; a promise seqnr that does not
  * grow, or an event earlier than the node's clock, is recorded as a problem.
  *
- * Called by runPhold (src/demo/phold.ts), which owns the nodes and the stop rule.
+ * A run ends when the gate refuses the next window; the node then still waits
+ * for every sender's last window, so whatever was sent to it has arrived.
+ *
+ * Called by src/demo/phold-nodes.ts, for runPhold (one process) and for the job
+ * of each Server process (src/demo/phold-job.ts); the gate is the stop rule.
  */
 
 import {
@@ -43,10 +47,14 @@ import type { Prng } from './prng.js';
 /** Problems one node records in detail; beyond that they are only counted. */
 export const MAX_RECORDED_PROBLEMS = 100;
 
-/** Decides, per replication, whether a node may start window `w`. */
+/**
+ * Decides, per replication, whether a node may start window `w`. In one process
+ * the answer is immediate; across processes it may have to wait for the
+ * coordinator (src/demo/phold-lease.ts), and then it is a promise.
+ */
 export interface WindowGate {
   /** Called right before a node starts window `w`; false ends that node's run. */
-  begin(w: number): boolean;
+  begin(w: number): boolean | Promise<boolean>;
 }
 
 /** Model parameters and collaborators of one node. */
@@ -150,6 +158,11 @@ export class PholdNode implements Inbox {
     this.controller.setInbox(config.simproc, this);
   }
 
+  /** Nodes of the replication, this one included. */
+  get nodeCount(): number {
+    return this.targets.length;
+  }
+
   /** Events waiting in the pending set. */
   get pendingCount(): number {
     return this.pending.size;
@@ -176,20 +189,25 @@ export class PholdNode implements Inbox {
   }
 
   /**
-   * Runs windows until the gate says stop.
+   * Runs windows until the gate says stop, then waits for what the other nodes
+   * sent in the last window, so that nothing addressed to this node is still on
+   * its way when the run is tallied (across processes a flush of the sender does
+   * not mean the receiver has it).
    * @throws {PholdProtocolError} when the window protocol is violated, or the error given to `abort`.
    */
   async run(): Promise<void> {
-    for (let w = 0; this.config.gate.begin(w); w++) {
-      if (w > 0) {
-        const wait = this.waitFor(w - 1);
-        if (wait !== null) await wait;
-        this.consume(w - 1);
-      }
+    const gate = this.config.gate;
+    for (let w = 0; ; w++) {
+      const verdict = gate.begin(w);
+      // The in-process gate answers synchronously: no await, no extra turn per window.
+      if (!(typeof verdict === 'boolean' ? verdict : await verdict)) break;
+      if (w > 0) await this.settle(w - 1);
       await this.handleWindow(w);
       if (this.failure !== null) throw this.failure;
       this.windowsDone = w + 1;
     }
+    if (this.windowsDone > 0) await this.settle(this.windowsDone - 1);
+    if (this.failure !== null) throw this.failure;
   }
 
   /** Ends the run with `err` (at the next wait, or at once if waiting). */
@@ -314,6 +332,13 @@ export class PholdNode implements Inbox {
     this.controller.sendEvent(this.targets[t]!, ts, this.payloads.encode(ev.id, w, ev.hops + 1));
     this.sentInWindow[t]!++;
     this.sentTotal[t]!++;
+  }
+
+  /** Waits until every sender's window `w` is complete, then forgets its counts. */
+  private async settle(w: number): Promise<void> {
+    const wait = this.waitFor(w);
+    if (wait !== null) await wait;
+    this.consume(w);
   }
 
   /** A promise for the wait on window `w`, or null when every sender is already complete. */
