@@ -82,6 +82,7 @@ export function formatSummary(r: PholdResult): string {
   const windows = Math.min(...r.replications.map((x) => x.windows));
   const simTime = Math.min(...r.replications.map((x) => x.simTime));
   const rows: [string, string][] = [
+    ['processes', r.processes === 1 ? '1' : `${r.processes} Server processes`],
     ['wall time', `${decimal.format(r.wallSeconds)} s`],
     ['simulated time', `${decimal.format(simTime)} (${integer.format(windows)} windows)`],
     [

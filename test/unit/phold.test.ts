@@ -29,6 +29,7 @@ function expectConsistent(result: PholdResult): void {
     expect(rep.inFlight).toBe(0);
     expect(rep.pending).toBe(nodes * eventsPerNode);
     expect(rep.nodes.reduce((s, n) => s + n.handled, 0)).toBe(rep.eventsHandled);
+    expect(rep.nodes.map((n) => n.windows)).toEqual(rep.nodes.map(() => rep.windows));
   }
   const routes = Object.values(result.sentVia);
   expect(routes.reduce((s, r) => s + r.events, 0)).toBe(result.eventsSent);
@@ -47,6 +48,7 @@ describe('runPhold', () => {
     expect(result.replications[0]!.windows).toBe(40);
     expect(result.replications[0]!.simTime).toBe(40);
     expect(result.options.duration).toBeNull();
+    expect(result.processes).toBe(1);
     const inprocess = result.transports.find((t) => t.name === 'inprocess');
     expect(inprocess?.eventsDelivered).toBe(result.remoteEvents);
   });
@@ -121,6 +123,22 @@ describe('runPhold', () => {
     );
     expectConsistent(result);
     expect(result.replications[0]!.windows).toBeGreaterThanOrEqual(5);
+  });
+
+  it('aborts at once, unchecked, when its cancel signal fires', async () => {
+    const cancel = new AbortController();
+    const err: unknown = await runPhold(
+      { ...small, duration: 60 },
+      {
+        onProgress: (p) => {
+          if (p.windows >= 3) cancel.abort(new Error('second Ctrl-C'));
+        },
+        progressIntervalMs: 1,
+        cancel: cancel.signal,
+      },
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toBe('second Ctrl-C');
   });
 
   /** Makes the n1 controller of replication 0 mishandle its 50th incoming event. */
