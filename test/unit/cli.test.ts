@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createProgress } from '../../src/demo/progress.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main, type CliIo } from '../../src/cli.js';
@@ -15,7 +18,34 @@ function capture(terminal = false): CliIo & { out: () => string; err: () => stri
   };
 }
 
-const smallRun = ['phold', '--nodes', '4', '--events-per-node', '50', '--end-time', '10'];
+/** In-process, so these tests need no child processes (test/multiprocess covers those). */
+const smallRun = [
+  'phold',
+  '--nodes',
+  '4',
+  '--events-per-node',
+  '50',
+  '--end-time',
+  '10',
+  '--in-process',
+];
+
+/** Writes a topology file into a fresh temp dir; returns its path. */
+function topologyFile(topology: unknown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'disco-cli-'));
+  const file = join(dir, 'topology.json');
+  writeFileSync(file, JSON.stringify(topology));
+  return file;
+}
+
+const twoMachines = {
+  cluster: 'cli-two-machines',
+  simprocs: ['lp'],
+  machines: [
+    { name: 'a', servers: [{ name: 's0', nodes: ['n0'] }] },
+    { name: 'b', servers: [{ name: 's0', nodes: ['n1'] }] },
+  ],
+};
 
 describe('disco phold', () => {
   it.each([
@@ -31,6 +61,13 @@ describe('disco phold', () => {
     [['--seed', '-1'], '--seed must be an integer from 0 to 4294967295, got -1'],
     [['--payload', '5'], '--payload must be 0 (object payloads) or a byte count from 12 to'],
     [['--replications', '0'], '--replications must be an integer from 1 to 256, got 0'],
+    [['--processes', '0'], '--processes must be an integer from 1 to 256, got 0'],
+    [['--processes', 'many'], '--processes must be an integer from 1 to 256, got many'],
+    [['--in-process', '--processes', '2'], '--in-process contradicts --processes 2'],
+    [
+      ['--via-wire', '--processes', '3'],
+      '--via-wire (an in-process option) contradicts --processes 3',
+    ],
   ])('rejects %j with exit code 2 and a message naming the flag', async (flags, message) => {
     const io = capture();
     expect(await main(['phold', ...flags], io)).toBe(EXIT_USAGE);
@@ -55,6 +92,7 @@ describe('disco phold', () => {
     expect(result.conservation).toEqual({ ok: true, problems: [] });
     expect(result.options).toMatchObject({ nodes: 4, eventsPerNode: 50, endTime: 10, seed: 9 });
     expect(result.options.duration).toBeNull();
+    expect(result.processes).toBe(1);
     expect(result.replications[0]!.promisesSent).toBe(result.replications[0]!.windows * 16);
     expect(io.err()).toBe('');
   });
@@ -63,6 +101,8 @@ describe('disco phold', () => {
     const io = capture();
     expect(await main([...smallRun, '--via-wire', '--payload', '32'], io)).toBe(EXIT_OK);
     expect(io.out()).toMatch(/^PHOLD: 4 nodes x 50 events, .*via the wire codec\n/);
+    expect(io.out()).toMatch(/\n {2}processes +1\n/);
+    expect(io.out()).toMatch(/\n {2}sent via inprocess +[\d,]+ events, [\d,]+ promises\n/);
     expect(io.out()).toMatch(/\n {2}events handled +[\d,]+ \(/);
     expect(io.out()).toMatch(/\n {2}conservation +OK: 16 sender\/target pairs balanced/);
     expect(io.err()).toMatch(/^phold: 100% \| [\d,]+ events \| .* events\/s \| t=10\n$/m);
@@ -80,12 +120,16 @@ describe('disco phold', () => {
     expect(await main(['--help'], top)).toBe(EXIT_OK);
     expect(top.out()).toContain('Usage: disco');
     expect(top.out()).toMatch(/phold \[options\] +run the PHOLD/);
+    expect(top.out()).toMatch(/run \[options\] <topology> +run PHOLD on the Servers/);
     const sub = capture();
     expect(await main(['phold', '--help'], sub)).toBe(EXIT_OK);
-    for (const flag of ['--events-per-node', '--end-time', '--via-wire', '--json', '--quiet']) {
-      expect(sub.out()).toContain(flag);
-    }
+    const flags = ['--events-per-node', '--end-time', '--via-wire', '--processes', '--in-process'];
+    for (const flag of [...flags, '--json', '--quiet']) expect(sub.out()).toContain(flag);
     expect(sub.out()).toContain('(default: 8)');
+    const run = capture();
+    expect(await main(['run', '--help'], run)).toBe(EXIT_OK);
+    expect(run.out()).toContain('--machine <name>');
+    expect(run.out()).not.toContain('--nodes');
   });
 
   it('prints the package version', async () => {
@@ -98,6 +142,34 @@ describe('disco phold', () => {
     const io = capture();
     expect(await main([], io)).toBe(EXIT_USAGE);
     expect(io.err()).toContain('Usage: disco');
+  });
+});
+
+describe('disco run', () => {
+  it('rejects a missing topology file with exit code 2', async () => {
+    const io = capture();
+    const missing = join(tmpdir(), `disco-no-such-${process.pid}.json`);
+    expect(await main(['run', missing, '--end-time', '5'], io)).toBe(EXIT_USAGE);
+    expect(io.err()).toContain(`error: invalid topology ${missing}`);
+    expect(io.out()).toBe('');
+  });
+
+  it('refuses a topology with several machines, naming what is not supported yet', async () => {
+    const io = capture();
+    const file = topologyFile(twoMachines);
+    expect(await main(['run', file, '--end-time', '5'], io)).toBe(EXIT_USAGE);
+    expect(io.err()).toContain('has 2 machines (a, b)');
+    expect(io.err()).toContain('cross-machine (gRPC) transport, which is not supported yet');
+  });
+
+  it('rejects an unknown machine and the --nodes flag', async () => {
+    const file = topologyFile({ ...twoMachines, machines: [twoMachines.machines[0]] });
+    const io = capture();
+    expect(await main(['run', file, '--machine', 'zz', '--end-time', '5'], io)).toBe(EXIT_USAGE);
+    expect(io.err()).toContain('invalid machine "zz"');
+    const nodes = capture();
+    expect(await main(['run', file, '--nodes', '4'], nodes)).toBe(EXIT_USAGE);
+    expect(nodes.err()).toContain("unknown option '--nodes'");
   });
 });
 
