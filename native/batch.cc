@@ -179,18 +179,21 @@ bool read_header(const uint8_t* layout, size_t bytes, PreparedBatch* out, uint16
   if (rd32(layout) != kBatchMagic || rd16(layout + 4) != kBatchVersion) return false;
   *flags = rd16(layout + 6);
   const uint32_t used = rd32(layout + 8);
-  *string_count = rd32(layout + 12);
-  const uint32_t lane = rd32(layout + 20);
-  if ((*flags & ~kBatchResetStrings) != 0 || used < kBatchHeaderBytes || used > bytes ||
-      lane > static_cast<uint32_t>(w::Lane::MAX)) {
+  const uint32_t strings_at = rd32(layout + 16);
+  *string_count = rd32(layout + 20);
+  const uint32_t lane = rd32(layout + 24);
+  if ((*flags & ~kBatchResetStrings) != 0 || used > bytes || strings_at < kBatchHeaderBytes ||
+      strings_at > used || strings_at % 4 != 0 || lane > static_cast<uint32_t>(w::Lane::MAX) ||
+      rd32(layout + 28) != 0) {
     return false;
   }
   out->layout = layout;
   out->used_bytes = used;
-  out->envelope_count = rd32(layout + 16);
+  out->strings_at = strings_at;
+  out->envelope_count = rd32(layout + 12);
   out->lane = static_cast<uint8_t>(lane);
-  out->link_seq = rd64(layout + 24);
-  out->ack = rd64(layout + 32);
+  out->link_seq = rd64(layout + 32);
+  out->ack = rd64(layout + 40);
   return true;
 }
 
@@ -271,7 +274,7 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
   if (!read_header(layout, bytes, &b, &flags, &string_count)) return Status::kBadBatch;
   if ((flags & kBatchResetStrings) != 0) strings_.clear();
 
-  size_t at = kBatchHeaderBytes;
+  size_t at = b.strings_at;
   for (uint32_t i = 0; i < string_count; ++i) {
     if (b.used_bytes - at < 8) return Status::kBadBatch;
     const uint32_t id = rd32(layout + at);
@@ -281,7 +284,8 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
     if (Status s = strings_.define(id, layout + at, length); s != Status::kOk) return s;
     at += pad4(length);
   }
-  b.envelopes_at = at;
+  if (at != b.used_bytes) return Status::kBadBatch;  // trailing bytes: a writer bug
+  at = kBatchHeaderBytes;
 
   const uint32_t strings = strings_.size();
   if (stamp_.size() < strings) {
@@ -300,7 +304,7 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
                    kVectorOverhead;
   StagedEnvelope e;
   for (uint32_t i = 0; i < b.envelope_count; ++i) {
-    if (!read_envelope(layout, b.used_bytes, &at, strings, payloads, payload_count, &e)) {
+    if (!read_envelope(layout, b.strings_at, &at, strings, payloads, payload_count, &e)) {
       return Status::kBadBatch;
     }
     bound += kEnvelopeTableBound + kVtableScratch;
@@ -319,7 +323,7 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
     }
     if (e.data != nullptr) bound += uint64_t{e.data_length} + kVectorOverhead;
   }
-  if (at != b.used_bytes) return Status::kBadBatch;  // trailing bytes: a writer bug
+  if (at != b.strings_at) return Status::kBadBatch;
   b.bound = align8(bound);
   if (b.bound - kFrameHeaderBytes > kDefaultMaxBodyBytes + (uint64_t{1} << 20)) {
     return Status::kTooLarge;
@@ -405,10 +409,10 @@ Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
     BatchBuild build(*this, fbb, ++generation_);
     envelopes_.clear();
     envelopes_.reserve(b.envelope_count);
-    size_t at = b.envelopes_at;
+    size_t at = kBatchHeaderBytes;
     StagedEnvelope e;
     for (uint32_t i = 0; i < b.envelope_count && status == Status::kOk; ++i) {
-      if (!read_envelope(b.layout, b.used_bytes, &at, strings, payloads, payload_count, &e)) {
+      if (!read_envelope(b.layout, b.strings_at, &at, strings, payloads, payload_count, &e)) {
         status = Status::kBadBatch;
         break;
       }

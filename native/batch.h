@@ -18,18 +18,21 @@
 //
 // ---- staging layout (TypeScript BatchWriter -> BatchEncoder), little-endian ---------------
 //
-//   0      4       6       8            12            16              20      24
-//   +------+-------+-------+------------+-------------+---------------+-------+
-//   |magic |version| flags | used_bytes | string_count| envelope_count| lane  |
-//   +------+-------+-------+------------+-------------+---------------+-------+
-//   24              32              40
-//   +---------------+---------------+------------------------ - -
-//   | link_seq u64  |  ack u64      | string definitions, then envelopes
-//   +---------------+---------------+------------------------ - -
+//   0      4       6       8            12              16           20            24
+//   +------+-------+-------+------------+---------------+------------+-------------+
+//   |magic |version| flags | used_bytes | envelope_count| strings_at | string_count|
+//   +------+-------+-------+------------+---------------+------------+-------------+
+//   24      28      32              40              48                strings_at  used_bytes
+//   +-------+-------+---------------+---------------+------ - - ------+---- - - ---+
+//   | lane  | 0     | link_seq u64  |  ack u64      | envelopes       | string     |
+//   +-------+-------+---------------+---------------+------ - - ------+ definitions+
 //
 //   magic 'DSCB' (u32 0x42435344), version 1, flags bit 0 RESET_STRINGS (clear the producer's
 //   string table before the definitions), used_bytes = bytes of the layout from offset 0,
-//   lane a u32 holding 0 (promise) or 1 (event).
+//   lane a u32 holding 0 (promise) or 1 (event). Envelopes fill [48, strings_at) exactly and
+//   string definitions [strings_at, used_bytes): definitions come last so that a writer can
+//   append envelopes in place and add the (rare) new strings at the end, copying nothing.
+//   The definitions are applied before any envelope is read.
 //
 //   string definition, 4-byte aligned:  u32 id | u32 byte_length | UTF-8 bytes | 0-pad to 4
 //     Ids are dense: a new id equals the table size (0 after a reset). Redefining an existing
@@ -103,7 +106,7 @@ namespace disco {
 
 inline constexpr uint32_t kBatchMagic = 0x42435344u;  // 'DSCB'
 inline constexpr uint16_t kBatchVersion = 1;
-inline constexpr size_t kBatchHeaderBytes = 40;
+inline constexpr size_t kBatchHeaderBytes = 48;
 inline constexpr uint16_t kBatchResetStrings = 1;
 inline constexpr size_t kBatchEnvelopeFixedBytes = 56;
 inline constexpr uint8_t kEnvelopeHasData = 1;
@@ -151,7 +154,7 @@ class ProducerStrings {
 struct PreparedBatch {
   const uint8_t* layout = nullptr;
   size_t used_bytes = 0;
-  size_t envelopes_at = 0;  // offset of the first envelope
+  size_t strings_at = 0;  // end of the envelopes, start of the string definitions
   uint32_t envelope_count = 0;
   uint8_t lane = 0;
   uint64_t link_seq = 0;

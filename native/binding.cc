@@ -11,17 +11,43 @@
 //
 // Per-environment state lives in DiscoAddon (one instance per main thread or worker), so the
 // addon loads in any number of worker threads; there are no static napi_values.
+//
+// Ring ends (RingProducer, RingConsumer) and the batch codecs are ObjectWraps whose objects
+// are type-tagged and checked on every call, so a method called on a foreign `this` throws a
+// TypeError instead of reinterpreting memory. Each ring end's native state (EndCore) is shared
+// by three owners: its JS object, its threadsafe function, and (through the threadsafe
+// function) its doorbell thread:
+//
+//   JS object ──shared_ptr──► EndCore ◄──shared_ptr── threadsafe function (finalizer: stop and
+//                                │                      join the doorbell thread, then drop)
+//                                └─► Doorbell thread ── posts events to the threadsafe function
+//
+// close() is idempotent: it detaches outstanding views, stops the doorbell, closes the ring end
+// and gives back the threadsafe function. The object's finalizer only does the native part
+// (no JS values); an environment cleanup hook closes the native part of what is still open
+// when a thread or the process ends. The threadsafe function is unref'd: an open ring end
+// never keeps the process alive.
+//
+// Views over native memory (received batches, reserved slots) are external ArrayBuffers that
+// keep the mapping alive (ViewHint) and are detached when released, so that stale use throws.
 
+#include <fcntl.h>
 #include <napi.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "batch.h"
+#include "doorbell.h"
 #include "flatbuffers/base.h"
 #include "frame.h"
 #include "frame_testing.h"
+#include "ring.h"
+#include "shm.h"
 #include "status.h"
 
 namespace disco {
@@ -40,6 +66,8 @@ size_t element_size(napi_typedarray_type type) {
     case napi_uint32_array:
     case napi_int32_array:
       return 4;
+    case napi_float64_array:
+      return 8;
     default:
       return 1;
   }
@@ -53,6 +81,8 @@ const char* type_name(napi_typedarray_type type) {
       return "Uint32Array";
     case napi_int32_array:
       return "Int32Array";
+    case napi_float64_array:
+      return "Float64Array";
     default:
       return "typed array";
   }
@@ -177,29 +207,555 @@ Napi::Object testing_functions(Napi::Env env) {
   return t;
 }
 
+// ---- arguments of the ring and batch functions -----------------------------------------------
+
+/// Reads argument `index` as a string of at most `max_bytes` UTF-8 bytes.
+bool get_string(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* what,
+                size_t max_bytes, std::string* out) {
+  const Napi::Value value = info[index];
+  if (!value.IsString()) {
+    throw_type_error(info.Env(), std::string(fn) + ": " + what + " must be a string");
+    return false;
+  }
+  size_t length = 0;
+  if (napi_get_value_string_utf8(info.Env(), value, nullptr, 0, &length) != napi_ok) return false;
+  if (length > max_bytes) {
+    throw_type_error(info.Env(), std::string(fn) + ": " + what + " is " + std::to_string(length) +
+                                     " bytes, more than " + std::to_string(max_bytes));
+    return false;
+  }
+  out->resize(length);
+  return napi_get_value_string_utf8(info.Env(), value, out->data(), length + 1, &length) == napi_ok;
+}
+
+/// Reads argument `index` as an integral number in [min, max].
+bool get_integer(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* what,
+                 double min, double max, double* out) {
+  const Napi::Value value = info[index];
+  double v = 0;
+  if (!value.IsNumber() || napi_get_value_double(info.Env(), value, &v) != napi_ok ||
+      std::trunc(v) != v || v < min || v > max) {
+    throw_type_error(info.Env(), std::string(fn) + ": " + what + " must be an integer from " +
+                                     std::to_string(static_cast<uint64_t>(min)) + " to " +
+                                     std::to_string(static_cast<uint64_t>(max)));
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+/// Reads argument `index` as an array of Uint8Arrays (undefined: none).
+bool get_payloads(const Napi::CallbackInfo& info, size_t index, const char* fn,
+                  std::vector<PayloadSpan>* out) {
+  out->clear();
+  const Napi::Value value = info[index];
+  if (value.IsUndefined()) return true;
+  if (!value.IsArray()) {
+    throw_type_error(info.Env(), std::string(fn) + ": payloads must be an array of Uint8Array");
+    return false;
+  }
+  const auto array = value.As<Napi::Array>();
+  const uint32_t n = array.Length();
+  out->reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const napi_value element = array.Get(i);
+    bool is_typed_array = false;
+    napi_typedarray_type type = napi_int8_array;
+    size_t length = 0;
+    void* data = nullptr;
+    if (element == nullptr || napi_is_typedarray(info.Env(), element, &is_typed_array) != napi_ok ||
+        !is_typed_array ||
+        napi_get_typedarray_info(info.Env(), element, &type, &length, &data, nullptr, nullptr) !=
+            napi_ok ||
+        type != napi_uint8_array) {
+      throw_type_error(info.Env(), std::string(fn) + ": payloads[" + std::to_string(i) +
+                                       "] must be a Uint8Array");
+      return false;
+    }
+    out->push_back(PayloadSpan{static_cast<const uint8_t*>(data), length});
+  }
+  return true;
+}
+
+/// Reads the six output arrays of a decode (arguments first .. first + 5) into `*target`.
+bool get_decode_target(const Napi::CallbackInfo& info, size_t first, const char* fn,
+                       DecodeTarget* target) {
+  TypedView summary, frames, envelopes, epochs, headers, strings;
+  if (!get_typed_array(info, first, napi_uint32_array, fn, "summary", &summary) ||
+      !get_typed_array(info, first + 1, napi_uint32_array, fn, "frames", &frames) ||
+      !get_typed_array(info, first + 2, napi_uint32_array, fn, "envelopes", &envelopes) ||
+      !get_typed_array(info, first + 3, napi_float64_array, fn, "epochs", &epochs) ||
+      !get_typed_array(info, first + 4, napi_uint32_array, fn, "headers", &headers) ||
+      !get_typed_array(info, first + 5, napi_uint32_array, fn, "strings", &strings)) {
+    return false;
+  }
+  const size_t envelope_capacity = envelopes.length / kEnvelopeWords;
+  if (summary.length < kSummaryWords || frames.length < kFrameWords || envelope_capacity == 0 ||
+      epochs.length < envelope_capacity) {
+    throw_type_error(info.Env(), std::string(fn) + ": output arrays too short (summary needs " +
+                                     std::to_string(kSummaryWords) + " words, frames " +
+                                     std::to_string(kFrameWords) + " per frame, envelopes " +
+                                     std::to_string(kEnvelopeWords) +
+                                     " per envelope, epochs one per envelope)");
+    return false;
+  }
+  const TypedView* all[] = {&summary, &frames, &envelopes, &epochs, &headers, &strings};
+  for (size_t i = 0; i < 6; ++i) {
+    for (size_t j = i + 1; j < 6; ++j) {
+      if (overlaps(*all[i], *all[j])) {
+        throw_type_error(info.Env(), std::string(fn) + ": output arrays must not share memory");
+        return false;
+      }
+    }
+  }
+  target->summary = static_cast<uint32_t*>(summary.data);
+  target->frames = static_cast<uint32_t*>(frames.data);
+  target->frame_capacity = frames.length / kFrameWords;
+  target->envelopes = static_cast<uint32_t*>(envelopes.data);
+  target->epochs = static_cast<double*>(epochs.data);
+  target->envelope_capacity = envelope_capacity;
+  target->headers = static_cast<uint32_t*>(headers.data);
+  target->header_capacity = headers.length / 2;
+  target->strings = static_cast<uint32_t*>(strings.data);
+  target->string_capacity = strings.length / 2;
+  return true;
+}
+
+Napi::Value status_value(Napi::Env env, Status s) {
+  return Napi::Number::New(env, static_cast<int32_t>(s));
+}
+
+// ---- views over native memory ----------------------------------------------------------------
+
+/// Keeps what a view's bytes live in alive for as long as the view's ArrayBuffer exists: the
+/// segment mapping, or a heap buffer handed over when the view outlives its owner.
+struct ViewHint {
+  std::shared_ptr<SegmentMapping> mapping;
+  uint8_t* owned = nullptr;
+  ~ViewHint() { std::free(owned); }
+};
+
+void finalize_view(napi_env, void*, void* hint) {
+  delete static_cast<std::shared_ptr<ViewHint>*>(hint);
+}
+
+/// A Uint8Array over `length` bytes at `data`, backed by an external ArrayBuffer that holds
+/// `hint`. `*buffer` is the ArrayBuffer (to detach later). Empty on failure (JS exception).
+Napi::Value make_view(Napi::Env env, uint8_t* data, size_t length,
+                      const std::shared_ptr<ViewHint>& hint, napi_value* buffer) {
+  auto* holder = new std::shared_ptr<ViewHint>(hint);
+  napi_value ab = nullptr;
+  if (napi_create_external_arraybuffer(env, data, length, finalize_view, holder, &ab) != napi_ok) {
+    delete holder;
+    return Napi::Value();
+  }
+  napi_value view = nullptr;
+  if (napi_create_typedarray(env, napi_uint8_array, length, ab, 0, &view) != napi_ok) {
+    return Napi::Value();
+  }
+  *buffer = ab;
+  return Napi::Value(env, view);
+}
+
+/// Detaches the ArrayBuffer held by `ref` (if any) and empties the reference.
+void detach_view(Napi::Reference<Napi::Value>* ref) {
+  if (ref->IsEmpty()) return;
+  const Napi::Value ab = ref->Value();
+  if (!ab.IsEmpty() && ab.IsArrayBuffer()) napi_detach_arraybuffer(ref->Env(), ab);
+  ref->Reset();
+}
+
+// ---- ring ends, shared with their threadsafe function and doorbell thread -------------------
+
+/// Events a ring end reports to its JS callback (DoorbellEvent values).
+constexpr int32_t kEventReady = static_cast<int32_t>(DoorbellEvent::kReady);
+constexpr int32_t kEventPeerDead = static_cast<int32_t>(DoorbellEvent::kPeerDead);
+
+struct EndCore {
+  virtual ~EndCore() = default;
+  std::unique_ptr<Doorbell> bell;
+  napi_threadsafe_function tsfn = nullptr;
+  bool tsfn_released = false;   // our reference given back (JS thread only)
+  bool tsfn_finalized = false;  // its finalizer ran (JS thread only)
+  bool closed = false;
+
+  /// Closes the ring end and stops the doorbell; no JS values. Idempotent.
+  void close_native() noexcept {
+    if (closed) return;
+    closed = true;
+    if (bell) bell->stop();  // joined by the threadsafe function's finalizer
+    close_ring();
+  }
+
+  /// Gives back the threadsafe function (its finalizer then joins the doorbell thread).
+  void release_tsfn() noexcept {
+    if (tsfn == nullptr || tsfn_released || tsfn_finalized) return;
+    tsfn_released = true;
+    napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  }
+
+ protected:
+  virtual void close_ring() noexcept = 0;
+};
+
+struct ProducerCore final : EndCore {
+  std::unique_ptr<RingProducer> ring;
+  BatchEncoder encoder;
+  std::vector<PayloadSpan> payloads;  // reused between writes
+
+ protected:
+  void close_ring() noexcept override { ring->close(); }
+};
+
+struct ConsumerCore final : EndCore {
+  std::unique_ptr<RingConsumer> ring;
+  BatchDecoder decoder;
+  std::vector<RecordSpan> spans;  // reused between reads
+  BellKind bell_kind = BellKind::kFutex;
+  std::string name;
+  int pipe_fd = -1;
+
+  ~ConsumerCore() override {
+    if (pipe_fd >= 0) ::close(pipe_fd);
+  }
+
+ protected:
+  void close_ring() noexcept override {
+    ring->close();
+    if (bell_kind == BellKind::kPipe) {
+      if (pipe_fd >= 0) ::close(pipe_fd);
+      pipe_fd = -1;
+      remove_pipe_bell(name);
+    }
+  }
+};
+
+/// The doorbell thread's callback: posts the event to JS. Never touches a JS value.
+void on_doorbell(void* context, DoorbellEvent event) {
+  auto* core = static_cast<EndCore*>(context);
+  // The event travels as the data pointer (value + 1, so that it is never null): no allocation
+  // per wake-up. A call after close returns napi_closing, which is fine.
+  napi_call_threadsafe_function(core->tsfn,
+                                reinterpret_cast<void*>(static_cast<uintptr_t>(event) + 1),
+                                napi_tsfn_nonblocking);
+}
+
+void call_js_event(napi_env env, napi_value callback, void* context, void* data) {
+  if (env == nullptr || callback == nullptr) return;  // torn down: nothing to call
+  const auto& core = *static_cast<std::shared_ptr<EndCore>*>(context);
+  if (core->closed) return;
+  const auto event = static_cast<int32_t>(reinterpret_cast<uintptr_t>(data) - 1);
+  napi_value arg = nullptr;
+  napi_value receiver = nullptr;
+  if (napi_create_int32(env, event, &arg) != napi_ok ||
+      napi_get_undefined(env, &receiver) != napi_ok) {
+    return;
+  }
+  // An exception thrown by the callback stays pending and Node reports it as uncaught.
+  napi_call_function(env, receiver, callback, 1, &arg, nullptr);
+}
+
+void finalize_tsfn(napi_env, void* finalize_data, void*) {
+  auto* holder = static_cast<std::shared_ptr<EndCore>*>(finalize_data);
+  EndCore& core = **holder;
+  core.tsfn_finalized = true;
+  if (core.bell) {
+    core.bell->stop();
+    core.bell->join();
+  }
+  delete holder;
+}
+
+/// Makes the unref'd threadsafe function of `core` around `callback` and starts its doorbell
+/// with `options`. Status kSystemError with `*err` when the thread cannot start.
+Status start_events(Napi::Env env, const std::shared_ptr<EndCore>& core, Napi::Function callback,
+                    Doorbell::Side side, const DoorbellOptions& options, int* err) {
+  auto* holder = new std::shared_ptr<EndCore>(core);
+  napi_value name = Napi::String::New(env, "disco ring doorbell");
+  if (napi_create_threadsafe_function(env, callback, nullptr, name, 0, 1, holder, finalize_tsfn,
+                                      holder, call_js_event, &core->tsfn) != napi_ok) {
+    delete holder;
+    core->tsfn = nullptr;
+    return Status::kNoMemory;
+  }
+  napi_unref_threadsafe_function(env, core->tsfn);
+  const RingMemory& memory = side == Doorbell::Side::kConsumer
+                                 ? static_cast<ConsumerCore&>(*core).ring->memory()
+                                 : static_cast<ProducerCore&>(*core).ring->memory();
+  core->bell = std::make_unique<Doorbell>(memory, side, options, on_doorbell, core.get());
+  const Status started = core->bell->start(err);
+  if (started != Status::kOk) core->bell.reset();
+  return started;
+}
+
+/// Every ring end opened in one environment, for the cleanup hook.
+struct OpenEnds {
+  std::vector<std::weak_ptr<EndCore>> ends;
+
+  void add(const std::shared_ptr<EndCore>& core) {
+    // Forget the ends that are gone, so the list stays as long as what is open.
+    size_t kept = 0;
+    for (auto& w : ends) {
+      if (!w.expired()) ends[kept++] = std::move(w);
+    }
+    ends.resize(kept);
+    ends.push_back(core);
+  }
+};
+
+/// Environment cleanup: closes (natively) what is still open; the threadsafe functions are
+/// finalized by Node itself, which joins the doorbell threads.
+void close_open_ends(void* arg) {
+  auto* open = static_cast<OpenEnds*>(arg);
+  for (auto& w : open->ends) {
+    if (auto core = w.lock()) core->close_native();
+  }
+  delete open;
+}
+
+/// Reads the options object of an open call (argument `index`, may be undefined).
+bool get_doorbell_options(const Napi::CallbackInfo& info, size_t index, const char* fn,
+                          DoorbellOptions* options, BellKind* kind) {
+  const Napi::Value value = info[index];
+  if (value.IsUndefined()) return true;
+  if (!value.IsObject()) {
+    throw_type_error(info.Env(), std::string(fn) + ": options must be an object");
+    return false;
+  }
+  const auto o = value.As<Napi::Object>();
+  const Napi::Value doorbell = o.Get("doorbell");
+  if (!doorbell.IsUndefined()) {
+    const std::string d = doorbell.IsString() ? doorbell.As<Napi::String>().Utf8Value() : "";
+    if (d != "futex" && d != "pipe") {
+      throw_type_error(info.Env(),
+                       std::string(fn) + ": options.doorbell must be 'futex' or 'pipe'");
+      return false;
+    }
+    if (kind != nullptr) *kind = d == "pipe" ? BellKind::kPipe : BellKind::kFutex;
+  }
+  struct NumberOption {
+    const char* name;
+    double max;
+    uint32_t* out;
+  };
+  const NumberOption numbers[] = {{"spinNs", 1e9, &options->spin_ns},
+                                  {"livenessMs", 50, &options->liveness_ms}};
+  for (const NumberOption& n : numbers) {
+    const Napi::Value v = o.Get(n.name);
+    if (v.IsUndefined()) continue;
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= (n.out == &options->liveness_ms ? 1 : 0) && d <= n.max) || std::trunc(d) != d) {
+      throw_type_error(info.Env(), std::string(fn) + ": options." + n.name +
+                                       " must be an integer up to " +
+                                       std::to_string(static_cast<uint64_t>(n.max)));
+      return false;
+    }
+    *n.out = static_cast<uint32_t>(d);
+  }
+  const Napi::Value spin = o.Get("spinMode");
+  if (!spin.IsUndefined()) {
+    if (!spin.IsBoolean()) {
+      throw_type_error(info.Env(), std::string(fn) + ": options.spinMode must be a boolean");
+      return false;
+    }
+    options->spin_mode = spin.As<Napi::Boolean>().Value();
+  }
+  return !info.Env().IsExceptionPending();
+}
+
+/// Type tags of the wrapped classes (random, fixed: they only need to differ).
+constexpr napi_type_tag kProducerTag = {0x6a1c5e3f2b9d4c71ull, 0x8e02f4a1c37b5d96ull};
+constexpr napi_type_tag kConsumerTag = {0x1f7d3b9e5c2a4f68ull, 0xb45e91c2d0a37f13ull};
+constexpr napi_type_tag kEncoderTag = {0x93c4e1a7f25b6d08ull, 0x2d7b0e9f4a61c3b5ull};
+constexpr napi_type_tag kDecoderTag = {0x4e8a2c6f1d3b9e70ull, 0xc16f5a3e8b2d7049ull};
+
+/// True when `this` of `info` carries `tag`; else throws a TypeError naming `cls`.
+bool check_this(const Napi::CallbackInfo& info, const napi_type_tag& tag, const char* cls) {
+  bool tagged = false;
+  const napi_value self = info.This();
+  napi_valuetype type = napi_undefined;
+  if (napi_typeof(info.Env(), self, &type) == napi_ok && type == napi_object &&
+      napi_check_object_type_tag(info.Env(), self, &tag, &tagged) == napi_ok && tagged) {
+    return true;
+  }
+  throw_type_error(info.Env(), std::string("method called on an object that is not a ") + cls);
+  return false;
+}
+
+/// ringLayout constants for the TS mirror.
+Napi::Object ring_layout(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("version", Napi::Number::New(env, kRingLayoutVersion));
+  o.Set("headerBytes", Napi::Number::New(env, kRingHeaderBytes));
+  o.Set("minCapacity", Napi::Number::New(env, static_cast<double>(kMinRingCapacity)));
+  o.Set("maxCapacity", Napi::Number::New(env, static_cast<double>(kMaxRingCapacity)));
+  o.Set("recordHeaderBytes", Napi::Number::New(env, static_cast<double>(kRecordHeaderBytes)));
+  o.Set("maxMessageBytes", Napi::Number::New(env, static_cast<double>(kMaxMessageBytes)));
+  o.Set("maxNameBytes", Napi::Number::New(env, static_cast<double>(kMaxSegmentNameBytes)));
+  o.Freeze();
+  return o;
+}
+
+/// batchLayout constants for the TS mirror (src/native-batch.ts).
+Napi::Object batch_layout(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("magic", Napi::Number::New(env, kBatchMagic));
+  o.Set("version", Napi::Number::New(env, kBatchVersion));
+  o.Set("headerBytes", Napi::Number::New(env, static_cast<double>(kBatchHeaderBytes)));
+  o.Set("envelopeFixedBytes",
+        Napi::Number::New(env, static_cast<double>(kBatchEnvelopeFixedBytes)));
+  o.Set("summaryWords", Napi::Number::New(env, static_cast<double>(kSummaryWords)));
+  o.Set("frameWords", Napi::Number::New(env, static_cast<double>(kFrameWords)));
+  o.Set("envelopeWords", Napi::Number::New(env, static_cast<double>(kEnvelopeWords)));
+  o.Set("noString", Napi::Number::New(env, kNoString));
+  o.Set("stringSoftEntries", Napi::Number::New(env, kStringSoftEntries));
+  o.Set("stringSoftBytes", Napi::Number::New(env, static_cast<double>(kStringSoftBytes)));
+  o.Set("stringHardEntries", Napi::Number::New(env, kStringHardEntries));
+  o.Set("stringHardBytes", Napi::Number::New(env, static_cast<double>(kStringHardBytes)));
+  o.Freeze();
+  return o;
+}
+
 }  // namespace
+
+class DiscoAddon;
+
+/// The writing end of a ring, as JS sees it (src/native.ts NativeRingProducer).
+class RingProducerWrap final : public Napi::ObjectWrap<RingProducerWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit RingProducerWrap(const Napi::CallbackInfo& info);
+  ~RingProducerWrap() override;
+
+ private:
+  bool usable(const Napi::CallbackInfo& info) {
+    return check_this(info, kProducerTag, "RingProducer");
+  }
+  void drop_reservation();
+  Napi::Value WriteBatch(const Napi::CallbackInfo& info);
+  Napi::Value WriteFrame(const Napi::CallbackInfo& info);
+  Napi::Value Reserve(const Napi::CallbackInfo& info);
+  Napi::Value Commit(const Napi::CallbackInfo& info);
+  Napi::Value Abandon(const Napi::CallbackInfo& info);
+  Napi::Value Flush(const Napi::CallbackInfo& info);
+  Napi::Value NotifyWhenWritable(const Napi::CallbackInfo& info);
+  Napi::Value FreeBytes(const Napi::CallbackInfo& info);
+  Napi::Value CheckPeer(const Napi::CallbackInfo& info);
+  Napi::Value State(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value GetMaxContentBytes(const Napi::CallbackInfo& info);
+  Napi::Value GetPending(const Napi::CallbackInfo& info);
+  Napi::Value GetClosed(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<ProducerCore> core_;
+  Napi::Reference<Napi::Value> reservation_;  // ArrayBuffer of the reserved slot's view
+};
+
+/// The reading end of a ring, as JS sees it (src/native.ts NativeRingConsumer).
+class RingConsumerWrap final : public Napi::ObjectWrap<RingConsumerWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit RingConsumerWrap(const Napi::CallbackInfo& info);
+  ~RingConsumerWrap() override;
+
+ private:
+  bool usable(const Napi::CallbackInfo& info) {
+    return check_this(info, kConsumerTag, "RingConsumer");
+  }
+  void release_batch();
+  Napi::Value ReadBatch(const Napi::CallbackInfo& info);
+  Napi::Value Release(const Napi::CallbackInfo& info);
+  Napi::Value DoorbellFd(const Napi::CallbackInfo& info);
+  Napi::Value CheckPeer(const Napi::CallbackInfo& info);
+  Napi::Value State(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value GetClosed(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<ConsumerCore> core_;
+  Napi::Reference<Napi::Value> view_;  // ArrayBuffer of the outstanding batch
+  std::shared_ptr<ViewHint> hint_;
+  RecordBatch batch_;
+  bool has_batch_ = false;
+};
+
+/// A staging layout -> sealed frame encoder with its own string table, for links that are not
+/// rings (gRPC) and for tests (src/native.ts NativeBatchEncoder).
+class BatchEncoderWrap final : public Napi::ObjectWrap<BatchEncoderWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit BatchEncoderWrap(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value Encode(const Napi::CallbackInfo& info);
+  BatchEncoder encoder_;
+  std::vector<PayloadSpan> payloads_;
+};
+
+/// Verifies and decodes one frame held in JS memory into the decoded layout
+/// (src/native.ts NativeFrameDecoder).
+class FrameDecoderWrap final : public Napi::ObjectWrap<FrameDecoderWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit FrameDecoderWrap(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value Decode(const Napi::CallbackInfo& info);
+  BatchDecoder decoder_;
+};
 
 /// The addon's exports, one instance per JS environment.
 class DiscoAddon final : public Napi::Addon<DiscoAddon> {
  public:
   DiscoAddon(Napi::Env env, Napi::Object exports) {
+    open_ends_ = new OpenEnds();
+    napi_add_env_cleanup_hook(env, close_open_ends, open_ends_);
+    const Napi::Function producer = RingProducerWrap::Define(env);
+    const Napi::Function consumer = RingConsumerWrap::Define(env);
+    producer_ctor_ = Napi::Persistent(producer);
+    consumer_ctor_ = Napi::Persistent(consumer);
     constexpr auto kEnumerable = napi_enumerable;
-    DefineAddon(exports,
-                {
-                    InstanceMethod<&DiscoAddon::VerifyFrame>("verifyFrame", kEnumerable),
-                    InstanceMethod<&DiscoAddon::VerifyBatch>("verifyBatch", kEnumerable),
-                    InstanceMethod<&DiscoAddon::SealFrame>("sealFrame", kEnumerable),
-                    InstanceMethod<&DiscoAddon::StatusName>("statusName", kEnumerable),
-                    InstanceMethod<&DiscoAddon::StatusMessage>("statusMessage", kEnumerable),
-                    InstanceMethod<&DiscoAddon::Noop>("noop", kEnumerable),
-                    InstanceValue("statusCodes", status_codes(env), kEnumerable),
-                    InstanceValue("frameLayout", frame_layout(env), kEnumerable),
-                    InstanceValue("versions", versions(env), kEnumerable),
-                    InstanceValue("testing", testing_functions(env), kEnumerable),
-                });
+    DefineAddon(
+        exports,
+        {
+            InstanceMethod<&DiscoAddon::VerifyFrame>("verifyFrame", kEnumerable),
+            InstanceMethod<&DiscoAddon::VerifyBatch>("verifyBatch", kEnumerable),
+            InstanceMethod<&DiscoAddon::SealFrame>("sealFrame", kEnumerable),
+            InstanceMethod<&DiscoAddon::StatusName>("statusName", kEnumerable),
+            InstanceMethod<&DiscoAddon::StatusMessage>("statusMessage", kEnumerable),
+            InstanceMethod<&DiscoAddon::Noop>("noop", kEnumerable),
+            InstanceMethod<&DiscoAddon::RingCreate>("ringCreate", kEnumerable),
+            InstanceMethod<&DiscoAddon::RingUnlink>("ringUnlink", kEnumerable),
+            InstanceMethod<&DiscoAddon::RemoveStaleSegments>("removeStaleSegments", kEnumerable),
+            InstanceMethod<&DiscoAddon::OpenRingProducer>("openRingProducer", kEnumerable),
+            InstanceMethod<&DiscoAddon::OpenRingConsumer>("openRingConsumer", kEnumerable),
+            InstanceMethod<&DiscoAddon::ProcessIdentity>("processIdentity", kEnumerable),
+            InstanceMethod<&DiscoAddon::LastErrno>("lastErrno", kEnumerable),
+            InstanceValue("RingProducer", producer, kEnumerable),
+            InstanceValue("RingConsumer", consumer, kEnumerable),
+            InstanceValue("BatchEncoder", BatchEncoderWrap::Define(env), kEnumerable),
+            InstanceValue("FrameDecoder", FrameDecoderWrap::Define(env), kEnumerable),
+            InstanceValue("statusCodes", status_codes(env), kEnumerable),
+            InstanceValue("frameLayout", frame_layout(env), kEnumerable),
+            InstanceValue("ringLayout", ring_layout(env), kEnumerable),
+            InstanceValue("batchLayout", batch_layout(env), kEnumerable),
+            InstanceValue("versions", versions(env), kEnumerable),
+            InstanceValue("testing", testing_functions(env), kEnumerable),
+        });
   }
 
+  /// The core the next RingProducerWrap / RingConsumerWrap constructor takes (set just before
+  /// constructing one, so that `new RingProducer()` from JS finds none and throws).
+  std::shared_ptr<ProducerCore> pending_producer;
+  std::shared_ptr<ConsumerCore> pending_consumer;
+
  private:
+  /// A status from a call that set `err`: remembers errno for lastErrno() when it is a system
+  /// error.
+  Napi::Value system_status(Napi::Env env, Status s, int err) {
+    if (s == Status::kSystemError) last_errno_ = err;
+    return status_value(env, s);
+  }
+
   /// verifyFrame(frame: Uint8Array): number — the status of one frame.
   Napi::Value VerifyFrame(const Napi::CallbackInfo& info) {
     TypedView frame;
@@ -280,7 +836,515 @@ class DiscoAddon final : public Napi::Addon<DiscoAddon> {
 
   /// noop(): undefined — one boundary crossing and nothing else, the benchmark baseline.
   Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+
+  /// ringCreate(name: string, capacity: number): number — creates the segment of a ring.
+  Napi::Value RingCreate(const Napi::CallbackInfo& info) {
+    std::string name;
+    double capacity = 0;
+    if (!get_string(info, 0, "ringCreate", "name", kMaxSegmentNameBytes * 4, &name) ||
+        !get_integer(info, 1, "ringCreate", "capacity", 0, 9007199254740991.0, &capacity)) {
+      return Napi::Value();
+    }
+    int err = 0;
+    const Status s = create_ring(name, static_cast<uint64_t>(capacity), &err);
+    return system_status(info.Env(), s, err);
+  }
+
+  /// ringUnlink(name: string): number — unlinks a ring's segment (and its pipe doorbell).
+  Napi::Value RingUnlink(const Napi::CallbackInfo& info) {
+    std::string name;
+    if (!get_string(info, 0, "ringUnlink", "name", kMaxSegmentNameBytes * 4, &name)) {
+      return Napi::Value();
+    }
+    int err = 0;
+    const Status s = unlink_segment(name, &err);
+    return system_status(info.Env(), s, err);
+  }
+
+  /// removeStaleSegments(prefix: string): { status, removed }.
+  Napi::Value RemoveStaleSegments(const Napi::CallbackInfo& info) {
+    std::string prefix;
+    if (!get_string(info, 0, "removeStaleSegments", "prefix", kMaxSegmentNameBytes * 4, &prefix)) {
+      return Napi::Value();
+    }
+    int err = 0;
+    uint32_t removed = 0;
+    const Status s = remove_stale_segments(prefix, kRingMagic, &removed, &err);
+    Napi::Object result = Napi::Object::New(info.Env());
+    result.Set("status", system_status(info.Env(), s, err));
+    result.Set("removed", Napi::Number::New(info.Env(), removed));
+    return result;
+  }
+
+  /// processIdentity(): { pid, startTicks } of this process.
+  Napi::Value ProcessIdentity(const Napi::CallbackInfo& info) {
+    const uint64_t self = self_identity();
+    Napi::Object result = Napi::Object::New(info.Env());
+    result.Set("pid", Napi::Number::New(info.Env(), identity_pid(self)));
+    result.Set("startTicks",
+               Napi::Number::New(info.Env(), static_cast<double>(identity_start_ticks(self))));
+    return result;
+  }
+
+  /// lastErrno(): number — errno of the last SYSTEM_ERROR in this environment.
+  Napi::Value LastErrno(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), last_errno_);
+  }
+
+  /// openRingProducer(name, onEvent, options?): RingProducer | number.
+  Napi::Value OpenRingProducer(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    std::string name;
+    DoorbellOptions options;
+    if (!get_string(info, 0, "openRingProducer", "name", kMaxSegmentNameBytes * 4, &name)) {
+      return Napi::Value();
+    }
+    if (!info[1].IsFunction()) {
+      return throw_type_error(env, "openRingProducer: onEvent must be a function");
+    }
+    if (!get_doorbell_options(info, 2, "openRingProducer", &options, nullptr)) {
+      return Napi::Value();
+    }
+    auto core = std::make_shared<ProducerCore>();
+    int err = 0;
+    Status s = RingProducer::open(name, &core->ring, &err);
+    if (s != Status::kOk) return system_status(env, s, err);
+    s = start_events(env, core, info[1].As<Napi::Function>(), Doorbell::Side::kProducer, options,
+                     &err);
+    if (s != Status::kOk) {
+      core->close_native();
+      core->release_tsfn();
+      return system_status(env, s, err);
+    }
+    open_ends_->add(core);
+    pending_producer = core;
+    Napi::Object object = producer_ctor_.New({});
+    pending_producer.reset();
+    return object;
+  }
+
+  /// openRingConsumer(name, onEvent, options?): RingConsumer | number.
+  Napi::Value OpenRingConsumer(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    std::string name;
+    DoorbellOptions options;
+    BellKind kind = BellKind::kFutex;
+    if (!get_string(info, 0, "openRingConsumer", "name", kMaxSegmentNameBytes * 4, &name)) {
+      return Napi::Value();
+    }
+    if (!info[1].IsFunction()) {
+      return throw_type_error(env, "openRingConsumer: onEvent must be a function");
+    }
+    if (!get_doorbell_options(info, 2, "openRingConsumer", &options, &kind)) {
+      return Napi::Value();
+    }
+    auto core = std::make_shared<ConsumerCore>();
+    core->bell_kind = kind;
+    core->name = name;
+    int err = 0;
+    Status s = RingConsumer::open(name, kind, &core->ring, &err);
+    if (s != Status::kOk) return system_status(env, s, err);
+    // The FIFO comes after the claim: a failed claim must not replace a live consumer's FIFO.
+    // A producer only rings it once this consumer has announced a sleep, which is later.
+    if (kind == BellKind::kPipe) s = create_pipe_bell(name, &core->pipe_fd, &err);
+    options.watch_data = kind == BellKind::kFutex;
+    if (s == Status::kOk) {
+      s = start_events(env, core, info[1].As<Napi::Function>(), Doorbell::Side::kConsumer, options,
+                       &err);
+    }
+    if (s != Status::kOk) {
+      core->close_native();
+      core->release_tsfn();
+      return system_status(env, s, err);
+    }
+    open_ends_->add(core);
+    pending_consumer = core;
+    Napi::Object object = consumer_ctor_.New({});
+    pending_consumer.reset();
+    return object;
+  }
+
+  OpenEnds* open_ends_ = nullptr;  // owned by the cleanup hook
+  Napi::FunctionReference producer_ctor_;
+  Napi::FunctionReference consumer_ctor_;
+  int last_errno_ = 0;
 };
+
+// ---- RingProducerWrap -------------------------------------------------------------------------
+
+Napi::Function RingProducerWrap::Define(Napi::Env env) {
+  return DefineClass(
+      env, "RingProducer",
+      {
+          InstanceMethod<&RingProducerWrap::WriteBatch>("writeBatch"),
+          InstanceMethod<&RingProducerWrap::WriteFrame>("writeFrame"),
+          InstanceMethod<&RingProducerWrap::Reserve>("reserve"),
+          InstanceMethod<&RingProducerWrap::Commit>("commit"),
+          InstanceMethod<&RingProducerWrap::Abandon>("abandon"),
+          InstanceMethod<&RingProducerWrap::Flush>("flush"),
+          InstanceMethod<&RingProducerWrap::NotifyWhenWritable>("notifyWhenWritable"),
+          InstanceMethod<&RingProducerWrap::FreeBytes>("freeBytes"),
+          InstanceMethod<&RingProducerWrap::CheckPeer>("checkPeer"),
+          InstanceMethod<&RingProducerWrap::State>("state"),
+          InstanceMethod<&RingProducerWrap::Close>("close"),
+          InstanceAccessor<&RingProducerWrap::GetMaxContentBytes>("maxContentBytes"),
+          InstanceAccessor<&RingProducerWrap::GetPending>("pending"),
+          InstanceAccessor<&RingProducerWrap::GetClosed>("closed"),
+      });
+}
+
+RingProducerWrap::RingProducerWrap(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<RingProducerWrap>(info) {
+  auto* addon = info.Env().GetInstanceData<DiscoAddon>();
+  if (addon != nullptr) core_ = std::move(addon->pending_producer);
+  if (!core_) {
+    throw_type_error(info.Env(), "RingProducer objects come from openRingProducer()");
+    return;
+  }
+  napi_type_tag_object(info.Env(), info.This(), &kProducerTag);
+}
+
+RingProducerWrap::~RingProducerWrap() {
+  // Finalizer: native memory only. A reserved slot's view keeps the mapping alive by itself.
+  if (!core_) return;
+  core_->close_native();
+  core_->release_tsfn();
+}
+
+void RingProducerWrap::drop_reservation() {
+  if (reservation_.IsEmpty()) return;
+  detach_view(&reservation_);
+  core_->ring->abandon();
+}
+
+Napi::Value RingProducerWrap::WriteBatch(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  TypedView staging;
+  if (!get_typed_array(info, 0, napi_uint8_array, "writeBatch", "staging", &staging) ||
+      !get_payloads(info, 1, "writeBatch", &core_->payloads)) {
+    return Napi::Value();
+  }
+  if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  drop_reservation();
+  const Status s =
+      core_->encoder.write(*core_->ring, static_cast<const uint8_t*>(staging.data), staging.length,
+                           core_->payloads.data(), core_->payloads.size());
+  core_->payloads.clear();
+  return status_value(info.Env(), s);
+}
+
+Napi::Value RingProducerWrap::WriteFrame(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  TypedView frame;
+  if (!get_typed_array(info, 0, napi_uint8_array, "writeFrame", "frame", &frame)) {
+    return Napi::Value();
+  }
+  if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  drop_reservation();
+  return status_value(
+      info.Env(), core_->ring->write_frame(static_cast<const uint8_t*>(frame.data), frame.length));
+}
+
+Napi::Value RingProducerWrap::Reserve(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  double bytes = 0;
+  if (!get_integer(info, 0, "reserve", "bytes", 1, 9007199254740991.0, &bytes)) {
+    return Napi::Value();
+  }
+  if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  drop_reservation();
+  uint8_t* content = nullptr;
+  const Status s = core_->ring->reserve(static_cast<size_t>(bytes), &content);
+  if (s != Status::kOk) return status_value(info.Env(), s);
+  auto hint = std::make_shared<ViewHint>();
+  hint->mapping = core_->ring->memory().owner;
+  napi_value ab = nullptr;
+  const Napi::Value view = make_view(info.Env(), content, static_cast<size_t>(bytes), hint, &ab);
+  if (view.IsEmpty()) {
+    core_->ring->abandon();
+    return view;
+  }
+  reservation_ = Napi::Reference<Napi::Value>::New(Napi::Value(info.Env(), ab), 1);
+  return view;
+}
+
+Napi::Value RingProducerWrap::Commit(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  double length = 0;
+  if (!get_integer(info, 0, "commit", "length", 1, 9007199254740991.0, &length)) {
+    return Napi::Value();
+  }
+  if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  if (reservation_.IsEmpty()) return status_value(info.Env(), Status::kInvalidArgument);
+  detach_view(&reservation_);
+  return status_value(info.Env(), core_->ring->commit(0, static_cast<size_t>(length)));
+}
+
+Napi::Value RingProducerWrap::Abandon(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  if (!core_->closed) drop_reservation();
+  return info.Env().Undefined();
+}
+
+Napi::Value RingProducerWrap::Flush(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  return status_value(info.Env(), core_->ring->flush());
+}
+
+Napi::Value RingProducerWrap::NotifyWhenWritable(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  double bytes = 0;
+  if (!get_integer(info, 0, "notifyWhenWritable", "bytes", 0, 9007199254740991.0, &bytes)) {
+    return Napi::Value();
+  }
+  if (!core_->closed && core_->bell) {
+    const uint64_t capacity = core_->ring->memory().capacity;
+    const uint64_t want =
+        static_cast<uint64_t>(bytes) < capacity ? static_cast<uint64_t>(bytes) : capacity;
+    core_->bell->arm(core_->ring->tail(), want);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value RingProducerWrap::FreeBytes(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  if (core_->closed) return Napi::Number::New(info.Env(), 0);
+  return Napi::Number::New(info.Env(), static_cast<double>(core_->ring->free_bytes()));
+}
+
+Napi::Value RingProducerWrap::CheckPeer(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  return status_value(info.Env(), core_->ring->check_consumer());
+}
+
+Napi::Value ring_state(Napi::Env env, const RingState& state) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("head", Napi::Number::New(env, static_cast<double>(state.head)));
+  o.Set("tail", Napi::Number::New(env, static_cast<double>(state.tail)));
+  o.Set("capacity", Napi::Number::New(env, static_cast<double>(state.capacity)));
+  return o;
+}
+
+Napi::Value RingProducerWrap::State(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  return ring_state(info.Env(), core_->ring->state());
+}
+
+Napi::Value RingProducerWrap::Close(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  detach_view(&reservation_);
+  core_->close_native();
+  core_->release_tsfn();
+  return info.Env().Undefined();
+}
+
+Napi::Value RingProducerWrap::GetMaxContentBytes(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  return Napi::Number::New(info.Env(), static_cast<double>(core_->ring->max_content_bytes()));
+}
+
+Napi::Value RingProducerWrap::GetPending(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  return Napi::Boolean::New(info.Env(), core_->ring->has_pending());
+}
+
+Napi::Value RingProducerWrap::GetClosed(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  return Napi::Boolean::New(info.Env(), core_->closed);
+}
+
+// ---- RingConsumerWrap -------------------------------------------------------------------------
+
+Napi::Function RingConsumerWrap::Define(Napi::Env env) {
+  return DefineClass(env, "RingConsumer",
+                     {
+                         InstanceMethod<&RingConsumerWrap::ReadBatch>("readBatch"),
+                         InstanceMethod<&RingConsumerWrap::Release>("release"),
+                         InstanceMethod<&RingConsumerWrap::DoorbellFd>("doorbellFd"),
+                         InstanceMethod<&RingConsumerWrap::CheckPeer>("checkPeer"),
+                         InstanceMethod<&RingConsumerWrap::State>("state"),
+                         InstanceMethod<&RingConsumerWrap::Close>("close"),
+                         InstanceAccessor<&RingConsumerWrap::GetClosed>("closed"),
+                     });
+}
+
+RingConsumerWrap::RingConsumerWrap(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<RingConsumerWrap>(info) {
+  auto* addon = info.Env().GetInstanceData<DiscoAddon>();
+  if (addon != nullptr) core_ = std::move(addon->pending_consumer);
+  if (!core_) {
+    throw_type_error(info.Env(), "RingConsumer objects come from openRingConsumer()");
+    return;
+  }
+  napi_type_tag_object(info.Env(), info.This(), &kConsumerTag);
+}
+
+RingConsumerWrap::~RingConsumerWrap() {
+  // Finalizer: native memory only. A view of the outstanding batch may still be reachable from
+  // JS: a reassembled message's buffer goes to the view's hint (freed with the view), ring
+  // bytes stay mapped through it, and the closed end keeps the producer from reusing them.
+  if (!core_) return;
+  if (has_batch_ && batch_.reassembled && hint_) hint_->owned = core_->ring->take_message();
+  core_->close_native();
+  core_->release_tsfn();
+}
+
+void RingConsumerWrap::release_batch() {
+  if (!has_batch_) return;
+  detach_view(&view_);
+  has_batch_ = false;
+  hint_.reset();
+  // Only a batch out of order could fail here, and there is only ever one outstanding.
+  (void)core_->ring->release(batch_);
+}
+
+Napi::Value RingConsumerWrap::ReadBatch(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  const Napi::Env env = info.Env();
+  DecodeTarget target;
+  double max_bytes = 0;
+  if (!get_decode_target(info, 0, "readBatch", &target) ||
+      !get_integer(info, 6, "readBatch", "maxBytes", 1, 9007199254740991.0, &max_bytes)) {
+    return Napi::Value();
+  }
+  release_batch();
+  if (core_->closed) return status_value(env, Status::kClosed);
+  ConsumerCore& c = *core_;
+  c.spans.resize(target.frame_capacity);
+  RecordBatch batch;
+  Status s = Status::kOk;
+  for (;;) {
+    c.decoder.begin(target);
+    s = c.ring->read_batch(c.spans.size(), static_cast<size_t>(max_bytes), c.spans.data(), &batch,
+                           &BatchDecoder::visit, &c.decoder);
+    if (s != Status::kRingEmpty) break;
+    if (c.bell_kind == BellKind::kFutex) {
+      if (c.bell) c.bell->arm(c.ring->read_position(), 0);
+      break;
+    }
+    // Pipe doorbell: announce the sleep; if records arrived meanwhile, read them instead.
+    if (announce_consumer_sleep(c.ring->memory().header, c.ring->read_position())) break;
+  }
+  if (s != Status::kOk) return status_value(env, s);
+  c.decoder.finish(batch.reassembled);
+  auto hint = std::make_shared<ViewHint>();
+  hint->mapping = c.ring->memory().owner;
+  napi_value ab = nullptr;
+  const Napi::Value view =
+      make_view(env, const_cast<uint8_t*>(batch.region), batch.region_bytes, hint, &ab);
+  if (view.IsEmpty()) {
+    (void)c.ring->release(batch);
+    return view;
+  }
+  view_ = Napi::Reference<Napi::Value>::New(Napi::Value(env, ab), 1);
+  hint_ = std::move(hint);
+  batch_ = batch;
+  has_batch_ = true;
+  return view;
+}
+
+Napi::Value RingConsumerWrap::Release(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  release_batch();
+  return info.Env().Undefined();
+}
+
+Napi::Value RingConsumerWrap::DoorbellFd(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  if (core_->closed || core_->pipe_fd < 0) return Napi::Number::New(info.Env(), -1);
+  const int fd = ::fcntl(core_->pipe_fd, F_DUPFD_CLOEXEC, 0);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value RingConsumerWrap::CheckPeer(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  return status_value(info.Env(), core_->ring->check_producer());
+}
+
+Napi::Value RingConsumerWrap::State(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  return ring_state(info.Env(), core_->ring->state());
+}
+
+Napi::Value RingConsumerWrap::Close(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  release_batch();
+  core_->close_native();
+  core_->release_tsfn();
+  return info.Env().Undefined();
+}
+
+Napi::Value RingConsumerWrap::GetClosed(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  return Napi::Boolean::New(info.Env(), core_->closed);
+}
+
+// ---- BatchEncoderWrap, FrameDecoderWrap ---------------------------------------------------------
+
+Napi::Function BatchEncoderWrap::Define(Napi::Env env) {
+  return DefineClass(env, "BatchEncoder", {InstanceMethod<&BatchEncoderWrap::Encode>("encode")});
+}
+
+BatchEncoderWrap::BatchEncoderWrap(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<BatchEncoderWrap>(info) {
+  napi_type_tag_object(info.Env(), info.This(), &kEncoderTag);
+}
+
+/// encode(staging, payloads?): Uint8Array | number — the sealed frame, in a fresh ArrayBuffer
+/// sized to the frame's bound; the view covers the frame at its end.
+Napi::Value BatchEncoderWrap::Encode(const Napi::CallbackInfo& info) {
+  if (!check_this(info, kEncoderTag, "BatchEncoder")) return Napi::Value();
+  const Napi::Env env = info.Env();
+  TypedView staging;
+  if (!get_typed_array(info, 0, napi_uint8_array, "encode", "staging", &staging) ||
+      !get_payloads(info, 1, "encode", &payloads_)) {
+    return Napi::Value();
+  }
+  PreparedBatch b;
+  Status s = encoder_.prepare(static_cast<const uint8_t*>(staging.data), staging.length,
+                              payloads_.data(), payloads_.size(), &b);
+  if (s != Status::kOk) return status_value(env, s);
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, static_cast<size_t>(b.bound));
+  if (env.IsExceptionPending()) return Napi::Value();
+  size_t offset = 0;
+  size_t length = 0;
+  s = encoder_.build(b, payloads_.data(), payloads_.size(), static_cast<uint8_t*>(buffer.Data()),
+                     static_cast<size_t>(b.bound), &offset, &length);
+  payloads_.clear();
+  if (s != Status::kOk) return status_value(env, s);
+  return Napi::Uint8Array::New(env, length, buffer, offset);
+}
+
+Napi::Function FrameDecoderWrap::Define(Napi::Env env) {
+  return DefineClass(env, "FrameDecoder", {InstanceMethod<&FrameDecoderWrap::Decode>("decode")});
+}
+
+FrameDecoderWrap::FrameDecoderWrap(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<FrameDecoderWrap>(info) {
+  napi_type_tag_object(info.Env(), info.This(), &kDecoderTag);
+}
+
+/// decode(frame, summary, frames, envelopes, epochs, headers, strings): number — verifies the
+/// frame and decodes it; offsets in the outputs are relative to `frame`.
+Napi::Value FrameDecoderWrap::Decode(const Napi::CallbackInfo& info) {
+  if (!check_this(info, kDecoderTag, "FrameDecoder")) return Napi::Value();
+  TypedView frame;
+  DecodeTarget target;
+  if (!get_typed_array(info, 0, napi_uint8_array, "decode", "frame", &frame) ||
+      !get_decode_target(info, 1, "decode", &target)) {
+    return Napi::Value();
+  }
+  const auto* bytes = static_cast<const uint8_t*>(frame.data);
+  Status s = verify_frame(bytes, frame.length);
+  if (s != Status::kOk) return status_value(info.Env(), s);
+  decoder_.begin(target);
+  s = decoder_.decode(RecordSpan{bytes, static_cast<uint32_t>(frame.length)}, 0, bytes);
+  if (s == Status::kOk) decoder_.finish(false);
+  return status_value(info.Env(), s);
+}
 
 }  // namespace disco
 

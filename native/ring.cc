@@ -592,6 +592,16 @@ void RingConsumer::consume(uint64_t new_read_pos) noexcept {
   }
 }
 
+uint8_t* RingConsumer::take_message() noexcept {
+  uint8_t* message = message_;
+  message_ = nullptr;
+  message_length_ = 0;
+  message_filled_ = 0;
+  message_complete_ = false;
+  message_ready_ = false;
+  return message;
+}
+
 void RingConsumer::free_message() noexcept {
   std::free(message_);
   message_ = nullptr;

@@ -355,6 +355,10 @@ class RingConsumer {
   /// not the oldest outstanding one.
   [[nodiscard]] Status release(const RecordBatch& batch) noexcept;
 
+  /// Hands the reassembly buffer (std::malloc memory) to the caller, who frees it; the end
+  /// forgets it. For a binding whose views of a reassembled batch may outlive this object.
+  [[nodiscard]] uint8_t* take_message() noexcept;
+
   /// Position after the last record returned or consumed by read_batch().
   [[nodiscard]] uint64_t read_position() const noexcept { return read_pos_; }
 

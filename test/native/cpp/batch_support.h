@@ -97,8 +97,9 @@ class StagingWriter {
   /// The finished staging buffer.
   std::vector<uint8_t> finish() {
     std::vector<uint8_t> out = bytes_;
-    out.insert(out.end(), definitions_.begin(), definitions_.end());
     out.insert(out.end(), envelopes_.begin(), envelopes_.end());
+    const auto strings_at = static_cast<uint32_t>(out.size());
+    out.insert(out.end(), definitions_.begin(), definitions_.end());
     uint8_t* h = out.data();
     const uint32_t magic = kBatchMagic;
     const uint16_t version = kBatchVersion;
@@ -109,11 +110,12 @@ class StagingWriter {
     std::memcpy(h + 4, &version, 2);
     std::memcpy(h + 6, &flags, 2);
     std::memcpy(h + 8, &used, 4);
-    std::memcpy(h + 12, &new_strings_, 4);
-    std::memcpy(h + 16, &count_, 4);
-    std::memcpy(h + 20, &lane, 4);
-    std::memcpy(h + 24, &link_seq_, 8);
-    std::memcpy(h + 32, &ack_, 8);
+    std::memcpy(h + 12, &count_, 4);
+    std::memcpy(h + 16, &strings_at, 4);
+    std::memcpy(h + 20, &new_strings_, 4);
+    std::memcpy(h + 24, &lane, 4);
+    std::memcpy(h + 32, &link_seq_, 8);
+    std::memcpy(h + 40, &ack_, 8);
     return out;
   }
 

@@ -365,16 +365,23 @@ void rejects_malformed_staging() {
     BatchEncoder encoder;
     return encoder.prepare(s.data(), s.size(), payloads.data(), payloads.size(), &b);
   };
-  CHECK_EQ(patched(0, 0x12345678), Status::kBadBatch);      // magic
-  CHECK_EQ(patched(4, 2), Status::kBadBatch);               // version
-  CHECK_EQ(patched(4, 1 | (2u << 16)), Status::kBadBatch);  // unknown flag
-  CHECK_EQ(patched(8, 39), Status::kBadBatch);              // used < header
-  CHECK_EQ(patched(12, 1000), Status::kBadBatch);           // string count
-  CHECK_EQ(patched(16, 6), Status::kBadBatch);              // envelope count
-  CHECK_EQ(patched(16, 4), Status::kBadBatch);              // trailing bytes
-  CHECK_EQ(patched(20, 2), Status::kBadBatch);              // lane
-  CHECK_EQ(patched(40, 5), Status::kBadBatch);              // first id not 0
-  CHECK_EQ(patched(44, 0xFFFFFFF0u), Status::kBadBatch);    // string length
+  uint32_t strings_at = 0;
+  std::memcpy(&strings_at, staging.data() + 16, 4);
+  CHECK_EQ(patched(0, 0x12345678), Status::kBadBatch);                // magic
+  CHECK_EQ(patched(4, 2), Status::kBadBatch);                         // version
+  CHECK_EQ(patched(4, 1 | (2u << 16)), Status::kBadBatch);            // unknown flag
+  CHECK_EQ(patched(8, 47), Status::kBadBatch);                        // used < header
+  CHECK_EQ(patched(12, 6), Status::kBadBatch);                        // more envelopes
+  CHECK_EQ(patched(12, 4), Status::kBadBatch);                        // fewer envelopes
+  CHECK_EQ(patched(16, 47), Status::kBadBatch);                       // strings_at < header
+  CHECK_EQ(patched(16, strings_at + 4), Status::kBadBatch);           // strings_at misplaced
+  CHECK_EQ(patched(16, 0xFFFFFFF0u), Status::kBadBatch);              // strings_at past used
+  CHECK_EQ(patched(20, 1000), Status::kBadBatch);                     // string count
+  CHECK_EQ(patched(20, 1), Status::kBadBatch);                        // definitions left over
+  CHECK_EQ(patched(24, 2), Status::kBadBatch);                        // lane
+  CHECK_EQ(patched(28, 1), Status::kBadBatch);                        // reserved word
+  CHECK_EQ(patched(strings_at, 5), Status::kBadBatch);                // first id not 0
+  CHECK_EQ(patched(strings_at + 4, 0xFFFFFFF0u), Status::kBadBatch);  // string length
   {
     BatchEncoder encoder;
     CHECK_EQ(encoder.prepare(staging.data(), staging.size(), nullptr, 0, &b), Status::kBadBatch);
@@ -389,11 +396,10 @@ void rejects_malformed_staging() {
   TestEnvelope e;
   other.add(e);
   auto undefined = other.finish();
-  const uint32_t strings_in_batch = other.string_count();
-  std::memcpy(undefined.data() + 12, &strings_in_batch, 4);
-  // Drop the definitions' count to 0 but keep their bytes: the envelope then starts inside them.
+  // Drop the definitions: the envelope names ids nobody defined.
   const uint32_t zero = 0;
-  std::memcpy(undefined.data() + 12, &zero, 4);
+  std::memcpy(undefined.data() + 20, &zero, 4);
+  std::memcpy(undefined.data() + 8, undefined.data() + 16, 4);
   BatchEncoder encoder;
   CHECK_EQ(encoder.prepare(undefined.data(), undefined.size(), nullptr, 0, &b), Status::kBadBatch);
 }
