@@ -14,17 +14,36 @@
  * - TypeScript has no FlatBuffers verifier: every frame that came from another process or
  *   machine goes through `assertFrame` or `verifyBatch` before anything decodes it (STYLE §9).
  *
- * Callers: transports (frame verification and sealing), benchmarks (`noop`), native tests.
+ * Shared-memory rings (native/ring.h): `createRing`, `unlinkRing` and `removeStaleRings` manage
+ * segments; `openRingProducer` / `openRingConsumer` return the two ends, whose per-batch calls
+ * return statuses (`RING_FULL`, `RING_EMPTY` are outcomes, not errors). How a link drives them:
+ *
+ * - Producer: fill a `BatchWriter` (src/native-batch.ts), then `producer.writeBatch(staging,
+ *   payloads)`. `OK`: written. `WRITE_PENDING`: taken, but larger than a record; its remaining
+ *   chunks go in through `flush()` as space frees. `RING_FULL`: nothing taken; keep the batch,
+ *   call `notifyWhenWritable(bytes)` and retry on the next `RingEvent.READY`. Any other status
+ *   fails the link (`ringStatusError`).
+ * - Consumer: on `RingEvent.READY`, read with a `BatchReader` until `RING_EMPTY` (bounded per
+ *   wake-up; yield with `setImmediate` when the bound is hit). `RING_EMPTY` re-arms the doorbell
+ *   by itself. `PEER_CLOSED`: the producer closed and everything was read.
+ * - `RingEvent.PEER_DEAD` arrives once, within 100 ms of the peer's death; records committed
+ *   before it can still be read. The callbacks never keep the process alive.
+ *
+ * Callers: transports (frame verification and sealing, rings), the runtime (segments),
+ * benchmarks (`noop`), native tests.
  */
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import {
+  type DiscoError,
   FrameCorruptError,
   InvalidArgumentError,
+  LinkClosedError,
   MessageTooLargeError,
   NativeUnavailableError,
+  PeerDeadError,
 } from './errors.js';
 
 /** Environment variable naming another build of the addon (absolute, or relative to the cwd). */
@@ -105,6 +124,182 @@ export interface NativeFrameLayout {
   readonly maxBodyBytes: number;
 }
 
+/** Version of the ring segment layout (native/ring.h); the addon must report the same. */
+export const RING_LAYOUT_VERSION = 1;
+
+/** Bytes of a ring segment's header page, before its data area. */
+export const RING_HEADER_BYTES = 4096;
+
+/** Smallest ring data area: 64 KiB. Capacities are powers of two. */
+export const RING_MIN_CAPACITY_BYTES = 2 ** 16;
+
+/** Largest ring data area: 4 GiB. */
+export const RING_MAX_CAPACITY_BYTES = 2 ** 32;
+
+/** Bytes of a ring record's header. */
+export const RING_RECORD_HEADER_BYTES = 16;
+
+/** Largest message a ring carries (chunked when larger than a record): a 1 GiB payload's frame. */
+export const RING_MAX_MESSAGE_BYTES = 2 ** 30 + 2 ** 20 + 16;
+
+/** Longest segment name. Names are `[A-Za-z0-9_.-]`, not starting with a dot. */
+export const SEGMENT_NAME_MAX_BYTES = 200;
+
+const SEGMENT_NAME_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
+
+/** What a ring end's `onEvent` callback receives. */
+export const RingEvent = {
+  /** Consumer: records to read (or the producer closed). Producer: the space asked for is free. */
+  READY: 0,
+  /** The process at the other end died; reported once. */
+  PEER_DEAD: 1,
+} as const;
+
+/** A `RingEvent` value. */
+export type RingEventCode = (typeof RingEvent)[keyof typeof RingEvent];
+
+/** How a ring end waits (native/doorbell.h). */
+export interface RingDoorbellOptions {
+  /**
+   * Consumer only. `'futex'` (default): a native thread sleeps on a futex in the segment and wakes
+   * JS through a threadsafe function. `'pipe'`: the producer writes a byte into a FIFO whose
+   * descriptor `doorbellFd()` hands to the event loop; a native thread still watches liveness.
+   */
+  readonly doorbell?: 'futex' | 'pipe';
+  /** Nanoseconds to spin before sleeping (default 5000). */
+  readonly spinNs?: number;
+  /** Never sleep: a core per ring end for the lowest latency (default false). */
+  readonly spinMode?: boolean;
+  /** Liveness check interval and longest sleep, 1..50 ms (default 50). */
+  readonly livenessMs?: number;
+}
+
+/** Ring positions (bytes since creation) as one end sees them. */
+export interface RingState {
+  readonly head: number;
+  readonly tail: number;
+  readonly capacity: number;
+}
+
+/** The writing end of a ring (one producer process per ring). Statuses are `NativeStatus` codes. */
+export interface NativeRingProducer {
+  /**
+   * Builds the staging layout's frame straight into a ring record (or chunks it when larger than
+   * a record). `OK`, `WRITE_PENDING` (taken; call `flush()` as space frees), `RING_FULL` (nothing
+   * taken, retry the same staging later), `PEER_DEAD`, `PEER_CLOSED`, `CLOSED`, `BAD_BATCH`,
+   * `TOO_LARGE`, `CORRUPT_RECORD`. Drops an outstanding `reserve()`.
+   *
+   * @throws TypeError when `staging` is not a Uint8Array or `payloads` not an array of them.
+   */
+  writeBatch(staging: Uint8Array, payloads?: readonly Uint8Array[]): number;
+  /** Copies one sealed frame into the ring (chunked when larger than a record); as `writeBatch`. */
+  writeFrame(frame: Uint8Array): number;
+  /**
+   * Reserves a record of `bytes` and returns a view over it to write one sealed frame into (zero
+   * copies), or a status (`RING_FULL`, `TOO_LARGE` above `maxContentBytes`, ...). The view is
+   * detached by `commit`, `abandon`, any write and `close`.
+   */
+  reserve(bytes: number): Uint8Array | number;
+  /** Publishes the reserved record holding a sealed frame of `length` bytes at its start. */
+  commit(length: number): number;
+  /** Drops the reservation. */
+  abandon(): void;
+  /** Writes more chunks of a pending message: `OK` when none is left, else `WRITE_PENDING`. */
+  flush(): number;
+  /** Arms one `RingEvent.READY` for when `bytes` are free (at once if they are). */
+  notifyWhenWritable(bytes: number): void;
+  /** Free bytes in the ring now. */
+  freeBytes(): number;
+  /** `OK`, `PEER_DEAD` or `PEER_CLOSED` for the consumer end. */
+  checkPeer(): number;
+  state(): RingState;
+  /** Marks the ring closed for the consumer, stops the doorbell; idempotent. */
+  close(): void;
+  /** Largest record content: half the ring minus the record header. */
+  readonly maxContentBytes: number;
+  /** True while a chunked message waits for space. */
+  readonly pending: boolean;
+  readonly closed: boolean;
+}
+
+/** The reading end of a ring (one consumer process per ring). */
+export interface NativeRingConsumer {
+  /**
+   * Releases the previous batch, reads the next one, verifies and decodes its frames into the
+   * output arrays (layout in native/batch.h, read by `BatchReader`), and returns one view over
+   * the batch's bytes, or a status: `RING_EMPTY` (the doorbell is re-armed), `PEER_CLOSED`,
+   * `OUTPUT_TOO_SMALL` (grow the arrays as the summary says), a verification status or
+   * `CORRUPT_RECORD` (the link is bad), `CLOSED`.
+   *
+   * @throws TypeError for arrays of the wrong type, too short, or sharing memory.
+   */
+  readBatch(
+    summary: Uint32Array,
+    frames: Uint32Array,
+    envelopes: Uint32Array,
+    epochs: Float64Array,
+    headers: Uint32Array,
+    strings: Uint32Array,
+    maxBytes: number,
+  ): Uint8Array | number;
+  /** Detaches the batch's view (later use throws) and gives its bytes back to the producer. */
+  release(): void;
+  /** Pipe doorbell: a new descriptor of the FIFO for the event loop to watch (caller closes it); -1 otherwise. */
+  doorbellFd(): number;
+  /** `OK` or `PEER_DEAD` for the producer end. */
+  checkPeer(): number;
+  state(): RingState;
+  /** Releases the batch, marks the ring closed for the producer, stops the doorbell; idempotent. */
+  close(): void;
+  readonly closed: boolean;
+}
+
+/** Staging layout -> sealed frame in JS memory, with its own string table (one per link). */
+export interface NativeBatchEncoder {
+  /** The sealed frame (8-byte aligned view) or a status (`BAD_BATCH`, `TOO_LARGE`). */
+  encode(staging: Uint8Array, payloads?: readonly Uint8Array[]): Uint8Array | number;
+}
+
+/** Verifies one frame in JS memory and decodes it like `readBatch` (offsets relative to it). */
+export interface NativeFrameDecoder {
+  decode(
+    frame: Uint8Array,
+    summary: Uint32Array,
+    frames: Uint32Array,
+    envelopes: Uint32Array,
+    epochs: Float64Array,
+    headers: Uint32Array,
+    strings: Uint32Array,
+  ): number;
+}
+
+/** Ring constants as native/ring.h defines them. */
+export interface NativeRingLayout {
+  readonly version: number;
+  readonly headerBytes: number;
+  readonly minCapacity: number;
+  readonly maxCapacity: number;
+  readonly recordHeaderBytes: number;
+  readonly maxMessageBytes: number;
+  readonly maxNameBytes: number;
+}
+
+/** Batch layout constants as native/batch.h defines them (mirrored in src/native-batch.ts). */
+export interface NativeBatchLayout {
+  readonly magic: number;
+  readonly version: number;
+  readonly headerBytes: number;
+  readonly envelopeFixedBytes: number;
+  readonly summaryWords: number;
+  readonly frameWords: number;
+  readonly envelopeWords: number;
+  readonly noString: number;
+  readonly stringSoftEntries: number;
+  readonly stringSoftBytes: number;
+  readonly stringHardEntries: number;
+  readonly stringHardBytes: number;
+}
+
 /** Test support compiled into the addon (native/frame_testing.h). */
 export interface NativeTesting {
   /** A sealed frame built by C++ with the fixed values documented in native/frame_testing.h. */
@@ -135,8 +330,37 @@ export interface NativeAddon {
   statusMessage(code: number): string;
   /** Does nothing: the cost of one boundary crossing, the benchmark baseline. */
   noop(): undefined;
+  /** Creates a ring segment (mode 0600); a status. */
+  ringCreate(name: string, capacity: number): number;
+  /** Unlinks a ring segment and its pipe doorbell; a status. */
+  ringUnlink(name: string): number;
+  /** Unlinks segments under `prefix` whose creator is dead. */
+  removeStaleSegments(prefix: string): { readonly status: number; readonly removed: number };
+  /** Claims the producer end of ring `name`: the end, or a status. */
+  openRingProducer(
+    name: string,
+    onEvent: (event: RingEventCode) => void,
+    options?: RingDoorbellOptions,
+  ): NativeRingProducer | number;
+  /** Claims the consumer end of ring `name`: the end, or a status. */
+  openRingConsumer(
+    name: string,
+    onEvent: (event: RingEventCode) => void,
+    options?: RingDoorbellOptions,
+  ): NativeRingConsumer | number;
+  /** This process's identity as rings record it. */
+  processIdentity(): { readonly pid: number; readonly startTicks: number };
+  /** errno of the last `SYSTEM_ERROR` status in this thread's addon instance. */
+  lastErrno(): number;
+  /** Constructors, for `instanceof`; ring ends come from `openRing*` (direct `new` throws). */
+  readonly RingProducer: abstract new () => NativeRingProducer;
+  readonly RingConsumer: abstract new () => NativeRingConsumer;
+  readonly BatchEncoder: new () => NativeBatchEncoder;
+  readonly FrameDecoder: new () => NativeFrameDecoder;
   readonly statusCodes: Readonly<Record<string, number>>;
   readonly frameLayout: NativeFrameLayout;
+  readonly ringLayout: NativeRingLayout;
+  readonly batchLayout: NativeBatchLayout;
   readonly versions: NativeVersions;
   readonly testing: NativeTesting;
 }
@@ -171,11 +395,13 @@ export function loadNative(): NativeAddon {
     throw new NativeUnavailableError(path, err);
   }
   const layout = loaded.versions?.layout;
-  if (layout !== FRAME_LAYOUT_VERSION) {
+  const ringLayout = loaded.ringLayout?.version;
+  if (layout !== FRAME_LAYOUT_VERSION || ringLayout !== RING_LAYOUT_VERSION) {
     throw new NativeUnavailableError(
       path,
       new Error(
-        `the addon has frame layout version ${String(layout)}, expected ${FRAME_LAYOUT_VERSION}`,
+        `the addon has frame layout version ${String(layout)} and ring layout version ` +
+          `${String(ringLayout)}, expected ${FRAME_LAYOUT_VERSION} and ${RING_LAYOUT_VERSION}`,
       ),
     );
   }
@@ -262,4 +488,164 @@ export function sealFrame(bytes: Uint8Array): void {
  */
 export function nativeStatusName(code: number): string {
   return loadNative().statusName(code);
+}
+
+/**
+ * The error a failed ring status stands for, naming the ring: `PeerDeadError` for a dead peer
+ * (`PEER_DEAD`, `ROLE_ABANDONED`), `FrameCorruptError` for bytes that failed a check
+ * (`CORRUPT_RECORD` and the frame verification statuses), `InvalidArgumentError` for a bad name,
+ * capacity or argument, `MessageTooLargeError` for `TOO_LARGE`, `LinkClosedError` otherwise (with
+ * errno for `SYSTEM_ERROR`).
+ *
+ * @throws NativeUnavailableError when the addon cannot be loaded.
+ */
+export function ringStatusError(status: number, ring: string): DiscoError {
+  const native = loadNative();
+  const reason = `${native.statusName(status)}: ${native.statusMessage(status)}`;
+  switch (status) {
+    case NativeStatus.PEER_DEAD:
+    case NativeStatus.ROLE_ABANDONED:
+      return new PeerDeadError(ring, reason);
+    case NativeStatus.BAD_NAME:
+      return new InvalidArgumentError(
+        'segment name',
+        ring,
+        `1 to ${SEGMENT_NAME_MAX_BYTES} characters of A-Z a-z 0-9 _ . - not starting with a dot`,
+      );
+    case NativeStatus.INVALID_ARGUMENT:
+      return new InvalidArgumentError(
+        'ring argument',
+        ring,
+        `valid arguments (${reason}); capacities are powers of two from ` +
+          `${RING_MIN_CAPACITY_BYTES} to ${RING_MAX_CAPACITY_BYTES} bytes`,
+      );
+    case NativeStatus.TOO_LARGE:
+      return new MessageTooLargeError(`a message on ring ${ring}`, NaN, RING_MAX_MESSAGE_BYTES);
+    case NativeStatus.SYSTEM_ERROR:
+      return new LinkClosedError(ring, `${reason} (errno ${native.lastErrno()})`);
+    default:
+      if (status === NativeStatus.CORRUPT_RECORD || (status >= 1 && status <= 8)) {
+        return new FrameCorruptError(`ring ${ring}`, reason);
+      }
+      return new LinkClosedError(ring, reason);
+  }
+}
+
+/**
+ * Name of the segment of the ring from `from` to `to` in `cluster`: `disco.<cluster>.<from>-<to>`.
+ *
+ * @throws InvalidArgumentError when the result is not a valid segment name.
+ */
+export function ringSegmentName(
+  cluster: string,
+  from: string | number,
+  to: string | number,
+): string {
+  const name = `${clusterSegmentPrefix(cluster)}${from}-${to}`;
+  if (name.length > SEGMENT_NAME_MAX_BYTES || !SEGMENT_NAME_PATTERN.test(name)) {
+    throw new InvalidArgumentError(
+      'ring name',
+      name,
+      `at most ${SEGMENT_NAME_MAX_BYTES} characters of A-Z a-z 0-9 _ . - (check the cluster and endpoint names)`,
+    );
+  }
+  return name;
+}
+
+/**
+ * Prefix shared by every segment of `cluster`: `disco.<cluster>.`, for `removeStaleRings`.
+ *
+ * @throws InvalidArgumentError when `cluster` is empty or not `[A-Za-z0-9_-]`.
+ */
+export function clusterSegmentPrefix(cluster: string): string {
+  if (!/^[A-Za-z0-9_-]+$/.test(cluster) || cluster.length > SEGMENT_NAME_MAX_BYTES - 16) {
+    throw new InvalidArgumentError('cluster name', cluster, 'a non-empty name of A-Z a-z 0-9 _ -');
+  }
+  return `disco.${cluster}.`;
+}
+
+/**
+ * Creates the segment of ring `name` in /dev/shm (mode 0600) with a data area of
+ * `capacityBytes`. The creator unlinks it (`unlinkRing`) when the cluster stops.
+ *
+ * @throws InvalidArgumentError for a bad name or capacity (a power of two, 64 KiB .. 4 GiB).
+ * @throws LinkClosedError when the segment exists or the system refuses it (errno in the message).
+ * @throws NativeUnavailableError when the addon cannot be loaded.
+ */
+export function createRing(name: string, capacityBytes: number): void {
+  const status = loadNative().ringCreate(name, capacityBytes);
+  if (status !== NativeStatus.OK) throw ringStatusError(status, name);
+}
+
+/**
+ * Unlinks the segment of ring `name` (mappings stay valid until their ends close). Returns false
+ * when there was none.
+ *
+ * @throws InvalidArgumentError for a bad name.
+ * @throws LinkClosedError when the system refuses.
+ * @throws NativeUnavailableError when the addon cannot be loaded.
+ */
+export function unlinkRing(name: string): boolean {
+  const status = loadNative().ringUnlink(name);
+  if (status === NativeStatus.SEGMENT_NOT_FOUND) return false;
+  if (status !== NativeStatus.OK) throw ringStatusError(status, name);
+  return true;
+}
+
+/**
+ * Unlinks the segments under `prefix` (see `clusterSegmentPrefix`) whose creator process is dead,
+ * and their pipe doorbells; returns how many entries went. Run at start-up so /dev/shm never
+ * fills with leftovers.
+ *
+ * @throws InvalidArgumentError for a bad prefix.
+ * @throws LinkClosedError when /dev/shm cannot be read.
+ * @throws NativeUnavailableError when the addon cannot be loaded.
+ */
+export function removeStaleRings(prefix: string): number {
+  const { status, removed } = loadNative().removeStaleSegments(prefix);
+  if (status !== NativeStatus.OK) throw ringStatusError(status, prefix);
+  return removed;
+}
+
+/**
+ * Claims the producer end of ring `name`. `onEvent` gets `RingEvent.READY` once per
+ * `notifyWhenWritable` (when the space is free) and `RingEvent.PEER_DEAD` once if the consumer
+ * dies; it never keeps the process alive. Close the end when done.
+ *
+ * @throws PeerDeadError when a dead process held the end (ROLE_ABANDONED: recreate the ring).
+ * @throws LinkClosedError when the ring is missing, malformed, taken by a live process, or closed.
+ * @throws InvalidArgumentError for a bad name.
+ * @throws TypeError for arguments of the wrong type.
+ * @throws NativeUnavailableError when the addon cannot be loaded.
+ */
+export function openRingProducer(
+  name: string,
+  onEvent: (event: RingEventCode) => void,
+  options?: RingDoorbellOptions,
+): NativeRingProducer {
+  const end = loadNative().openRingProducer(name, onEvent, options);
+  if (typeof end === 'number') throw ringStatusError(end, name);
+  return end;
+}
+
+/**
+ * Claims the consumer end of ring `name`. `onEvent` gets `RingEvent.READY` after a `readBatch`
+ * returned `RING_EMPTY` and records arrived (futex doorbell), and `RingEvent.PEER_DEAD` once if
+ * the producer dies; it never keeps the process alive. Read once right after opening: records may
+ * already be waiting. Close the end when done.
+ *
+ * @throws PeerDeadError when a dead process held the end (ROLE_ABANDONED: recreate the ring).
+ * @throws LinkClosedError when the ring is missing, malformed, taken by a live process, or closed.
+ * @throws InvalidArgumentError for a bad name.
+ * @throws TypeError for arguments or options of the wrong type.
+ * @throws NativeUnavailableError when the addon cannot be loaded.
+ */
+export function openRingConsumer(
+  name: string,
+  onEvent: (event: RingEventCode) => void,
+  options?: RingDoorbellOptions,
+): NativeRingConsumer {
+  const end = loadNative().openRingConsumer(name, onEvent, options);
+  if (typeof end === 'number') throw ringStatusError(end, name);
+  return end;
 }

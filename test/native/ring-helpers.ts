@@ -1,0 +1,46 @@
+/**
+ * Helpers for the ring tests: a unique cluster per test, a check that it left nothing in
+ * /dev/shm, decode arrays, and waiting with a deadline.
+ */
+import { readdirSync } from 'node:fs';
+
+import { clusterSegmentPrefix, ringSegmentName, unlinkRing } from '../../src/native.js';
+
+let counter = 0;
+
+/** A cluster name no other test (or test process) uses. */
+export function uniqueCluster(what: string): string {
+  counter += 1;
+  return `t${process.pid}x${counter}-${what}`;
+}
+
+/** Entries of /dev/shm that belong to `cluster`. */
+export function leftovers(cluster: string): string[] {
+  const prefix = clusterSegmentPrefix(cluster);
+  return readdirSync('/dev/shm').filter((name) => name.startsWith(prefix));
+}
+
+/** A ring name in `cluster`, from endpoint 0 to endpoint 1 unless told otherwise. */
+export function ringName(cluster: string, from: string | number = 0, to: string | number = 1) {
+  return ringSegmentName(cluster, from, to);
+}
+
+/** Unlinks every segment of `cluster` (cleanup after a failed assertion). */
+export function removeCluster(cluster: string): void {
+  for (const name of leftovers(cluster)) {
+    if (!name.endsWith('.bell')) unlinkRing(name);
+  }
+}
+
+/** Resolves when `check()` is true; rejects after `deadlineMs` (never a timing assertion). */
+export async function waitFor(
+  check: () => boolean,
+  deadlineMs: number,
+  what: string,
+): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
