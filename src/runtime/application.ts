@@ -5,8 +5,8 @@
  *
  * Supervision: a child that exits before it reported its result is reported with
  * its exit code or signal (PeerDeadError), and every sibling is told, so nobody
- * waits for a dead peer. On SIGINT/SIGTERM (when `handleSignals` is set) every
- * child is asked to shut down and, past `stopTimeoutMs`, killed.
+ * waits for a dead peer. `stop()` asks every child to shut down and kills those
+ * still running after `stopTimeoutMs`; the CLI calls it on SIGINT/SIGTERM.
  */
 
 import { fork, type ChildProcess } from 'node:child_process';
@@ -166,7 +166,10 @@ export class Application extends EventEmitter {
     this.children.set(name, child);
     proc.on('message', (m: unknown) => this.onMessage(child, m));
     proc.on('exit', (code, signal) => this.onExit(child, code, signal));
-    proc.on('error', (err) => this.emit('error', err));
+    proc.on('error', (err: NodeJS.ErrnoException) => {
+      // EPIPE: the channel of an exiting child; the exit itself is reported by onExit.
+      if (err.code !== 'EPIPE') this.fail(child, err);
+    });
     this.post(child, {
       type: 'start',
       topology: this.topologyInput,
@@ -179,7 +182,11 @@ export class Application extends EventEmitter {
   }
 
   private post(child: Child, msg: ParentMessage): void {
-    if (!child.exited && child.proc.connected) child.proc.send(msg);
+    if (child.exited || !child.proc.connected) return;
+    child.proc.send(msg, (err) => {
+      // A child that is exiting closes its channel; its exit is reported by onExit.
+      if (err !== null && !child.exited && child.proc.connected) this.emit('error', err);
+    });
   }
 
   private onMessage(child: Child, m: unknown): void {

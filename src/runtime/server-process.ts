@@ -1,9 +1,11 @@
 /**
  * Entry point of a forked Server process (DESIGN §1): waits for its assignment
  * from the Application, builds its Server with same-machine links, reports ready,
- * runs the job on 'go', reports the result, and closes on 'shutdown'.
+ * runs the job on 'go', reports the result, and closes on 'shutdown'. Job
+ * messages that arrive before the job registers its handler are kept, in order.
  *
- * It never outlives its parent: when the IPC channel closes it exits. Errors of
+ * It never outlives its parent: when the IPC channel closes it exits, and it
+ * ignores SIGINT/SIGTERM, which the parent handles for the whole group. Errors of
  * the Server (a dead peer, a corrupt frame) abort the job, whose failure is
  * reported to the parent with the error's name, code and message.
  */
@@ -37,6 +39,8 @@ class ServerProcess {
   private start: StartMessage | null = null;
   private readonly abort = new AbortController();
   private jobHandler: ((payload: unknown) => void) | null = null;
+  /** Job messages that arrived before the job registered its handler, in order. */
+  private early: unknown[] = [];
   private finished = false;
 
   async onMessage(msg: ParentMessage): Promise<void> {
@@ -46,7 +50,8 @@ class ServerProcess {
       case 'go':
         return this.runJob();
       case 'job':
-        this.jobHandler?.(msg.payload);
+        if (this.jobHandler === null) this.early.push(msg.payload);
+        else this.jobHandler(msg.payload);
         return;
       case 'peer-dead':
         this.abort.abort(new PeerDeadError(`server ${msg.server}`, msg.detail));
@@ -90,6 +95,9 @@ class ServerProcess {
         send: (payload) => send({ type: 'job', payload }),
         onMessage: (handler) => {
           this.jobHandler = handler;
+          const early = this.early;
+          this.early = [];
+          for (const payload of early) handler(payload);
         },
         signal: this.abort.signal,
       };
@@ -109,6 +117,11 @@ class ServerProcess {
     process.exitCode = code;
   }
 }
+
+// The parent decides when a Server stops: a terminal's Ctrl-C reaches the whole
+// process group, and a child that died of it would look like a crash to its peers.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
 
 const child = new ServerProcess();
 process.on('message', (msg: unknown) => {

@@ -15,12 +15,13 @@
  *   so no message is refused for its size alone.
  * - `fail(err)` (peer dead, link closed) makes every later push throw `err`, releases
  *   `flushed()` waiters, and returns how many accepted envelopes were never handed to
- *   the channel, for the owner to report.
+ *   the channel, for the owner to report. A channel whose `writeFrame` throws fails
+ *   the link the same way, with 'failed' emitted for the owner to report.
  */
 
 import { EventEmitter } from 'node:events';
 import { EventEnvelope, Lane, type Envelope } from '../envelope.js';
-import { BackpressureError, type DiscoError } from '../errors.js';
+import { BackpressureError, LinkClosedError, type DiscoError } from '../errors.js';
 
 /** Bounds and batching of a link's outbound queue. */
 export interface LinkLimits {
@@ -207,7 +208,19 @@ export class OutboundQueue extends EventEmitter {
     this.scheduled = false;
     while (this.failure === null && this.channel.ready && this.queued > 0) {
       const lane = this.lanes[Lane.Promise]!.length > 0 ? Lane.Promise : Lane.Event;
-      this.writeOne(lane);
+      try {
+        this.writeOne(lane);
+      } catch (err) {
+        // A channel that throws cannot be trusted with the rest: fail the link, keep the process.
+        const cause = err instanceof Error ? err.message : String(err);
+        const failure = new LinkClosedError(
+          this.name,
+          `writing a frame failed: ${cause}`,
+          this.queued,
+        );
+        this.fail(failure);
+        this.emit('failed', failure);
+      }
     }
     if (this.failure !== null) return;
     if (this.queued === 0) {

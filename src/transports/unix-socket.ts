@@ -90,6 +90,11 @@ class UdsLink implements LinkChannel {
     connectTimeoutMs: number,
   ) {
     this.queue = new OutboundQueue(`uds link to ${peer}`, this, limits);
+    this.queue.on('failed', (err: DiscoError) => {
+      this.failed = true;
+      if (!this.closing) this.owner.reportError(err);
+      this.socket?.destroy();
+    });
     this.deadline = Date.now() + connectTimeoutMs;
     this.connect();
   }

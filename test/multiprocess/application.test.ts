@@ -4,6 +4,7 @@ import { Application, JobFailedError } from '../../src/runtime/application.js';
 import { PeerDeadError } from '../../src/errors.js';
 
 const exchangeJob = fileURLToPath(new URL('./fixtures/exchange-job.mjs', import.meta.url));
+const echoJob = fileURLToPath(new URL('./fixtures/echo-job.mjs', import.meta.url));
 let seq = 0;
 
 function topology(servers: number, nodesPerServer: number) {
@@ -80,5 +81,25 @@ describe('Application with real Server processes', () => {
     await app.stop();
     expect(exits.find(([n]) => n === 's1')?.[2]).toBe('SIGKILL');
     expect(exits.find(([n]) => n === 's0')).toBeDefined(); // the sibling ended too, not hung
+  });
+
+  it('keeps job messages that arrive before the job listens, in order', async () => {
+    const app = new Application({
+      topology: topology(2, 1),
+      jobModule: echoJob,
+      jobOptions: { expect: 3 },
+    });
+    const echoed: unknown[] = [];
+    app.on('job', (server: string, payload: unknown) => echoed.push([server, payload]));
+    await app.start();
+    for (const m of ['a', 'b', 'c']) app.send('s0', m);
+    app.send('s1', 'x');
+    app.send('s1', 'y');
+    app.send('s1', 'z');
+    const results = await app.wait();
+    await app.stop();
+    expect(results.get('s0')).toEqual(['a', 'b', 'c']);
+    expect(results.get('s1')).toEqual(['x', 'y', 'z']);
+    expect(echoed.filter(([s]) => s === 's0').map(([, p]) => p)).toEqual(['a', 'b', 'c']);
   });
 });

@@ -120,4 +120,22 @@ describe('OutboundQueue', () => {
     expect(q.fail(err)).toBe(0);
     expect(q.writable).toBe(false);
   });
+
+  it('fails the link, instead of throwing out of the pump, when the channel throws', async () => {
+    const ch = new RecordingChannel();
+    ch.writeFrame = () => {
+      throw new Error('addon missing');
+    };
+    const q = new OutboundQueue('link x', ch);
+    const failures: Error[] = [];
+    q.on('failed', (e: Error) => failures.push(e));
+    q.push(ev(1));
+    q.push(ev(2));
+    await q.flushed();
+    expect(failures).toHaveLength(1);
+    expect(failures[0]!.message).toMatch(
+      /link x is closed: writing a frame failed: addon missing \(2 messages/,
+    );
+    expect(() => q.push(ev(3))).toThrow(failures[0]!);
+  });
 });
