@@ -43,8 +43,12 @@ export interface LinkLimits {
 export interface LinkChannel {
   /** False while the channel cannot take another frame; it calls `resume()` when it can. */
   readonly ready: boolean;
-  /** Writes `envelopes[start, end)` of one lane as one frame. */
-  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): void;
+  /**
+   * Writes a prefix of `envelopes[start, end)` of one lane as one frame and returns how
+   * many it took (a ring may have room for fewer). Taking fewer than offered means the
+   * channel is full: the queue keeps the rest, in order, until `resume()`.
+   */
+  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number;
 }
 
 const DEFAULTS: Required<LinkLimits> = {
@@ -209,7 +213,7 @@ export class OutboundQueue extends EventEmitter {
     while (this.failure === null && this.channel.ready && this.queued > 0) {
       const lane = this.lanes[Lane.Promise]!.length > 0 ? Lane.Promise : Lane.Event;
       try {
-        this.writeOne(lane);
+        if (!this.writeOne(lane)) break; // the channel is full; it calls resume()
       } catch (err) {
         // A channel that throws cannot be trusted with the rest: fail the link, keep the process.
         const cause = err instanceof Error ? err.message : String(err);
@@ -234,7 +238,8 @@ export class OutboundQueue extends EventEmitter {
     }
   };
 
-  private writeOne(lane: Lane): void {
+  /** Offers the channel one frame's worth of `lane`; returns false when it took less. */
+  private writeOne(lane: Lane): boolean {
     const q = this.lanes[lane]!;
     const start = q.head;
     let end = start;
@@ -246,11 +251,15 @@ export class OutboundQueue extends EventEmitter {
       bytes += size;
       end++;
     }
-    this.channel.writeFrame(lane, q.items, start, end);
-    q.head = end;
-    this.queuedBytes -= bytes;
-    this.framesWritten++;
-    this.envelopesWritten += end - start;
+    const taken = this.channel.writeFrame(lane, q.items, start, end);
+    if (!Number.isInteger(taken) || taken < 0 || taken > end - start) {
+      throw new RangeError(`channel took ${taken} of ${end - start} envelopes`);
+    }
+    for (let i = start; i < start + taken; i++) this.queuedBytes -= estimateBytes(q.items[i]!);
+    q.head = start + taken;
+    if (taken > 0) this.framesWritten++;
+    this.envelopesWritten += taken;
     q.compact();
+    return taken === end - start;
   }
 }

@@ -103,11 +103,12 @@ class UdsLink implements LinkChannel {
     return this.connected && this.socket !== null && !this.socket.writableNeedDrain;
   }
 
-  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): void {
+  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
     const frame = this.encoder.encode(envelopes, lane, 0n, 0n, start, end);
     sealFrame(frame);
     this.bytesSent += frame.length;
     this.socket!.write(frame);
+    return end - start;
   }
 
   /** Flushes what is queued, then half-closes the connection. */

@@ -89,7 +89,7 @@ describe('Application with real Server processes', () => {
       jobModule: echoJob,
       jobOptions: { expect: 3 },
     });
-    const echoed: unknown[] = [];
+    const echoed: [string, unknown][] = [];
     app.on('job', (server: string, payload: unknown) => echoed.push([server, payload]));
     await app.start();
     for (const m of ['a', 'b', 'c']) app.send('s0', m);

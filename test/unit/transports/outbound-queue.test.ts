@@ -31,8 +31,13 @@ const pr = (n: number) => new PromiseEnvelope(0, sender, 't', 'p', n, n, 1, 0);
 class RecordingChannel implements LinkChannel {
   ready = true;
   readonly frames: { lane: Lane; epochs: number[] }[] = [];
-  writeFrame(lane: Lane, envs: readonly Envelope[], start: number, end: number): void {
-    this.frames.push({ lane, epochs: envs.slice(start, end).map((e) => e.epoch) });
+  /** Envelopes the channel takes per frame before it reports itself full (a small ring). */
+  room = Number.POSITIVE_INFINITY;
+  writeFrame(lane: Lane, envs: readonly Envelope[], start: number, end: number): number {
+    const n = Math.min(end - start, this.room);
+    if (n > 0) this.frames.push({ lane, epochs: envs.slice(start, start + n).map((e) => e.epoch) });
+    if (n < end - start) this.ready = false;
+    return n;
   }
 }
 
@@ -137,5 +142,24 @@ describe('OutboundQueue', () => {
       /link x is closed: writing a frame failed: addon missing \(2 messages/,
     );
     expect(() => q.push(ev(3))).toThrow(failures[0]!);
+  });
+
+  it('keeps what a full channel did not take, in order, and resumes from there', async () => {
+    const ch = new RecordingChannel();
+    ch.room = 2;
+    const q = new OutboundQueue('test', ch);
+    for (let i = 0; i < 5; i++) q.push(ev(i));
+    await tick();
+    expect(ch.frames.map((f) => f.epochs)).toEqual([[0, 1]]);
+    expect(q.queued).toBe(3);
+    ch.ready = true;
+    ch.room = Number.POSITIVE_INFINITY;
+    q.resume();
+    await q.flushed();
+    expect(ch.frames.map((f) => f.epochs)).toEqual([
+      [0, 1],
+      [2, 3, 4],
+    ]);
+    expect(q.bytes).toBe(0);
   });
 });
