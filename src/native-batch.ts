@@ -141,6 +141,11 @@ class ByteBuffer {
  * Use: `begin()`, `addEvent` / `addPromise` ..., `finish()` -> `producer.writeBatch(staging,
  * writer.payloads)`. After `RING_FULL` the same batch (more envelopes may be added and `finish()`
  * called again) can be retried; after any other failure call `resetStrings()`.
+ *
+ * The string ids are a conversation with ONE native encoder (a producer end or a
+ * `NativeBatchEncoder`): use one writer per encoder, and hand every finished batch to it before
+ * the next `begin()` (a refused write counts: the encoder took its strings first). A batch dropped
+ * without being handed over, or a new encoder, needs `resetStrings()`.
  */
 export class BatchWriter {
   private readonly out: ByteBuffer;

@@ -1,0 +1,399 @@
+/**
+ * Batches through the ring: what BatchWriter stages comes out of BatchReader with every field
+ * equal (events and promises, extreme numbers, headers, raw and serialized payloads, reply-to,
+ * 1-byte to multi-MB payloads, a 64 MiB message in chunks), strings interned across batches and
+ * reset past their soft limit, and the heap encoder and decoder that the gRPC link will use,
+ * cross-checked with the TypeScript FlatBuffers codec.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { decodeFrame, EventEnvelope, PromiseEnvelope } from '../../src/envelope.js';
+import {
+  type AddressRef,
+  BATCH_ENVELOPE_FIXED_BYTES,
+  BATCH_HEADER_BYTES,
+  BatchReader,
+  BatchWriter,
+  DataFormat,
+  Kind,
+  Lane,
+  STRING_SOFT_ENTRIES,
+  batchLayoutMismatches,
+} from '../../src/native-batch.js';
+import {
+  NativeStatus,
+  RING_MIN_CAPACITY_BYTES,
+  assertFrame,
+  createRing,
+  loadNative,
+  openRingConsumer,
+  openRingProducer,
+  unlinkRing,
+} from '../../src/native.js';
+import { leftovers, removeCluster, ringName, uniqueCluster } from './ring-helpers.js';
+
+const clusters: string[] = [];
+
+afterEach(() => {
+  for (const c of clusters.splice(0)) {
+    const left = leftovers(c);
+    removeCluster(c);
+    expect(left, `cluster ${c} left segments behind`).toEqual([]);
+  }
+});
+
+function ring(what: string, capacity: number) {
+  const c = uniqueCluster(what);
+  clusters.push(c);
+  const name = ringName(c);
+  createRing(name, capacity);
+  const producer = openRingProducer(name, () => {});
+  const consumer = openRingConsumer(name, () => {});
+  return {
+    producer,
+    consumer,
+    close() {
+      producer.close();
+      consumer.close();
+      unlinkRing(name);
+    },
+  };
+}
+
+/** What one envelope should read back as. */
+interface Expected {
+  kind: Kind;
+  repid: number;
+  senderNode: string;
+  senderSimproc: string;
+  targetNode: string;
+  targetSimproc: string;
+  epoch: number;
+  seqnr: number | bigint;
+  numEvents: number;
+  hops: number;
+  headers: Record<string, string>;
+  data: Uint8Array | null;
+  dataFormat: DataFormat;
+  replyTo: AddressRef | null;
+}
+
+function bytes(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 131 + seed) & 0xff;
+  return b;
+}
+
+function event(over: Partial<Expected>): Expected {
+  return {
+    kind: Kind.Event,
+    repid: 0,
+    senderNode: 'n0',
+    senderSimproc: 'source',
+    targetNode: 'n1',
+    targetSimproc: 'sink',
+    epoch: 1.5,
+    seqnr: 0,
+    numEvents: 0,
+    hops: 0,
+    headers: {},
+    data: bytes(8, 1),
+    dataFormat: DataFormat.Raw,
+    replyTo: null,
+    ...over,
+  };
+}
+
+function promise(over: Partial<Expected>): Expected {
+  return { ...event({}), kind: Kind.Promise, data: null, ...over };
+}
+
+function stage(w: BatchWriter, list: readonly Expected[]): void {
+  for (const e of list) {
+    if (e.kind === Kind.Promise) {
+      w.addPromise(
+        e.repid,
+        e.senderNode,
+        e.senderSimproc,
+        e.targetNode,
+        e.targetSimproc,
+        e.epoch,
+        e.seqnr,
+        e.numEvents,
+        e.hops,
+      );
+    } else {
+      const headers = Object.keys(e.headers).length === 0 ? null : e.headers;
+      w.addEvent(
+        e.repid,
+        e.senderNode,
+        e.senderSimproc,
+        e.targetNode,
+        e.targetSimproc,
+        e.epoch,
+        headers,
+        e.data!,
+        e.dataFormat,
+        e.hops,
+        e.replyTo,
+      );
+    }
+  }
+}
+
+function readBack(r: BatchReader, first = 0): Expected[] {
+  const out: Expected[] = [];
+  for (let i = first; i < r.envelopeCount; i++) {
+    out.push({
+      kind: r.kind(i),
+      repid: r.repid(i),
+      senderNode: r.senderNode(i),
+      senderSimproc: r.senderSimproc(i),
+      targetNode: r.targetNode(i),
+      targetSimproc: r.targetSimproc(i),
+      epoch: r.epoch(i),
+      seqnr: r.seqnr(i),
+      numEvents: r.numEvents(i),
+      hops: r.hops(i),
+      headers: { ...r.headers(i) },
+      data: r.hasData(i) ? r.copyPayload(i) : null,
+      dataFormat: r.dataFormat(i),
+      replyTo: r.replyTo(i),
+    });
+  }
+  return out;
+}
+
+/** Field-by-field equality; payloads compared as buffers (a deep diff of MBs is too slow). */
+function expectSame(got: readonly Expected[], want: readonly Expected[]): void {
+  expect(got.length).toBe(want.length);
+  const strip = (e: Expected) => ({ ...e, data: e.data === null ? null : e.data.length });
+  expect(got.map(strip)).toStrictEqual(want.map(strip));
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i]!.data;
+    const b = want[i]!.data;
+    if (a !== null && b !== null) expect(Buffer.compare(a, b), `payload ${i}`).toBe(0);
+  }
+}
+
+const SAMPLES: readonly Expected[] = [
+  promise({ repid: 7, seqnr: 2n ** 64n - 1n, numEvents: 2 ** 32 - 1, epoch: 1234.5678, hops: 3 }),
+  promise({ seqnr: Number.MAX_SAFE_INTEGER, numEvents: 0, epoch: 0 }),
+  promise({ seqnr: 2n ** 53n, numEvents: 1 }),
+  event({
+    senderNode: 'n7',
+    senderSimproc: 'physics',
+    targetNode: 'n2',
+    targetSimproc: 'chemistry',
+    headers: { 'trace-id': '4bf92f3577b34da6', unicode: 'grüße ✓ 日本', '': '' },
+    data: new Uint8Array([0, 1, 0x7f, 0x80, 0xfe, 0xff]),
+    dataFormat: DataFormat.Serialized,
+    replyTo: { node: 'n2', simproc: 'ledger' },
+    repid: 2 ** 32 - 1,
+    hops: 255,
+  }),
+  event({ data: new Uint8Array(0), epoch: Number.POSITIVE_INFINITY }),
+  event({ data: new Uint8Array([42]), epoch: Number.NaN }),
+  event({ data: bytes(4095, 3), epoch: -1e300 }),
+  event({ data: bytes(4096, 4), dataFormat: DataFormat.Serialized }),
+  event({ data: bytes(3 * 2 ** 20 + 5, 5), headers: { k: 'v' } }),
+];
+
+describe('batch layout', () => {
+  it('mirrors the addon batch layout constants', () => {
+    expect(batchLayoutMismatches(loadNative().batchLayout)).toEqual([]);
+    expect(BATCH_HEADER_BYTES).toBe(48);
+    expect(BATCH_ENVELOPE_FIXED_BYTES).toBe(56);
+  });
+
+  it('passes large payloads by reference and small ones inline', () => {
+    const w = new BatchWriter(64);
+    w.begin(Lane.Event);
+    stage(w, [event({ data: bytes(4096, 1) }), event({ data: bytes(10, 2) })]);
+    expect(w.payloads).toHaveLength(1);
+    expect(w.payloads[0]!.length).toBe(4096);
+    expect(w.count).toBe(2);
+    expect(w.finish().length).toBeLessThan(1024);
+  });
+});
+
+describe('batches through a ring', () => {
+  it('reads back every field of every envelope as staged', () => {
+    const r = ring('fields', 16 * 2 ** 20);
+    const w = new BatchWriter();
+    const reader = new BatchReader();
+    for (let round = 0; round < 3; round++) {
+      w.begin(Lane.Event, 2n ** 63n + BigInt(round), 5n);
+      stage(w, SAMPLES);
+      expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.OK);
+      expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
+      expect(reader.frameCount).toBe(1);
+      expect(reader.frameLinkSeq(0)).toBe(2n ** 63n + BigInt(round));
+      expect(reader.frameAck(0)).toBe(5n);
+      expect(reader.frameLane(0)).toBe(Lane.Event);
+      expectSame(readBack(reader), SAMPLES);
+      for (let i = 0; i < reader.envelopeCount; i++) {
+        if (reader.hasData(i) && reader.payload(i).length > 0) {
+          expect(reader.payload(i).byteOffset % 8).toBe(0);
+        }
+      }
+      // Strings cross once: the second round defines none.
+      expect(reader.summary[3]).toBe(round === 0 ? reader.stringCount : 0);
+    }
+    r.close();
+  });
+
+  it('sends a 64 MiB message through an 8 MiB ring in chunks', () => {
+    const r = ring('chunked', 8 * 2 ** 20);
+    const w = new BatchWriter();
+    const reader = new BatchReader();
+    const big = bytes(64 * 2 ** 20, 9);
+    w.begin(Lane.Event, 1n);
+    stage(w, [event({ data: big, replyTo: { node: 'a', simproc: 'b' } })]);
+    expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.WRITE_PENDING);
+    expect(r.producer.pending).toBe(true);
+    // FIFO: nothing overtakes the pending message.
+    expect(r.producer.writeFrame(loadNative().testing.buildSampleFrame())).toBe(
+      NativeStatus.RING_FULL,
+    );
+    let status: number = NativeStatus.RING_EMPTY;
+    for (let i = 0; i < 10_000 && status !== NativeStatus.OK; i++) {
+      status = reader.read(r.consumer);
+      if (status === NativeStatus.RING_EMPTY) {
+        const flushed = r.producer.flush();
+        expect([NativeStatus.OK, NativeStatus.WRITE_PENDING]).toContain(flushed);
+      }
+    }
+    expect(status).toBe(NativeStatus.OK);
+    expect(reader.reassembled).toBe(true);
+    expect(reader.envelopeCount).toBe(1);
+    expect(Buffer.from(reader.payload(0)).equals(big)).toBe(true);
+    expect(reader.replyTo(0)).toEqual({ node: 'a', simproc: 'b' });
+    const view = reader.payload(0);
+    reader.release(r.consumer);
+    expect(view.byteLength).toBe(0);
+    expect(r.producer.pending).toBe(false);
+    r.close();
+  });
+
+  it('retries a batch refused with RING_FULL, strings and all', () => {
+    const r = ring('retry', RING_MIN_CAPACITY_BYTES);
+    // One writer per producer end: the string ids are a conversation between the two.
+    const w = new BatchWriter();
+    const reader = new BatchReader();
+    let filled: number = NativeStatus.OK;
+    while (filled === NativeStatus.OK) {
+      w.begin(Lane.Event);
+      stage(w, [event({ data: bytes(64, 1) })]);
+      filled = r.producer.writeBatch(w.finish(), w.payloads);
+    }
+    expect(filled).toBe(NativeStatus.RING_FULL);
+    w.begin(Lane.Promise, 9n);
+    stage(w, [promise({ senderNode: 'brand-new', seqnr: 3 })]);
+    expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.RING_FULL);
+    while (reader.read(r.consumer) === NativeStatus.OK) {
+      // drain the fillers
+    }
+    // More envelopes (and strings) join the refused batch before the retry.
+    stage(w, [promise({ senderNode: 'newer', seqnr: 4 })]);
+    expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.OK);
+    expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
+    expect(readBack(reader).map((e) => [e.senderNode, e.seqnr])).toEqual([
+      ['brand-new', 3],
+      ['newer', 4],
+    ]);
+    r.close();
+  });
+
+  it('resets both string tables once they pass their soft limit', () => {
+    const r = ring('strings', 8 * 2 ** 20);
+    const w = new BatchWriter();
+    const reader = new BatchReader({ strings: 8192 });
+    let resets = 0;
+    let next = 0;
+    const total = STRING_SOFT_ENTRIES + 4000;
+    while (next < total) {
+      w.begin(Lane.Event);
+      for (let i = 0; i < 2000 && next < total; i++, next++) {
+        stage(w, [event({ senderSimproc: `simproc-${next}`, data: new Uint8Array(0) })]);
+      }
+      expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.OK);
+      let s: number;
+      while ((s = reader.read(r.consumer)) === NativeStatus.OK) {
+        if ((reader.summary[5]! & 1) !== 0) resets += 1;
+        const first = next - reader.envelopeCount;
+        for (let i = 0; i < reader.envelopeCount; i++) {
+          expect(reader.senderSimproc(i)).toBe(`simproc-${first + i}`);
+        }
+      }
+      expect(s).toBe(NativeStatus.RING_EMPTY);
+    }
+    expect(resets).toBe(1);
+    expect(reader.stringCount).toBeLessThan(STRING_SOFT_ENTRIES);
+    r.close();
+  });
+
+  it('grows its arrays for a frame larger than they are', () => {
+    const r = ring('grow', 4 * 2 ** 20);
+    const w = new BatchWriter();
+    const reader = new BatchReader({ envelopes: 2, headers: 2, strings: 2, frames: 1 });
+    const list = Array.from({ length: 500 }, (_, i) =>
+      event({ headers: { a: `x${i}`, b: 'y' }, senderNode: `n${i % 7}` }),
+    );
+    w.begin(Lane.Event);
+    stage(w, list);
+    expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.OK);
+    expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
+    expectSame(readBack(reader), list);
+    r.close();
+  });
+});
+
+describe('heap encoder and decoder', () => {
+  it('encodes a sealed frame that the TypeScript codec and the native decoder both read', () => {
+    const native = loadNative();
+    const encoder = new native.BatchEncoder();
+    const decoder = new native.FrameDecoder();
+    const w = new BatchWriter();
+    w.begin(Lane.Promise, 12n, 3n);
+    stage(w, SAMPLES.slice(0, 6));
+    const frame = encoder.encode(w.finish(), w.payloads);
+    if (typeof frame === 'number') throw new Error(`encode: ${native.statusName(frame)}`);
+    expect(frame.byteOffset % 8).toBe(0);
+    assertFrame(frame, 'heap encoder');
+
+    const seen: unknown[] = [];
+    const info = decodeFrame(frame, (env) => seen.push(env));
+    expect(info).toEqual({ linkSeq: 12n, ack: 3n, lane: Lane.Promise, count: 6 });
+    const p = seen[0] as PromiseEnvelope;
+    expect(p).toBeInstanceOf(PromiseEnvelope);
+    expect(p.seqnr).toBe(2n ** 64n - 1n);
+    expect(p.numEvents).toBe(2 ** 32 - 1);
+    const e = seen[3] as EventEnvelope;
+    expect(e.headers).toEqual(SAMPLES[3]!.headers);
+    expect(e.replyTo).toEqual({ node: 'n2', simproc: 'ledger' });
+    expect(Array.from(e.payload!)).toEqual([0, 1, 0x7f, 0x80, 0xfe, 0xff]);
+
+    const reader = new BatchReader();
+    expect(reader.decode(decoder, frame)).toBe(NativeStatus.OK);
+    expectSame(readBack(reader), SAMPLES.slice(0, 6));
+    const bad = frame.slice();
+    bad[40] = bad[40]! ^ 1;
+    expect(reader.decode(decoder, bad)).toBe(NativeStatus.CHECKSUM_MISMATCH);
+  });
+
+  it('refuses malformed staging with BAD_BATCH', () => {
+    const encoder = new (loadNative().BatchEncoder)();
+    const w = new BatchWriter();
+    w.begin(Lane.Event);
+    stage(w, [event({ data: bytes(5000, 1) })]);
+    const staging = w.finish().slice();
+    expect(encoder.encode(staging, [])).toBe(NativeStatus.BAD_BATCH);
+    expect(encoder.encode(staging.subarray(0, staging.length - 4), w.payloads)).toBe(
+      NativeStatus.BAD_BATCH,
+    );
+    expect(() => encoder.encode(staging, [new Uint16Array(2) as unknown as Uint8Array])).toThrow(
+      TypeError,
+    );
+  });
+});
