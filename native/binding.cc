@@ -488,6 +488,20 @@ Status start_events(Napi::Env env, const std::shared_ptr<EndCore>& core, Napi::F
   return started;
 }
 
+/// keepAlive(on: boolean): makes the end's event callback keep the event loop alive (on) or
+/// not (off, the default). Shared by both wraps.
+Napi::Value keep_alive(const Napi::CallbackInfo& info, EndCore& core) {
+  if (!info[0].IsBoolean()) return throw_type_error(info.Env(), "keepAlive: on must be a boolean");
+  if (!core.closed && core.tsfn != nullptr && !core.tsfn_released && !core.tsfn_finalized) {
+    if (info[0].As<Napi::Boolean>().Value()) {
+      napi_ref_threadsafe_function(info.Env(), core.tsfn);
+    } else {
+      napi_unref_threadsafe_function(info.Env(), core.tsfn);
+    }
+  }
+  return info.Env().Undefined();
+}
+
 /// Every ring end opened in one environment, for the cleanup hook.
 struct OpenEnds {
   std::vector<std::weak_ptr<EndCore>> ends;
@@ -639,6 +653,7 @@ class RingProducerWrap final : public Napi::ObjectWrap<RingProducerWrap> {
   Napi::Value Abandon(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);
   Napi::Value NotifyWhenWritable(const Napi::CallbackInfo& info);
+  Napi::Value KeepAlive(const Napi::CallbackInfo& info);
   Napi::Value FreeBytes(const Napi::CallbackInfo& info);
   Napi::Value CheckPeer(const Napi::CallbackInfo& info);
   Napi::Value State(const Napi::CallbackInfo& info);
@@ -666,6 +681,7 @@ class RingConsumerWrap final : public Napi::ObjectWrap<RingConsumerWrap> {
   Napi::Value ReadBatch(const Napi::CallbackInfo& info);
   Napi::Value Release(const Napi::CallbackInfo& info);
   Napi::Value DoorbellFd(const Napi::CallbackInfo& info);
+  Napi::Value KeepAlive(const Napi::CallbackInfo& info);
   Napi::Value CheckPeer(const Napi::CallbackInfo& info);
   Napi::Value State(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -983,6 +999,7 @@ Napi::Function RingProducerWrap::Define(Napi::Env env) {
           InstanceMethod<&RingProducerWrap::Abandon>("abandon"),
           InstanceMethod<&RingProducerWrap::Flush>("flush"),
           InstanceMethod<&RingProducerWrap::NotifyWhenWritable>("notifyWhenWritable"),
+          InstanceMethod<&RingProducerWrap::KeepAlive>("keepAlive"),
           InstanceMethod<&RingProducerWrap::FreeBytes>("freeBytes"),
           InstanceMethod<&RingProducerWrap::CheckPeer>("checkPeer"),
           InstanceMethod<&RingProducerWrap::State>("state"),
@@ -1107,6 +1124,11 @@ Napi::Value RingProducerWrap::NotifyWhenWritable(const Napi::CallbackInfo& info)
   return info.Env().Undefined();
 }
 
+Napi::Value RingProducerWrap::KeepAlive(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  return keep_alive(info, *core_);
+}
+
 Napi::Value RingProducerWrap::FreeBytes(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
   if (core_->closed) return Napi::Number::New(info.Env(), 0);
@@ -1163,6 +1185,7 @@ Napi::Function RingConsumerWrap::Define(Napi::Env env) {
                          InstanceMethod<&RingConsumerWrap::ReadBatch>("readBatch"),
                          InstanceMethod<&RingConsumerWrap::Release>("release"),
                          InstanceMethod<&RingConsumerWrap::DoorbellFd>("doorbellFd"),
+                         InstanceMethod<&RingConsumerWrap::KeepAlive>("keepAlive"),
                          InstanceMethod<&RingConsumerWrap::CheckPeer>("checkPeer"),
                          InstanceMethod<&RingConsumerWrap::State>("state"),
                          InstanceMethod<&RingConsumerWrap::Close>("close"),
@@ -1256,6 +1279,11 @@ Napi::Value RingConsumerWrap::DoorbellFd(const Napi::CallbackInfo& info) {
   if (core_->closed || core_->pipe_fd < 0) return Napi::Number::New(info.Env(), -1);
   const int fd = ::fcntl(core_->pipe_fd, F_DUPFD_CLOEXEC, 0);
   return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value RingConsumerWrap::KeepAlive(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  return keep_alive(info, *core_);
 }
 
 Napi::Value RingConsumerWrap::CheckPeer(const Napi::CallbackInfo& info) {

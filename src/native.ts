@@ -206,8 +206,19 @@ export interface NativeRingProducer {
   abandon(): void;
   /** Writes more chunks of a pending message: `OK` when none is left, else `WRITE_PENDING`. */
   flush(): number;
-  /** Arms one `RingEvent.READY` for when `bytes` are free (at once if they are). */
+  /**
+   * Arms one `RingEvent.READY` for when `bytes` are free (at once if they are). The wait alone
+   * does not keep the process alive: a link holding queued data calls `keepAlive(true)` until it
+   * has written it.
+   */
   notifyWhenWritable(bytes: number): void;
+  /**
+   * Whether this end's event callback keeps the event loop alive (default false: an idle ring
+   * never holds a process open).
+   *
+   * @throws TypeError when `on` is not a boolean.
+   */
+  keepAlive(on: boolean): void;
   /** Free bytes in the ring now. */
   freeBytes(): number;
   /** `OK`, `PEER_DEAD` or `PEER_CLOSED` for the consumer end. */
@@ -246,6 +257,8 @@ export interface NativeRingConsumer {
   release(): void;
   /** Pipe doorbell: a new descriptor of the FIFO for the event loop to watch (caller closes it); -1 otherwise. */
   doorbellFd(): number;
+  /** As `NativeRingProducer.keepAlive`: default false. */
+  keepAlive(on: boolean): void;
   /** `OK` or `PEER_DEAD` for the producer end. */
   checkPeer(): number;
   state(): RingState;

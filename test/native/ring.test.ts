@@ -292,6 +292,9 @@ describe('ring ends', () => {
     expect(r.producer.writeBatch(new Uint8Array(8))).toBe(NativeStatus.BAD_BATCH);
     expect(() => r.producer.reserve(-1)).toThrow(TypeError);
     expect(() => r.producer.notifyWhenWritable(Number.NaN)).toThrow(TypeError);
+    expect(() => r.producer.keepAlive(1 as unknown as boolean)).toThrow(TypeError);
+    r.consumer.keepAlive(true);
+    r.consumer.keepAlive(false);
     const a = new Uint32Array(64);
     expect(() => r.consumer.readBatch(a, a, a, new Float64Array(4), a, a, 1 << 20)).toThrow(
       /share memory/,
