@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
- * Summarises a V8 CPU profile (`node --cpu-prof`, or `bench/run.mjs --profile`): the
+ * Summarises V8 CPU profiles (`node --cpu-prof`, or `bench/run.mjs --profile`): the
  * functions with the most self time, and the most total time (self plus callees),
- * as percentages of the sampled time.
+ * as percentages of the sampled time. Several files (the rounds of one case) are
+ * added up.
  *
- *   node bench/lib/profile-summary.mjs <file.cpuprofile> [--top N]
+ *   node bench/lib/profile-summary.mjs <file.cpuprofile> ... [--top N]
  */
 
 import { readFileSync } from 'node:fs';
@@ -21,19 +22,17 @@ function frameLabel({ functionName, url, lineNumber }) {
   return file === '' ? name : `${name} ${file}:${lineNumber + 1}`;
 }
 
-/** Self and total sample counts per function label. */
-function tally(profile) {
+/** Adds the self and total sample counts of `profile` to `self` and `total`, per function. */
+function tally(profile, self, total) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const selfSamples = new Map();
-  for (const id of profile.samples) selfSamples.set(id, (selfSamples.get(id) ?? 0) + 1);
-  const self = new Map();
-  const total = new Map();
-  // Total time: a sample counts once for every distinct function on its stack.
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const selfSamples = new Map();
+  for (const id of profile.samples) selfSamples.set(id, (selfSamples.get(id) ?? 0) + 1);
   for (const [id, count] of selfSamples) {
     const label = frameLabel(byId.get(id).callFrame);
     self.set(label, (self.get(label) ?? 0) + count);
+    // Total time: a sample counts once for every distinct function on its stack.
     const seen = new Set();
     for (let at = id; at !== undefined; at = parent.get(at)) {
       const l = frameLabel(byId.get(at).callFrame);
@@ -42,7 +41,7 @@ function tally(profile) {
       total.set(l, (total.get(l) ?? 0) + count);
     }
   }
-  return { self, total, samples: profile.samples.length };
+  return profile.samples.length;
 }
 
 function printTop(title, counts, samples, top) {
@@ -54,16 +53,19 @@ function printTop(title, counts, samples, top) {
 
 function main() {
   const args = process.argv.slice(2);
-  const file = args.find((a) => !a.startsWith('--'));
   const topAt = args.indexOf('--top');
   const top = topAt >= 0 ? Number(args[topAt + 1]) : DEFAULT_TOP;
-  if (file === undefined) {
-    console.error('usage: node bench/lib/profile-summary.mjs <file.cpuprofile> [--top N]');
+  const files = args.filter((a, i) => !a.startsWith('--') && (topAt < 0 || i !== topAt + 1));
+  if (files.length === 0) {
+    console.error('usage: node bench/lib/profile-summary.mjs <file.cpuprofile> ... [--top N]');
     process.exitCode = 2;
     return;
   }
-  const { self, total, samples } = tally(JSON.parse(readFileSync(file, 'utf8')));
-  console.log(`${file}: ${samples} samples`);
+  const self = new Map();
+  const total = new Map();
+  let samples = 0;
+  for (const file of files) samples += tally(JSON.parse(readFileSync(file, 'utf8')), self, total);
+  console.log(`${files.length} profile(s), ${samples} samples`);
   printTop('self time', self, samples, top);
   printTop('total time (self + callees)', total, samples, top);
 }
