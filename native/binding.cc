@@ -387,6 +387,9 @@ struct EndCore {
     close_ring();
   }
 
+  /// Called on the doorbell thread when the peer died, before JS hears of it.
+  virtual void on_peer_dead() noexcept {}
+
   /// Gives back the threadsafe function (its finalizer then joins the doorbell thread).
   void release_tsfn() noexcept {
     if (tsfn == nullptr || tsfn_released || tsfn_finalized) return;
@@ -402,6 +405,9 @@ struct ProducerCore final : EndCore {
   std::unique_ptr<RingProducer> ring;
   BatchEncoder encoder;
   std::vector<PayloadSpan> payloads;  // reused between writes
+
+  // Writes fail with PEER_DEAD from now on (an atomic flag: safe from the doorbell thread).
+  void on_peer_dead() noexcept override { ring->set_consumer_dead(); }
 
  protected:
   void close_ring() noexcept override { ring->close(); }
@@ -433,6 +439,7 @@ struct ConsumerCore final : EndCore {
 /// The doorbell thread's callback: posts the event to JS. Never touches a JS value.
 void on_doorbell(void* context, DoorbellEvent event) {
   auto* core = static_cast<EndCore*>(context);
+  if (event == DoorbellEvent::kPeerDead) core->on_peer_dead();
   // The event travels as the data pointer (value + 1, so that it is never null): no allocation
   // per wake-up. A call after close returns napi_closing, which is fine.
   napi_call_threadsafe_function(core->tsfn,

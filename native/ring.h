@@ -4,7 +4,8 @@
 // its end at open with a compare-and-swap of its identity (shm.h) into the header; inside a
 // process, a RingProducer or RingConsumer object is used by one thread at a time (the JS
 // thread). The doorbell thread of doorbell.h only reads the shared positions and flags and
-// writes the doorbell words; it never touches the local state of these objects. The creator
+// writes the doorbell words; of these objects' local state it only sets the producer's
+// consumer-dead flag (an atomic, RingProducer::set_consumer_dead). The creator
 // (usually the Application) makes the segment and unlinks it; producer and consumer only open.
 //
 // Segment layout (one 4096-byte header page, then `capacity` bytes of records):

@@ -3,7 +3,9 @@
 #   1. the C++ unit tests (ctest), a Debug build (assertions armed) with
 #      -fsanitize=address,undefined and leak checks on;
 #   2. the addon, a Release build with the same sanitizers, by cmake-js into build-asan/; then
-#      the native-facing vitest suite (test/native) against it through DISCO_NATIVE_PATH.
+#      the native-facing vitest suite (test/native) against it through DISCO_NATIVE_PATH,
+#      including the two-process ring test (its forked producers inherit the environment, so
+#      they load the instrumented addon with the runtime preloaded too).
 # Exits non-zero on the first failure, including any sanitizer report.
 #
 # Why it is set up this way:
@@ -18,7 +20,9 @@
 #   - -fno-sanitize-recover=all (CMake option DISCO_SANITIZE) plus halt_on_error make the first
 #     UBSan finding abort the process, so it cannot scroll by in a passing run.
 #
-# Environment: SANITIZE_JOBS (parallel build jobs, default: number of CPUs).
+# Environment: SANITIZE_JOBS (parallel build jobs, default: number of CPUs),
+# SANITIZE_RING_RECORDS (records of the two-thread ring test, default 300000: the instrumented
+# Debug build is some 20 times slower than Release, where the test sends 10 million).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +48,7 @@ cmake -S . -B "$ctest_dir" -DDISCO_TESTS=ON -DDISCO_WERROR=ON -DCMAKE_BUILD_TYPE
 cmake --build "$ctest_dir" -j "$jobs"
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+  DISCO_RING_TEST_RECORDS="${SANITIZE_RING_RECORDS:-300000}" \
   ctest --test-dir "$ctest_dir" --output-on-failure
 
 step "addon with $sanitizers (cmake-js, $addon_dir)"

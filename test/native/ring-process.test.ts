@@ -15,12 +15,15 @@ import {
   type NativeRingConsumer,
   RingEvent,
   createRing,
+  loadNative,
   openRingConsumer,
+  openRingProducer,
   unlinkRing,
 } from '../../src/native.js';
 import { leftovers, removeCluster, ringName, uniqueCluster } from './ring-helpers.js';
 
 const PRODUCER = fileURLToPath(new URL('./fixtures/ring-producer.mjs', import.meta.url));
+const CONSUMER = fileURLToPath(new URL('./fixtures/ring-consumer.mjs', import.meta.url));
 /** Generous: PEER_DEAD is promised within 100 ms; this only catches a detection that never comes. */
 const DEATH_DEADLINE_MS = 2_000;
 const EXCHANGE_DEADLINE_MS = 45_000;
@@ -156,6 +159,33 @@ describe('two processes through a ring', () => {
     expect(s).toBe(NativeStatus.RING_EMPTY);
     expect(received).toBe(1000);
     consumer.close();
+    unlinkRing(name);
+  });
+
+  it('reports a consumer killed with SIGKILL to the producer, whose writes then fail', async () => {
+    const cluster = uniqueCluster('kill-consumer');
+    clusters.push(cluster);
+    const name = ringName(cluster);
+    createRing(name, 1 << 16);
+    let dead = false;
+    const producer = openRingProducer(name, (event) => {
+      if (event === RingEvent.PEER_DEAD) dead = true;
+    });
+    const child = fork(CONSUMER, [name], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    await new Promise((resolve) => child.once('message', resolve));
+    const frame = loadNative().testing.buildSampleFrame();
+    expect(producer.writeFrame(frame)).toBe(NativeStatus.OK);
+    const exit = exited(child);
+    child.kill('SIGKILL');
+    expect((await exit).signal).toBe('SIGKILL');
+    const start = Date.now();
+    while (!dead && Date.now() - start < DEATH_DEADLINE_MS) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(dead, 'PEER_DEAD was not reported').toBe(true);
+    expect(producer.writeFrame(frame)).toBe(NativeStatus.PEER_DEAD);
+    expect(producer.checkPeer()).toBe(NativeStatus.PEER_DEAD);
+    producer.close();
     unlinkRing(name);
   });
 });
