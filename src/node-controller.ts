@@ -33,7 +33,12 @@ import { InvalidArgumentError, SerializationError, UndeliverableError } from './
 import type { Router } from './router.js';
 import { defaultSerializer, type Serializer } from './serializer.js';
 import { DeliveryQueue, type QueueLimits } from './transports/delivery-queue.js';
-import type { LocalNode, Transport, TransportMetrics } from './transports/transport.js';
+import type {
+  DirectRoute,
+  LocalNode,
+  Transport,
+  TransportMetrics,
+} from './transports/transport.js';
 
 /** Distinct target strings remembered before the cache is cleared. */
 const DESTINATION_CACHE_ENTRIES = 64 * 1024;
@@ -88,13 +93,19 @@ interface RouteCounters {
   promises: number;
 }
 
-/** A parsed target with its route, valid while `version` equals the router's. */
+/**
+ * A parsed target with its route, valid while `version` equals the router's. A
+ * same-process route (this node, or the in-process transport) carries the queue and
+ * receiving node, so a send is one push; any other carries the transport.
+ */
 interface Destination {
   readonly node: string;
   readonly simproc: string;
-  transport: Transport | null;
-  counters: RouteCounters;
-  version: number;
+  readonly transport: Transport | null;
+  readonly queue: DeliveryQueue | null;
+  readonly sink: LocalNode | null;
+  readonly counters: RouteCounters;
+  readonly version: number;
 }
 
 /** Manages one node; see the file header. */
@@ -112,6 +123,8 @@ export class NodeController extends EventEmitter implements LocalNode {
   private readonly destinations = new Map<string, Destination>();
   private readonly sentVia = new Map<string, RouteCounters>();
   private sender: NodeRef;
+  private lastSimproc: string | null = null;
+  private lastInbox: Inbox | undefined = undefined;
   private heldCount = 0;
   private eventsSent = 0;
   private promisesSent = 0;
@@ -203,10 +216,11 @@ export class NodeController extends EventEmitter implements LocalNode {
       0,
       null,
     );
-    const transport = dest.transport;
-    if (transport === null) {
-      this.local.pushEvent(env, this);
+    const queue = dest.queue;
+    if (queue !== null) {
+      queue.pushEvent(env, dest.sink!);
     } else {
+      const transport = dest.transport!;
       if (!transport.carriesObjects) this.serialize(env);
       transport.sendEvent(env);
     }
@@ -234,9 +248,9 @@ export class NodeController extends EventEmitter implements LocalNode {
       checkNumEvents(numEvents),
       0,
     );
-    const transport = dest.transport;
-    if (transport === null) this.local.pushPromise(env, this);
-    else transport.sendPromise(env);
+    const queue = dest.queue;
+    if (queue !== null) queue.pushPromise(env, dest.sink!);
+    else dest.transport!.sendPromise(env);
     dest.counters.promises++;
     this.promisesSent++;
   }
@@ -258,6 +272,8 @@ export class NodeController extends EventEmitter implements LocalNode {
       );
     }
     this.inboxes.set(simproc, inbox);
+    this.lastSimproc = null;
+    this.lastInbox = undefined;
     if (this.held.has(simproc)) setImmediate(() => this.releaseHeld(simproc));
   }
 
@@ -310,7 +326,7 @@ export class NodeController extends EventEmitter implements LocalNode {
   /** Transport entry point: hands an event to its simproc's inbox. Never throws. */
   deliverEvent(env: EventEnvelope): void {
     if (env.payload !== null && !this.decodePayload(env)) return;
-    const inbox = this.inboxes.get(env.simproc);
+    const inbox = this.inboxFor(env.simproc);
     if (inbox === undefined || (this.heldCount !== 0 && this.held.has(env.simproc))) {
       this.hold(env);
       return;
@@ -325,7 +341,7 @@ export class NodeController extends EventEmitter implements LocalNode {
 
   /** Transport entry point: hands a promise to its simproc's inbox. Never throws. */
   deliverPromise(env: PromiseEnvelope): void {
-    const inbox = this.inboxes.get(env.simproc);
+    const inbox = this.inboxFor(env.simproc);
     if (inbox === undefined || (this.heldCount !== 0 && this.held.has(env.simproc))) {
       this.hold(env);
       return;
@@ -338,6 +354,17 @@ export class NodeController extends EventEmitter implements LocalNode {
     }
   }
 
+  /** The inbox of `simproc`; consecutive messages for one simproc cost a comparison. */
+  private inboxFor(simproc: string): Inbox | undefined {
+    if (simproc === this.lastSimproc) return this.lastInbox;
+    const inbox = this.inboxes.get(simproc);
+    if (inbox !== undefined) {
+      this.lastSimproc = simproc;
+      this.lastInbox = inbox;
+    }
+    return inbox;
+  }
+
   private destination(target: string): Destination {
     const d = this.destinations.get(target);
     if (d !== undefined && d.version === this.router.version) return d;
@@ -346,7 +373,16 @@ export class NodeController extends EventEmitter implements LocalNode {
 
   private resolveDestination(target: string, stale: Destination | undefined): Destination {
     const ref = stale ?? parseTarget(target, this.nodeName, this.simprocSet);
-    const transport = ref.node === this.nodeName ? null : this.router.resolve(this.repid, ref.node);
+    // Canonical name strings, so that later comparisons are pointer comparisons.
+    const simproc = this.simprocs.find((s) => s === ref.simproc)!;
+    let transport: Transport | null = null;
+    let direct: DirectRoute | null;
+    if (ref.node === this.nodeName) {
+      direct = { queue: this.local, sink: this };
+    } else {
+      transport = this.router.resolve(this.repid, ref.node);
+      direct = transport.directRoute?.(this.repid, ref.node) ?? null;
+    }
     const route = transport === null ? LOCAL_ROUTE : transport.name;
     let counters = this.sentVia.get(route);
     if (counters === undefined) {
@@ -354,9 +390,11 @@ export class NodeController extends EventEmitter implements LocalNode {
       this.sentVia.set(route, counters);
     }
     const dest: Destination = {
-      node: ref.node,
-      simproc: ref.simproc,
+      node: direct?.sink.nodeName ?? ref.node,
+      simproc,
       transport,
+      queue: direct?.queue ?? null,
+      sink: direct?.sink ?? null,
       counters,
       version: this.router.version,
     };

@@ -59,10 +59,13 @@ export class DeliveryQueue extends EventEmitter {
   private scheduled = false;
   private blocked = false;
   private waiters: (() => void)[] = [];
+  private closedWith: Error | null = null;
   private readonly highWaterMark: number;
   private readonly hardLimit: number;
   /** Messages queued and not yet handed over. */
   queued = 0;
+  promisesPushed = 0;
+  eventsPushed = 0;
   promisesDelivered = 0;
   eventsDelivered = 0;
   backpressureEvents = 0;
@@ -85,6 +88,7 @@ export class DeliveryQueue extends EventEmitter {
   /** Queues an event for `sink`. @throws {BackpressureError} at the hard limit. */
   pushEvent(env: EventEnvelope, sink: LocalNode): void {
     this.admit();
+    this.eventsPushed++;
     this.events.push(env);
     this.eventSinks.push(sink);
   }
@@ -92,6 +96,7 @@ export class DeliveryQueue extends EventEmitter {
   /** Queues a promise for `sink`. @throws {BackpressureError} at the hard limit. */
   pushPromise(env: PromiseEnvelope, sink: LocalNode): void {
     this.admit();
+    this.promisesPushed++;
     this.promises.push(env);
     this.promiseSinks.push(sink);
   }
@@ -102,7 +107,13 @@ export class DeliveryQueue extends EventEmitter {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /** Makes later pushes throw `err`; what is queued is still handed over. */
+  close(err: Error): void {
+    this.closedWith = err;
+  }
+
   private admit(): void {
+    if (this.closedWith !== null) throw this.closedWith;
     if (this.queued >= this.hardLimit) {
       throw new BackpressureError(this.name, this.hardLimit, 'messages');
     }

@@ -25,7 +25,7 @@ import { LinkClosedError } from '../errors.js';
 import { assertFrame, sealFrame } from '../native.js';
 import { DeliveryQueue, type QueueLimits } from './delivery-queue.js';
 import { LocalNodes } from './local-nodes.js';
-import type { LocalNode, Transport, TransportMetrics } from './transport.js';
+import type { DirectRoute, LocalNode, Transport, TransportMetrics } from './transport.js';
 
 /** Options of an InProcessTransport. */
 export interface InProcessTransportOptions extends QueueLimits {
@@ -40,8 +40,6 @@ export class InProcessTransport extends EventEmitter implements Transport {
   private readonly nodes = new LocalNodes();
   private readonly queue: DeliveryQueue;
   private readonly encoder: FrameEncoder | null;
-  private eventsSent = 0;
-  private promisesSent = 0;
   private bytesSent = 0;
   private closed = false;
 
@@ -69,18 +67,23 @@ export class InProcessTransport extends EventEmitter implements Transport {
     return this.nodes.has(repid, node);
   }
 
+  /** The queue and receiving node, unless envelopes must take the wire path (viaWire). */
+  directRoute(repid: number, node: string): DirectRoute | null {
+    if (this.encoder !== null || this.closed) return null;
+    const sink = this.nodes.get(repid, node);
+    return sink === undefined ? null : { queue: this.queue, sink };
+  }
+
   sendEvent(env: EventEnvelope): void {
     const sink = this.sinkFor(env);
     const delivered = this.encoder === null ? env : (this.roundTrip(env) as EventEnvelope);
     this.queue.pushEvent(delivered, sink);
-    this.eventsSent++;
   }
 
   sendPromise(env: PromiseEnvelope): void {
     const sink = this.sinkFor(env);
     const delivered = this.encoder === null ? env : (this.roundTrip(env) as PromiseEnvelope);
     this.queue.pushPromise(delivered, sink);
-    this.promisesSent++;
   }
 
   flush(): Promise<void> {
@@ -90,8 +93,8 @@ export class InProcessTransport extends EventEmitter implements Transport {
   metrics(): TransportMetrics {
     return {
       name: this.name,
-      eventsSent: this.eventsSent,
-      promisesSent: this.promisesSent,
+      eventsSent: this.queue.eventsPushed,
+      promisesSent: this.queue.promisesPushed,
       eventsDelivered: this.queue.eventsDelivered,
       promisesDelivered: this.queue.promisesDelivered,
       bytesSent: this.bytesSent,
@@ -103,6 +106,7 @@ export class InProcessTransport extends EventEmitter implements Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.queue.close(new LinkClosedError(this.name, 'the transport was closed'));
     await this.queue.flushed();
   }
 
