@@ -29,6 +29,9 @@
  * - `RingEvent.PEER_DEAD` arrives once, within 100 ms of the peer's death; records committed
  *   before it can still be read. The callbacks never keep the process alive.
  *
+ * Links that are not rings (gRPC) use the same builder into JS memory: `encodeBatch` with a
+ * `createBatchEncoder()`, and `BatchReader.decode` with a `createFrameDecoder()` on receipt.
+ *
  * Callers: transports (frame verification and sealing, rings), the runtime (segments),
  * benchmarks (`noop`), native tests.
  */
@@ -661,4 +664,54 @@ export function openRingConsumer(
   const end = loadNative().openRingConsumer(name, onEvent, options);
   if (typeof end === 'number') throw ringStatusError(end, name);
   return end;
+}
+
+/**
+ * A staging-layout encoder into JS memory (for links that are not rings, such as gRPC, and for
+ * tests), with its own string table: pair it with one `BatchWriter`.
+ *
+ * @throws NativeUnavailableError when the addon cannot be loaded.
+ */
+export function createBatchEncoder(): NativeBatchEncoder {
+  return new (loadNative().BatchEncoder)();
+}
+
+/**
+ * A decoder of single frames held in JS memory, with its own string table: pair it with one
+ * `BatchReader` (its `decode`).
+ *
+ * @throws NativeUnavailableError when the addon cannot be loaded.
+ */
+export function createFrameDecoder(): NativeFrameDecoder {
+  return new (loadNative().FrameDecoder)();
+}
+
+/**
+ * Builds the sealed frame of a staging layout (see `BatchWriter.finish`) into a fresh buffer: the
+ * same in-place builder the ring uses, over heap memory. The result is 8-byte aligned.
+ *
+ * @param link - names the link in errors.
+ * @throws InvalidArgumentError (`BAD_BATCH`) for a malformed layout: a writer bug; reset its strings.
+ * @throws MessageTooLargeError when the frame would exceed `FRAME_MAX_BODY_BYTES`.
+ * @throws TypeError for arguments of the wrong type.
+ */
+export function encodeBatch(
+  encoder: NativeBatchEncoder,
+  staging: Uint8Array,
+  payloads: readonly Uint8Array[],
+  link: string,
+): Uint8Array {
+  const frame = encoder.encode(staging, payloads);
+  if (typeof frame !== 'number') return frame;
+  if (frame === NativeStatus.BAD_BATCH) {
+    throw new InvalidArgumentError(
+      'batch staging layout',
+      link,
+      'a layout written by the BatchWriter paired with this encoder (reset its strings)',
+    );
+  }
+  if (frame === NativeStatus.TOO_LARGE) {
+    throw new MessageTooLargeError(`a batch on ${link}`, staging.length, FRAME_MAX_BODY_BYTES);
+  }
+  throw ringStatusError(frame, link);
 }

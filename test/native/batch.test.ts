@@ -8,6 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { decodeFrame, EventEnvelope, PromiseEnvelope } from '../../src/envelope.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import {
   type AddressRef,
   BATCH_ENVELOPE_FIXED_BYTES,
@@ -24,7 +25,10 @@ import {
   NativeStatus,
   RING_MIN_CAPACITY_BYTES,
   assertFrame,
+  createBatchEncoder,
+  createFrameDecoder,
   createRing,
+  encodeBatch,
   loadNative,
   openRingConsumer,
   openRingProducer,
@@ -380,6 +384,20 @@ describe('heap encoder and decoder', () => {
     const bad = frame.slice();
     bad[40] = bad[40]! ^ 1;
     expect(reader.decode(decoder, bad)).toBe(NativeStatus.CHECKSUM_MISMATCH);
+  });
+
+  it('encodes through the typed helpers and throws for a malformed layout', () => {
+    const encoder = createBatchEncoder();
+    const w = new BatchWriter();
+    w.begin(Lane.Event, 1n);
+    stage(w, [event({ data: bytes(100, 1) })]);
+    const frame = encodeBatch(encoder, w.finish(), w.payloads, 'grpc link to m2');
+    const reader = new BatchReader();
+    expect(reader.decode(createFrameDecoder(), frame)).toBe(NativeStatus.OK);
+    expect(Buffer.compare(reader.payload(0), bytes(100, 1))).toBe(0);
+    expect(() => encodeBatch(encoder, new Uint8Array(48), [], 'grpc link to m2')).toThrow(
+      InvalidArgumentError,
+    );
   });
 
   it('refuses malformed staging with BAD_BATCH', () => {
