@@ -16,9 +16,10 @@
 
 // Each side keeps the other's index in process-local memory (head_cache_, tail_cache_) and
 // reloads it from the segment only when the cached value says "full" or "empty". Measured with
-// ring_threads_test (10 M frames of 216 bytes, 1 MiB ring, 2 shared cores, three runs each):
-// 4.0-5.6 s with the cache, 5.3-7.1 s without (every reserve and every read loading the other
-// side's line, which then ping-pongs between the cores). The cache stays.
+// ring_threads_test (10 M frames of 216 bytes, 1 MiB ring, 2 cores shared with other work,
+// three alternating runs each, twice): under load 4.0-5.6 s with the cache, 5.3-7.1 s without;
+// quieter, 1.24-1.70 s with, 1.70-2.70 s without. Without it every reserve and every read
+// loads the other side's line, which then moves between the cores. The cache stays.
 // DISCO_RING_NO_INDEX_CACHE=1 turns it off to measure again.
 #ifndef DISCO_RING_NO_INDEX_CACHE
 #define DISCO_RING_NO_INDEX_CACHE 0
