@@ -39,7 +39,7 @@ const topologySchema = z
   .strictObject({
     cluster: z
       .string()
-      .regex(/^[A-Za-z0-9_.-]+$/, 'only letters, digits, "_", "." and "-"')
+      .regex(/^[A-Za-z0-9_-]+$/, 'only letters, digits, "_" and "-"')
       .max(MAX_CLUSTER_NAME_LENGTH),
     simprocs: z.array(name).min(1),
     replications: z.number().int().min(1).max(0xffffffff).default(1),

@@ -18,26 +18,39 @@ export function serverIndex(topology: Topology, machine: string, server: string)
   return [mi, si];
 }
 
-/** The endpoint name of one Server. */
-export function serverEndpoint(topology: Topology, machine: string, server: string): string {
+/** The short id of one Server, `<machine index>.<server index>`: used in ring names. */
+export function serverId(topology: Topology, machine: string, server: string): string {
   const [mi, si] = serverIndex(topology, machine, server);
-  return `disco.${topology.cluster}.${mi}.${si}`;
+  return `${mi}.${si}`;
+}
+
+/** The socket endpoint name of one Server: `disco.<cluster>.<id>`. */
+export function serverEndpoint(topology: Topology, machine: string, server: string): string {
+  return `disco.${topology.cluster}.${serverId(topology, machine, server)}`;
+}
+
+/** Ids of every Server of `machine` (see `serverId`), in topology order. */
+export function machineServerIds(topology: Topology, machine: string): string[] {
+  const m = topology.machines.find((x) => x.name === machine);
+  return m === undefined ? [] : m.servers.map((s) => serverId(topology, machine, s.name));
 }
 
 /**
- * A pure locator for same-machine links of `machine`'s Server `self`: the endpoint of
- * the Server hosting (repid, node) when that is another Server of the same machine.
+ * A pure locator for same-machine links of `machine`'s Server `self`: the endpoint name
+ * (or id) of the Server hosting (repid, node) when that is another Server of the same machine.
  */
 export function sameMachineLocator(
   topology: Topology,
   machine: string,
   self: string,
+  naming: 'endpoint' | 'id' = 'endpoint',
 ): (repid: number, node: string) => string | undefined {
+  const name = naming === 'id' ? serverId : serverEndpoint;
   const endpoints = new Map<string, string>();
   for (const node of topology.addressBook.nodes()) {
     const p = topology.addressBook.lookup(0, node)!;
     if (p.machine === machine && p.server !== self) {
-      endpoints.set(node, serverEndpoint(topology, p.machine, p.server));
+      endpoints.set(node, name(topology, p.machine, p.server));
     }
   }
   return (repid, node) =>

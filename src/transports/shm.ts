@@ -1,0 +1,451 @@
+/**
+ * ShmTransport: links to the other Server processes of this machine through
+ * shared-memory rings (DESIGN §5): one single-producer/single-consumer ring per
+ * directed pair of processes, created by the Application before it forks.
+ *
+ * - Outbound: an OutboundQueue per peer (two lanes, promise lane first, bounded,
+ *   batched once per turn). A batch goes to the native producer as one staging
+ *   buffer (BatchWriter); the addon builds the FlatBuffers frame in the ring slot, so
+ *   a payload is copied once, from JS memory into shared memory. A full ring keeps
+ *   the batch queued and asks the addon to call back when space frees.
+ * - Inbound: a native doorbell wakes this process when records arrive; each wake-up
+ *   reads batches (bounded, then yields to the event loop), the addon verifies and
+ *   decodes every frame in place, and envelopes go to their NodeControllers with
+ *   payloads as views over shared memory. The views are detached when the batch is
+ *   released, right after it is handed over: a receiver that keeps bytes copies them.
+ * - A dead peer (found by the addon within 100 ms) fails the link with PeerDeadError;
+ *   a corrupt ring fails it with FrameCorruptError naming the ring. Both are emitted
+ *   as 'error'; the process lives on.
+ */
+
+import { EventEmitter } from 'node:events';
+import {
+  DataFormat,
+  EventEnvelope,
+  PromiseEnvelope,
+  type Envelope,
+  type Lane,
+} from '../envelope.js';
+import type { NodeRef } from '../address.js';
+import { DiscoError, LinkClosedError, PeerDeadError, UndeliverableError } from '../errors.js';
+import {
+  NativeStatus,
+  openRingConsumer,
+  openRingProducer,
+  ringSegmentName,
+  ringStatusError,
+  RingEvent,
+  type NativeRingConsumer,
+  type NativeRingProducer,
+  type RingDoorbellOptions,
+  type RingEventCode,
+} from '../native.js';
+import { BatchReader, BatchWriter, Kind } from '../native-batch.js';
+import { tracerFor } from '../trace.js';
+import { LocalNodes } from './local-nodes.js';
+import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
+import type { LocalNode, Transport, TransportMetrics } from './transport.js';
+
+const tracer = tracerFor('shm');
+
+/** Most batches read per wake-up before yielding to the event loop. */
+export const READS_PER_WAKEUP = 16;
+/** Most bytes one read takes from a ring. */
+export const READ_BATCH_BYTES = 16 * 1024 * 1024;
+
+/** Options of a ShmTransport. */
+export interface ShmTransportOptions {
+  /** Cluster name: scopes the ring names. */
+  cluster: string;
+  /** This process's endpoint id in ring names (e.g. `0.1`). */
+  self: string;
+  /** Endpoint ids of the processes that send to this one (one inbound ring each). */
+  peers: readonly string[];
+  /** Endpoint id of the process hosting (repid, node), or undefined when not a ring peer. Pure. */
+  locate(repid: number, node: string): string | undefined;
+  limits?: LinkLimits;
+  doorbell?: RingDoorbellOptions;
+}
+
+/** The name of the ring from endpoint `from` to endpoint `to` of `cluster`. */
+export function ringName(cluster: string, from: string, to: string): string {
+  return ringSegmentName(cluster, from, to);
+}
+
+/** One outbound ring: this process -> a peer. */
+class ShmLink implements LinkChannel {
+  readonly queue: OutboundQueue;
+  private readonly writer = new BatchWriter();
+  private producer: NativeRingProducer | null = null;
+  private waiting = false;
+  private failed = false;
+  bytesSent = 0;
+
+  constructor(
+    readonly ring: string,
+    private readonly owner: ShmTransport,
+    limits: LinkLimits | undefined,
+  ) {
+    this.queue = new OutboundQueue(`shm ring ${ring}`, this, limits);
+    this.queue.on('failed', (err: DiscoError) => this.fail(err));
+  }
+
+  get ready(): boolean {
+    return !this.waiting && !this.failed;
+  }
+
+  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
+    const producer = this.producer ?? this.open();
+    const w = this.writer;
+    w.begin(lane);
+    for (let i = start; i < end; i++) this.stage(envelopes[i]!);
+    const staging = w.finish();
+    const status = producer.writeBatch(staging, w.payloads);
+    if (status === NativeStatus.OK) {
+      this.bytesSent += staging.length;
+      return end - start;
+    }
+    if (status === NativeStatus.WRITE_PENDING) {
+      this.bytesSent += staging.length;
+      this.waitForSpace(producer, producer.maxContentBytes);
+      return end - start;
+    }
+    if (status === NativeStatus.RING_FULL) {
+      this.waitForSpace(producer, Math.min(staging.length + 4096, producer.maxContentBytes));
+      return 0;
+    }
+    w.resetStrings();
+    this.fail(ringStatusError(status, this.ring));
+    return 0;
+  }
+
+  /** Space is free again: finish a chunked message, then let the queue pump. */
+  onReady(): void {
+    const producer = this.producer!;
+    if (producer.pending) {
+      const status = producer.flush();
+      if (status === NativeStatus.WRITE_PENDING) {
+        producer.notifyWhenWritable(producer.maxContentBytes);
+        return;
+      }
+      if (status !== NativeStatus.OK) {
+        this.fail(ringStatusError(status, this.ring));
+        return;
+      }
+    }
+    this.waiting = false;
+    producer.keepAlive(false);
+    this.queue.resume();
+  }
+
+  fail(err: DiscoError): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.queue.fail(err);
+    this.owner.reportError(err);
+  }
+
+  async close(): Promise<void> {
+    await this.queue.flushed();
+    this.producer?.close();
+  }
+
+  private open(): NativeRingProducer {
+    this.producer = openRingProducer(this.ring, (ev: RingEventCode) => {
+      if (ev === RingEvent.READY) this.onReady();
+      else this.fail(new PeerDeadError(`ring ${this.ring}`, 'the consuming process died'));
+    });
+    return this.producer;
+  }
+
+  private waitForSpace(producer: NativeRingProducer, bytes: number): void {
+    this.waiting = true;
+    producer.keepAlive(true); // queued data must not be abandoned by an idle event loop
+    producer.notifyWhenWritable(bytes);
+  }
+
+  private stage(env: Envelope): void {
+    const s = env.sender;
+    if (env instanceof EventEnvelope) {
+      this.writer.addEvent(
+        env.repid,
+        s.node,
+        s.simproc,
+        env.targetNode,
+        env.simproc,
+        env.epoch,
+        env.headers,
+        env.payload!,
+        env.dataFormat,
+        env.hops,
+        env.replyTo,
+      );
+    } else {
+      this.writer.addPromise(
+        env.repid,
+        s.node,
+        s.simproc,
+        env.targetNode,
+        env.simproc,
+        env.epoch,
+        env.seqnr,
+        env.numEvents,
+        env.hops,
+      );
+    }
+  }
+}
+
+/** One inbound ring: a peer -> this process. */
+class ShmInbound {
+  private readonly reader = new BatchReader();
+  private readonly consumer: NativeRingConsumer;
+  private readonly senders = new Map<string, Map<string, NodeRef>>();
+  private scheduled = false;
+  private closed = false;
+
+  constructor(
+    readonly ring: string,
+    private readonly owner: ShmTransport,
+    doorbell: RingDoorbellOptions | undefined,
+  ) {
+    this.consumer = openRingConsumer(ring, (ev: RingEventCode) => this.onEvent(ev), doorbell);
+    this.schedule(); // records may already wait
+  }
+
+  close(): void {
+    this.closed = true;
+    this.consumer.close();
+  }
+
+  private onEvent(ev: RingEventCode): void {
+    if (ev === RingEvent.READY) this.schedule();
+    else if (!this.closed) {
+      this.drain(); // what the dead producer committed is complete and still delivered
+      this.owner.reportError(new PeerDeadError(`ring ${this.ring}`, 'the producing process died'));
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.drain();
+    });
+  }
+
+  private drain(): void {
+    for (let n = 0; n < READS_PER_WAKEUP && !this.closed; n++) {
+      const status = this.reader.read(this.consumer, READ_BATCH_BYTES);
+      if (status === NativeStatus.OK) {
+        this.deliverBatch();
+        this.reader.release(this.consumer);
+        continue;
+      }
+      if (status === NativeStatus.RING_EMPTY || status === NativeStatus.PEER_CLOSED) return;
+      this.closed = true;
+      this.consumer.close();
+      this.owner.reportError(ringStatusError(status, this.ring));
+      return;
+    }
+    this.schedule(); // more may wait: yield to the event loop first
+  }
+
+  private deliverBatch(): void {
+    const r = this.reader;
+    const n = r.envelopeCount;
+    for (let i = 0; i < n; i++) {
+      const sender = this.sender(r.senderNode(i), r.senderSimproc(i));
+      const targetNode = r.targetNode(i);
+      const sink = this.owner.sink(r.repid(i), targetNode);
+      if (sink === undefined) {
+        this.owner.reportError(
+          new UndeliverableError(
+            `${targetNode}/${r.targetSimproc(i)}`,
+            `node is not hosted here (ring ${this.ring})`,
+          ),
+        );
+        continue;
+      }
+      if (r.kind(i) === Kind.Promise) {
+        this.owner.promisesDelivered++;
+        sink.deliverPromise(
+          new PromiseEnvelope(
+            r.repid(i),
+            sender,
+            targetNode,
+            r.targetSimproc(i),
+            r.seqnr(i),
+            r.epoch(i),
+            r.numEvents(i),
+            r.hops(i),
+          ),
+        );
+      } else {
+        this.owner.eventsDelivered++;
+        sink.deliverEvent(
+          new EventEnvelope(
+            r.repid(i),
+            sender,
+            targetNode,
+            r.targetSimproc(i),
+            r.epoch(i),
+            r.headers(i),
+            undefined,
+            r.payload(i),
+            r.dataFormat(i) as DataFormat,
+            r.hops(i),
+            r.replyTo(i),
+          ),
+        );
+      }
+    }
+  }
+
+  /** One frozen sender object per (node, simproc): no allocation per envelope. */
+  private sender(node: string, simproc: string): NodeRef {
+    let bySimproc = this.senders.get(node);
+    if (bySimproc === undefined) {
+      bySimproc = new Map();
+      this.senders.set(node, bySimproc);
+    }
+    let ref = bySimproc.get(simproc);
+    if (ref === undefined) {
+      ref = Object.freeze({ node, simproc });
+      bySimproc.set(simproc, ref);
+    }
+    return ref;
+  }
+}
+
+/** Same-machine transport over shared-memory rings; see the file header. */
+export class ShmTransport extends EventEmitter implements Transport {
+  readonly name = 'shm';
+  readonly carriesObjects = false;
+  private readonly options: ShmTransportOptions;
+  private readonly nodes = new LocalNodes();
+  private readonly links = new Map<string, ShmLink>();
+  private readonly inbound: ShmInbound[] = [];
+  private closed = false;
+  private eventsSent = 0;
+  private promisesSent = 0;
+  eventsDelivered = 0;
+  promisesDelivered = 0;
+
+  constructor(options: ShmTransportOptions) {
+    super();
+    this.options = options;
+  }
+
+  /**
+   * Opens the consumer end of every inbound ring (they must exist: the Application creates them).
+   * @throws {LinkClosedError} when a ring is missing or taken; PeerDeadError for an abandoned one.
+   */
+  open(): void {
+    for (const peer of this.options.peers) {
+      if (peer === this.options.self) continue;
+      const ring = ringName(this.options.cluster, peer, this.options.self);
+      this.inbound.push(new ShmInbound(ring, this, this.options.doorbell));
+      if (tracer.enabled) tracer.log(`consuming ${ring}`);
+    }
+  }
+
+  get writable(): boolean {
+    for (const link of this.links.values()) if (!link.queue.writable) return false;
+    return true;
+  }
+
+  attach(node: LocalNode): void {
+    this.nodes.attach(node);
+  }
+
+  detach(node: LocalNode): void {
+    this.nodes.detach(node);
+  }
+
+  handlesNode(repid: number, node: string): boolean {
+    const peer = this.options.locate(repid, node);
+    return peer !== undefined && peer !== this.options.self;
+  }
+
+  sendEvent(env: EventEnvelope): void {
+    this.linkFor(env).queue.push(env);
+    this.eventsSent++;
+  }
+
+  sendPromise(env: PromiseEnvelope): void {
+    this.linkFor(env).queue.push(env);
+    this.promisesSent++;
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([...this.links.values()].map((l) => l.queue.flushed()));
+  }
+
+  metrics(): TransportMetrics {
+    let queued = 0;
+    let bytesSent = 0;
+    let backpressureEvents = 0;
+    for (const l of this.links.values()) {
+      queued += l.queue.queued;
+      bytesSent += l.bytesSent;
+      backpressureEvents += l.queue.backpressureEvents;
+    }
+    return {
+      name: this.name,
+      eventsSent: this.eventsSent,
+      promisesSent: this.promisesSent,
+      eventsDelivered: this.eventsDelivered,
+      promisesDelivered: this.promisesDelivered,
+      bytesSent,
+      queued,
+      backpressureEvents,
+    };
+  }
+
+  /** Hands over what is queued, then closes every ring end; idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.links.values()].map((l) => l.close()));
+    for (const i of this.inbound) i.close();
+  }
+
+  /** The local node for (repid, node), if hosted here. */
+  sink(repid: number, node: string): LocalNode | undefined {
+    return this.nodes.get(repid, node);
+  }
+
+  /** Emits `err` as 'error' (silenced once closing), or throws it asynchronously when nobody listens. */
+  reportError(err: DiscoError): void {
+    if (this.closed) return;
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else
+      process.nextTick(() => {
+        throw err;
+      });
+  }
+
+  private linkFor(env: Envelope): ShmLink {
+    if (this.closed) throw new LinkClosedError(this.name, 'the transport was closed');
+    const peer = this.options.locate(env.repid, env.targetNode);
+    if (peer === undefined) {
+      throw new LinkClosedError(
+        this.name,
+        `node ${JSON.stringify(env.targetNode)} is no longer routed here`,
+      );
+    }
+    let link = this.links.get(peer);
+    if (link === undefined) {
+      link = new ShmLink(
+        ringName(this.options.cluster, this.options.self, peer),
+        this,
+        this.options.limits,
+      );
+      link.queue.on('drain', () => this.emit('drain'));
+      this.links.set(peer, link);
+    }
+    return link;
+  }
+}

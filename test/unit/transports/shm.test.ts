@@ -1,0 +1,162 @@
+import { readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { Server } from '../../../src/runtime/server.js';
+import { loadTopology } from '../../../src/topology.js';
+import { machineServerIds, sameMachineLocator, serverId } from '../../../src/runtime/endpoints.js';
+import { ShmTransport, ringName } from '../../../src/transports/shm.js';
+import { createRing, unlinkRing } from '../../../src/native.js';
+import { MAX_NUM_EVENTS } from '../../../src/arguments.js';
+import { RecordingInbox, until } from '../helpers.js';
+import type { LinkLimits } from '../../../src/transports/outbound-queue.js';
+
+let seq = 0;
+
+/** Two Servers of one machine in this process, linked by real shared-memory rings. */
+function pair(ringBytes = 1 << 20, limits?: LinkLimits) {
+  const cluster = `shm-test-${process.pid}-${++seq}`;
+  const topology = loadTopology({
+    cluster,
+    simprocs: ['p'],
+    machines: [
+      {
+        name: 'm',
+        servers: [
+          { name: 'A', nodes: ['a1', 'a2'] },
+          { name: 'B', nodes: ['b1'] },
+        ],
+      },
+    ],
+  });
+  const ids = machineServerIds(topology, 'm');
+  const rings: string[] = [];
+  for (const from of ids)
+    for (const to of ids) if (from !== to) rings.push(ringName(cluster, from, to));
+  for (const r of rings) createRing(r, ringBytes);
+  const make = (name: string) => {
+    const shm = new ShmTransport({
+      cluster,
+      self: serverId(topology, 'm', name),
+      peers: ids,
+      locate: sameMachineLocator(topology, 'm', name, 'id'),
+      limits,
+    });
+    shm.open();
+    return { server: new Server({ topology, machine: 'm', server: name, transports: [shm] }), shm };
+  };
+  const A = make('A');
+  const B = make('B');
+  const cleanup = async () => {
+    await A.server.close();
+    await B.server.close();
+    for (const r of rings) unlinkRing(r);
+    expect(readdirSync('/dev/shm').filter((f) => f.includes(cluster))).toEqual([]);
+  };
+  return { A, B, cleanup };
+}
+
+describe('ShmTransport', () => {
+  it('carries events and promises between Servers with every field intact', async () => {
+    const { A, B, cleanup } = pair();
+    const inbox = new RecordingInbox();
+    B.server.controller('b1').setInbox('p', inbox);
+    const a1 = A.server.controller('a1');
+    a1.sendEvent('b1/p', 1.5, { x: [1, 2], m: new Map([[1, 2]]) }, { k: 'v' });
+    a1.sendEvent('b1/p', 2.5, new Uint8Array([7, 8, 9]));
+    a1.sendPromise('b1/p', 2n ** 64n - 1n, 1.5, MAX_NUM_EVENTS);
+    expect(a1.metrics().sentVia).toEqual({ shm: { events: 2, promises: 1 } });
+    const copies: number[][] = [];
+    const seen = inbox.onEvent.bind(inbox);
+    inbox.onEvent = (e) => {
+      if (e.data instanceof Uint8Array) copies.push([...e.data]); // views live only during the call
+      seen(e);
+    };
+    await until(() => inbox.order.length === 3);
+    expect(inbox.order).toEqual(['p', 'e', 'e']);
+    expect(inbox.events[0]!.data).toEqual({ x: [1, 2], m: new Map([[1, 2]]) });
+    expect({ ...inbox.events[0]!.headers }).toEqual({ k: 'v' });
+    expect(copies).toEqual([[7, 8, 9]]);
+    expect(inbox.events[0]!.sender).toEqual({ node: 'a1', simproc: 'p' });
+    expect(inbox.promises[0]!.seqnr).toBe(2n ** 64n - 1n);
+    expect(inbox.promises[0]!.numEvents).toBe(MAX_NUM_EVENTS);
+    await cleanup();
+  });
+
+  it('detaches received byte views once the batch is released', async () => {
+    const { A, B, cleanup } = pair();
+    const inbox = new RecordingInbox();
+    B.server.controller('b1').setInbox('p', inbox);
+    A.server.controller('a1').sendEvent('b1/p', 0, new Uint8Array([1, 2, 3]));
+    await until(() => inbox.events.length === 1);
+    const kept = inbox.events[0]!.data as Uint8Array;
+    expect(kept.byteLength).toBe(0); // detached: no stale read of reused shared memory
+    expect(() => kept.buffer.slice(0)).toThrow(/detached/);
+    await cleanup();
+  });
+
+  it('keeps FIFO and exactly-once for 50,000 events through a small ring that fills up', async () => {
+    const { A, B, cleanup } = pair(1 << 16);
+    const got: Record<string, number[]> = { a1: [], a2: [] };
+    let promises = 0;
+    B.server.controller('b1').setInbox('p', {
+      onEvent: (e) =>
+        got[e.sender.node]!.push(
+          new DataView((e.data as Uint8Array).buffer, (e.data as Uint8Array).byteOffset).getUint32(
+            0,
+            true,
+          ),
+        ),
+      onPromise: () => promises++,
+    });
+    const senders = [A.server.controller('a1'), A.server.controller('a2')];
+    const total = 50_000;
+    let sentPromises = 0;
+    const payload = new Uint8Array(64);
+    for (let i = 0; i < total; i++) {
+      const s = senders[i % 2]!;
+      if (!s.writable) await s.drained();
+      new DataView(payload.buffer).setUint32(0, i, true);
+      s.sendEvent('b1/p', i, payload.slice());
+      if (i % 1000 === 999) s.sendPromise('b1/p', sentPromises++, i, 500);
+    }
+    await until(() => got.a1!.length + got.a2!.length >= total && promises >= sentPromises, 30_000);
+    for (const [node, first] of [
+      ['a1', 0],
+      ['a2', 1],
+    ] as const) {
+      const seq = got[node]!;
+      expect(seq).toHaveLength(total / 2);
+      for (let i = 0; i < seq.length; i++) {
+        if (seq[i] !== first + 2 * i) throw new Error(`${node}: got ${seq[i]} at ${i}`);
+      }
+    }
+    expect(promises).toBe(sentPromises);
+    await cleanup();
+  });
+
+  it('moves a 64 MiB event through a 1 MiB ring in chunks, intact', async () => {
+    const { A, B, cleanup } = pair(1 << 20);
+    let sum = -1;
+    let length = -1;
+    B.server.controller('b1').setInbox('p', {
+      onEvent: (e) => {
+        const d = e.data as Uint8Array;
+        length = d.length;
+        let s = 0;
+        for (let i = 0; i < d.length; i += 4096) s = (s + d[i]!) | 0;
+        sum = s;
+      },
+      onPromise: () => {},
+    });
+    const big = new Uint8Array(64 * 1024 * 1024);
+    let expected = 0;
+    for (let i = 0; i < big.length; i += 4096) {
+      big[i] = (i / 4096) & 0xff;
+      expected = (expected + big[i]!) | 0;
+    }
+    A.server.controller('a1').sendEvent('b1/p', 0, big);
+    await until(() => length >= 0, 60_000);
+    expect(length).toBe(big.length);
+    expect(sum).toBe(expected);
+    await cleanup();
+  });
+});
