@@ -1,6 +1,8 @@
 /**
- * Application: one per machine (DESIGN §1). Reads the topology, forks one Server
- * process per Server of its machine, waits until every one is listening, starts
+ * Application: one per machine (DESIGN §1). Reads the topology, creates the
+ * shared-memory rings (one per ordered pair of its Servers, after removing what a
+ * dead run of the same cluster left), forks one Server process per Server of its
+ * machine, waits until every one is listening, starts
  * the job everywhere at once, relays job messages, supervises, and shuts down.
  *
  * Supervision: a child that exits before it reported its result is reported with
@@ -14,7 +16,16 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DiscoError, ErrorCode, PeerDeadError, TimeoutError } from '../errors.js';
+import {
+  clusterSegmentPrefix,
+  createRing,
+  removeStaleRings,
+  unlinkRing,
+  type RingDoorbellOptions,
+} from '../native.js';
 import { loadTopology, type Topology, type TopologyInput } from '../topology.js';
+import { ringName } from '../transports/shm.js';
+import { machineServerIds } from './endpoints.js';
 import {
   isChildMessage,
   type ChildMessage,
@@ -23,6 +34,8 @@ import {
   type SameMachineLink,
 } from './protocol.js';
 
+/** Default data bytes of each shared-memory ring. */
+export const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
 /** Default time for every child to start and listen. */
 export const START_TIMEOUT_MS = 30_000;
 /** Default time children get to exit after 'shutdown' before they are killed. */
@@ -37,7 +50,11 @@ export interface ApplicationOptions {
   /** Absolute path of the job module each Server runs (exports `runJob`). */
   jobModule: string;
   jobOptions?: unknown;
+  /** Link between the Server processes: shared-memory rings (default) or Unix sockets. */
   link?: SameMachineLink;
+  /** Data bytes of each ring (a power of two, 64 KiB .. 4 GiB). Default 4 MiB. */
+  ringBytes?: number;
+  ringDoorbell?: RingDoorbellOptions;
   startTimeoutMs?: number;
   stopTimeoutMs?: number;
   /** Extra environment for the children. */
@@ -80,6 +97,7 @@ export class Application extends EventEmitter {
   private readonly children = new Map<string, Child>();
   private settled: Promise<Map<string, unknown>> | null = null;
   private stopping = false;
+  private rings: string[] = [];
 
   /** @throws {TopologyError} for an invalid topology; RangeError for an unknown machine. */
   constructor(options: ApplicationOptions) {
@@ -113,6 +131,7 @@ export class Application extends EventEmitter {
    * @throws {TimeoutError} when a child is not ready in time; PeerDeadError when one dies first.
    */
   async start(): Promise<void> {
+    if (this.link === 'shm') this.createRings();
     for (const name of this.serverNames()) this.spawn(name);
     this.settled = this.whenSettled();
     this.settled.catch(() => {
@@ -154,7 +173,54 @@ export class Application extends EventEmitter {
     }, this.options.stopTimeoutMs ?? STOP_TIMEOUT_MS);
     await Promise.all(exits);
     clearTimeout(timer);
+    this.removeRings();
   }
+
+  /** Link the children use between each other. */
+  get link(): SameMachineLink {
+    return this.options.link ?? 'shm';
+  }
+
+  /** Ring segments this Application created (and will unlink). */
+  ringNames(): readonly string[] {
+    return this.rings;
+  }
+
+  /**
+   * Removes what a dead run of this cluster left in /dev/shm, then creates one ring per
+   * ordered pair of this machine's Servers. They are unlinked by `stop()`, and by an
+   * exit handler should the parent end without it.
+   */
+  private createRings(): void {
+    removeStaleRings(clusterSegmentPrefix(this.topology.cluster));
+    const ids = machineServerIds(this.topology, this.machine);
+    const bytes = this.options.ringBytes ?? DEFAULT_RING_BYTES;
+    for (const from of ids) {
+      for (const to of ids) {
+        if (from === to) continue;
+        const name = ringName(this.topology.cluster, from, to);
+        createRing(name, bytes);
+        this.rings.push(name);
+      }
+    }
+    process.once('exit', this.removeRingsOnExit);
+  }
+
+  private removeRings(): void {
+    for (const name of this.rings) unlinkRing(name);
+    this.rings = [];
+    process.off('exit', this.removeRingsOnExit);
+  }
+
+  private readonly removeRingsOnExit = (): void => {
+    for (const name of this.rings) {
+      try {
+        unlinkRing(name);
+      } catch {
+        // Exiting: nothing else can be done; start-up removes what a dead cluster left.
+      }
+    }
+  };
 
   private spawn(name: string): void {
     const proc = fork(serverProcessEntry(), [], {
@@ -175,7 +241,10 @@ export class Application extends EventEmitter {
       topology: this.topologyInput,
       machine: this.machine,
       server: name,
-      link: this.options.link ?? 'uds',
+      link: this.link,
+      ...(this.options.ringDoorbell !== undefined
+        ? { ringDoorbell: this.options.ringDoorbell }
+        : {}),
       jobModule: this.options.jobModule,
       jobOptions: this.options.jobOptions,
     });

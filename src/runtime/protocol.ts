@@ -16,10 +16,11 @@
  * not a crash deep inside a handler.
  */
 
+import type { RingDoorbellOptions } from '../native.js';
 import type { TopologyInput } from '../topology.js';
 
 /** Which same-machine link the Server processes use between each other. */
-export type SameMachineLink = 'uds';
+export type SameMachineLink = 'shm' | 'uds';
 
 /** What a child needs to build its Server and run its job. */
 export interface StartMessage {
@@ -28,6 +29,8 @@ export interface StartMessage {
   readonly machine: string;
   readonly server: string;
   readonly link: SameMachineLink;
+  /** How ring consumers wait (shm only); the addon's defaults when absent. */
+  readonly ringDoorbell?: RingDoorbellOptions;
   /** Absolute path of the job module (exports `runJob`). */
   readonly jobModule: string;
   readonly jobOptions: unknown;

@@ -1,6 +1,7 @@
 /**
  * Entry point of a forked Server process (DESIGN §1): waits for its assignment
- * from the Application, builds its Server with same-machine links, reports ready,
+ * from the Application, builds its Server with same-machine links (shared-memory
+ * rings the Application created, or Unix sockets), reports ready,
  * runs the job on 'go', reports the result, and closes on 'shutdown'. Job
  * messages that arrive before the job registers its handler are kept, in order.
  *
@@ -11,9 +12,11 @@
  */
 
 import { pathToFileURL } from 'node:url';
-import { loadTopology } from '../topology.js';
+import { loadTopology, type Topology } from '../topology.js';
+import { ShmTransport } from '../transports/shm.js';
+import type { Transport } from '../transports/transport.js';
 import { UnixSocketTransport } from '../transports/unix-socket.js';
-import { sameMachineLocator, serverEndpoint } from './endpoints.js';
+import { machineServerIds, sameMachineLocator, serverEndpoint, serverId } from './endpoints.js';
 import {
   errorInfo,
   isParentMessage,
@@ -28,6 +31,27 @@ import { PeerDeadError } from '../errors.js';
 
 /** Exit code of a child whose parent went away. */
 const EXIT_ORPHANED = 3;
+
+/** The transport to the other Servers of this machine, ready to carry traffic. */
+async function sameMachineLink(topology: Topology, msg: StartMessage): Promise<Transport> {
+  if (msg.link === 'uds') {
+    const uds = new UnixSocketTransport({
+      endpoint: serverEndpoint(topology, msg.machine, msg.server),
+      locate: sameMachineLocator(topology, msg.machine, msg.server),
+    });
+    await uds.listen();
+    return uds;
+  }
+  const shm = new ShmTransport({
+    cluster: topology.cluster,
+    self: serverId(topology, msg.machine, msg.server),
+    peers: machineServerIds(topology, msg.machine),
+    locate: sameMachineLocator(topology, msg.machine, msg.server, 'id'),
+    ...(msg.ringDoorbell !== undefined ? { doorbell: msg.ringDoorbell } : {}),
+  });
+  shm.open();
+  return shm;
+}
 
 function send(msg: ChildMessage): void {
   process.send?.(msg);
@@ -66,16 +90,12 @@ class ServerProcess {
   private async onStart(msg: StartMessage): Promise<void> {
     this.start = msg;
     const topology = loadTopology(msg.topology);
-    const uds = new UnixSocketTransport({
-      endpoint: serverEndpoint(topology, msg.machine, msg.server),
-      locate: sameMachineLocator(topology, msg.machine, msg.server),
-    });
-    await uds.listen();
+    const link = await sameMachineLink(topology, msg);
     const server = new Server({
       topology,
       machine: msg.machine,
       server: msg.server,
-      transports: [uds],
+      transports: [link],
     });
     server.on('error', (err: Error) => this.abort.abort(err));
     this.server = server;

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Application, JobFailedError } from '../../src/runtime/application.js';
@@ -23,6 +25,11 @@ function topology(servers: number, nodesPerServer: number) {
   };
 }
 
+/** Shared-memory segments of a cluster still in /dev/shm. */
+function segmentsOf(cluster: string): string[] {
+  return readdirSync('/dev/shm').filter((f) => f.startsWith(`disco.${cluster}.`));
+}
+
 interface ExchangeResult {
   received: number;
   promises: number;
@@ -39,8 +46,11 @@ describe('Application with real Server processes', () => {
       jobOptions: { count: 5000, promiseEvery: 100, payloadBytes: 64 },
     });
     await app.start();
+    expect(app.link).toBe('shm');
+    expect(app.ringNames()).toHaveLength(6); // one per ordered pair of 3 Servers
     const results = (await app.wait()) as Map<string, ExchangeResult>;
     await app.stop();
+    expect(segmentsOf(app.topology.cluster)).toEqual([]);
     expect([...results.keys()].sort()).toEqual(['s0', 's1', 's2']);
     for (const r of results.values()) {
       expect(r.problems).toEqual([]);
@@ -79,6 +89,7 @@ describe('Application with real Server processes', () => {
     expect(err).toBeInstanceOf(PeerDeadError);
     expect((err as Error).message).toMatch(/server s1 \(pid \d+\) is dead: killed by SIGKILL/);
     await app.stop();
+    expect(segmentsOf(app.topology.cluster)).toEqual([]);
     expect(exits.find(([n]) => n === 's1')?.[2]).toBe('SIGKILL');
     expect(exits.find(([n]) => n === 's0')).toBeDefined(); // the sibling ended too, not hung
   });
@@ -101,5 +112,45 @@ describe('Application with real Server processes', () => {
     expect(results.get('s0')).toEqual(['a', 'b', 'c']);
     expect(results.get('s1')).toEqual(['x', 'y', 'z']);
     expect(echoed.filter(([s]) => s === 's0').map(([, p]) => p)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('runs the same job over Unix sockets when asked to', async () => {
+    const app = new Application({
+      topology: topology(2, 2),
+      link: 'uds',
+      jobModule: exchangeJob,
+      jobOptions: { count: 2000, promiseEvery: 100, payloadBytes: 16 },
+    });
+    await app.start();
+    expect(app.ringNames()).toEqual([]);
+    const results = (await app.wait()) as Map<string, ExchangeResult>;
+    await app.stop();
+    for (const r of results.values()) {
+      expect(r.problems).toEqual([]);
+      expect(r.received).toBe(r.expectedEvents);
+    }
+  });
+
+  it('removes segments a dead run of the same cluster left behind', async () => {
+    const topo = topology(2, 1);
+    const stale = `disco.${topo.cluster}.9.9-9.8`;
+    const native = new URL('../../dist/native.js', import.meta.url).href;
+    // A process that creates a segment and dies: its creator identity is then dead.
+    execFileSync(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `const { createRing } = await import(${JSON.stringify(native)}); createRing(${JSON.stringify(stale)}, 65536);`,
+    ]);
+    expect(segmentsOf(topo.cluster)).toEqual([stale]);
+    const app = new Application({
+      topology: topo,
+      jobModule: exchangeJob,
+      jobOptions: { count: 10, promiseEvery: 5, payloadBytes: 8 },
+    });
+    await app.start();
+    expect(segmentsOf(topo.cluster)).not.toContain(stale);
+    await app.wait();
+    await app.stop();
+    expect(segmentsOf(topo.cluster)).toEqual([]);
   });
 });
