@@ -136,9 +136,12 @@ export class OutboundQueue extends EventEmitter {
     return this.queuedBytes;
   }
 
+  /**
+   * False while above a high-water mark. A failed link is writable: waiting would never
+   * end, and a send fails at once with the link's error instead.
+   */
   get writable(): boolean {
     return (
-      this.failure === null &&
       this.queuedBytes <= this.limits.highWaterMarkBytes &&
       this.queued <= this.limits.highWaterMarkMessages
     );
@@ -199,6 +202,10 @@ export class OutboundQueue extends EventEmitter {
     const waiters = this.waiters;
     this.waiters = [];
     for (const resolve of waiters) resolve();
+    if (this.blocked) {
+      this.blocked = false;
+      this.emit('drain'); // wakes drained() waiters; their next send gets `err`
+    }
     return lost;
   }
 

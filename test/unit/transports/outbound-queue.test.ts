@@ -123,7 +123,7 @@ describe('OutboundQueue', () => {
     await waiting;
     expect(() => q.push(ev(2))).toThrow(err);
     expect(q.fail(err)).toBe(0);
-    expect(q.writable).toBe(false);
+    expect(q.writable).toBe(true); // nothing to wait for: sends fail at once instead
   });
 
   it('fails the link, instead of throwing out of the pump, when the channel throws', async () => {
@@ -161,5 +161,19 @@ describe('OutboundQueue', () => {
       [2, 3, 4],
     ]);
     expect(q.bytes).toBe(0);
+  });
+
+  it('wakes drain waiters when a blocked link fails, so nobody waits forever', () => {
+    const ch = new RecordingChannel();
+    ch.ready = false;
+    const q = new OutboundQueue('test', ch, { highWaterMarkMessages: 1, hardLimitMessages: 10 });
+    q.push(ev(1));
+    q.push(ev(2));
+    expect(q.writable).toBe(false);
+    let drained = 0;
+    q.on('drain', () => drained++);
+    q.fail(new PeerDeadError('peer', 'gone'));
+    expect(drained).toBe(1);
+    expect(() => q.push(ev(3))).toThrow(PeerDeadError);
   });
 });
