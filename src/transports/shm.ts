@@ -48,6 +48,8 @@ import type { LocalNode, Transport, TransportMetrics } from './transport.js';
 
 const tracer = tracerFor('shm');
 
+/** Default time `close()` waits for peers to read what is still queued. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 /** Most batches read per wake-up before yielding to the event loop. */
 export const READS_PER_WAKEUP = 16;
 /** Most bytes one read takes from a ring. */
@@ -65,6 +67,8 @@ export interface ShmTransportOptions {
   locate(repid: number, node: string): string | undefined;
   limits?: LinkLimits;
   doorbell?: RingDoorbellOptions;
+  /** How long `close()` waits for peers to read what is queued. Default 10 s. */
+  closeTimeoutMs?: number;
 }
 
 /** The name of the ring from endpoint `from` to endpoint `to` of `cluster`. */
@@ -145,8 +149,26 @@ class ShmLink implements LinkChannel {
     this.owner.reportError(err);
   }
 
-  async close(): Promise<void> {
-    await this.queue.flushed();
+  /**
+   * Hands over what is queued, waiting at most `timeoutMs` for a consumer that does not
+   * read; what is still queued then is reported as lost, never silently dropped.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([this.queue.flushed(), timedOut]);
+    clearTimeout(timer);
+    if (this.queue.queued > 0) {
+      this.fail(
+        new LinkClosedError(
+          `shm ring ${this.ring}`,
+          'closed before the peer read everything',
+          this.queue.queued,
+        ),
+      );
+    }
     this.producer?.close();
   }
 
@@ -327,6 +349,7 @@ export class ShmTransport extends EventEmitter implements Transport {
   private readonly nodes = new LocalNodes();
   private readonly links = new Map<string, ShmLink>();
   private readonly inbound: ShmInbound[] = [];
+  private closing = false;
   private closed = false;
   private eventsSent = 0;
   private promisesSent = 0;
@@ -404,11 +427,16 @@ export class ShmTransport extends EventEmitter implements Transport {
     };
   }
 
-  /** Hands over what is queued, then closes every ring end; idempotent. */
+  /**
+   * Hands over what is queued (waiting up to `closeTimeoutMs` for peers to read), then
+   * closes every ring end; idempotent.
+   */
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closing) return;
+    this.closing = true;
+    const timeout = this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    await Promise.all([...this.links.values()].map((l) => l.close(timeout)));
     this.closed = true;
-    await Promise.all([...this.links.values()].map((l) => l.close()));
     for (const i of this.inbound) i.close();
   }
 
@@ -428,7 +456,7 @@ export class ShmTransport extends EventEmitter implements Transport {
   }
 
   private linkFor(env: Envelope): ShmLink {
-    if (this.closed) throw new LinkClosedError(this.name, 'the transport was closed');
+    if (this.closing) throw new LinkClosedError(this.name, 'the transport was closed');
     const peer = this.options.locate(env.repid, env.targetNode);
     if (peer === undefined) {
       throw new LinkClosedError(

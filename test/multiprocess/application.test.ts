@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { Application, JobFailedError } from '../../src/runtime/application.js';
 import { PeerDeadError } from '../../src/errors.js';
 
@@ -38,13 +38,26 @@ interface ExchangeResult {
   problems: string[];
 }
 
+const running: Application[] = [];
+/** Every Application a test starts is stopped, also when an assertion fails first. */
+function track(app: Application): Application {
+  running.push(app);
+  return app;
+}
+
 describe('Application with real Server processes', () => {
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((a) => a.stop()));
+  });
+
   it('runs a job in every Server; events cross processes exactly once and in order', async () => {
-    const app = new Application({
-      topology: topology(3, 2),
-      jobModule: exchangeJob,
-      jobOptions: { count: 5000, promiseEvery: 100, payloadBytes: 64 },
-    });
+    const app = track(
+      new Application({
+        topology: topology(3, 2),
+        jobModule: exchangeJob,
+        jobOptions: { count: 5000, promiseEvery: 100, payloadBytes: 64 },
+      }),
+    );
     await app.start();
     expect(app.link).toBe('shm');
     expect(app.ringNames()).toHaveLength(6); // one per ordered pair of 3 Servers
@@ -61,11 +74,13 @@ describe('Application with real Server processes', () => {
   });
 
   it('reports a job failure with the child error name and message', async () => {
-    const app = new Application({
-      topology: topology(2, 1),
-      jobModule: exchangeJob,
-      jobOptions: { count: 'ten' },
-    });
+    const app = track(
+      new Application({
+        topology: topology(2, 1),
+        jobModule: exchangeJob,
+        jobOptions: { count: 'ten' },
+      }),
+    );
     await app.start();
     await expect(app.wait()).rejects.toThrow(JobFailedError);
     await expect(app.wait()).rejects.toThrow(/server s\d failed: TypeError: option count/);
@@ -73,12 +88,14 @@ describe('Application with real Server processes', () => {
   });
 
   it('reports a Server killed with SIGKILL, with the signal, and tells its siblings', async () => {
-    const app = new Application({
-      topology: topology(2, 1),
-      jobModule: exchangeJob,
-      // Far more than fits in the deadline, so the job is still running when killed.
-      jobOptions: { count: 10_000_000, promiseEvery: 1000, payloadBytes: 8 },
-    });
+    const app = track(
+      new Application({
+        topology: topology(2, 1),
+        jobModule: exchangeJob,
+        // Far more than fits in the deadline, so the job is still running when killed.
+        jobOptions: { count: 10_000_000, promiseEvery: 1000, payloadBytes: 8 },
+      }),
+    );
     const exits: [string, number | null, string | null][] = [];
     app.on('exit', (name: string, code: number | null, signal: string | null) =>
       exits.push([name, code, signal]),
@@ -95,11 +112,13 @@ describe('Application with real Server processes', () => {
   });
 
   it('keeps job messages that arrive before the job listens, in order', async () => {
-    const app = new Application({
-      topology: topology(2, 1),
-      jobModule: echoJob,
-      jobOptions: { expect: 3 },
-    });
+    const app = track(
+      new Application({
+        topology: topology(2, 1),
+        jobModule: echoJob,
+        jobOptions: { expect: 3 },
+      }),
+    );
     const echoed: [string, unknown][] = [];
     app.on('job', (server: string, payload: unknown) => echoed.push([server, payload]));
     await app.start();
@@ -115,12 +134,14 @@ describe('Application with real Server processes', () => {
   });
 
   it('runs the same job over Unix sockets when asked to', async () => {
-    const app = new Application({
-      topology: topology(2, 2),
-      link: 'uds',
-      jobModule: exchangeJob,
-      jobOptions: { count: 2000, promiseEvery: 100, payloadBytes: 16 },
-    });
+    const app = track(
+      new Application({
+        topology: topology(2, 2),
+        link: 'uds',
+        jobModule: exchangeJob,
+        jobOptions: { count: 2000, promiseEvery: 100, payloadBytes: 16 },
+      }),
+    );
     await app.start();
     expect(app.ringNames()).toEqual([]);
     const results = (await app.wait()) as Map<string, ExchangeResult>;
@@ -142,11 +163,13 @@ describe('Application with real Server processes', () => {
       `const { createRing } = await import(${JSON.stringify(native)}); createRing(${JSON.stringify(stale)}, 65536);`,
     ]);
     expect(segmentsOf(topo.cluster)).toEqual([stale]);
-    const app = new Application({
-      topology: topo,
-      jobModule: exchangeJob,
-      jobOptions: { count: 10, promiseEvery: 5, payloadBytes: 8 },
-    });
+    const app = track(
+      new Application({
+        topology: topo,
+        jobModule: exchangeJob,
+        jobOptions: { count: 10, promiseEvery: 5, payloadBytes: 8 },
+      }),
+    );
     await app.start();
     expect(segmentsOf(topo.cluster)).not.toContain(stale);
     await app.wait();

@@ -1,18 +1,19 @@
-import { readdirSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { closeSync, openSync, readdirSync, writeSync } from 'node:fs';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { Server } from '../../../src/runtime/server.js';
 import { loadTopology } from '../../../src/topology.js';
 import { machineServerIds, sameMachineLocator, serverId } from '../../../src/runtime/endpoints.js';
 import { ShmTransport, ringName } from '../../../src/transports/shm.js';
 import { createRing, unlinkRing } from '../../../src/native.js';
 import { MAX_NUM_EVENTS } from '../../../src/arguments.js';
+import { BackpressureError, FrameCorruptError } from '../../../src/errors.js';
 import { RecordingInbox, until } from '../helpers.js';
 import type { LinkLimits } from '../../../src/transports/outbound-queue.js';
 
 let seq = 0;
 
 /** Two Servers of one machine in this process, linked by real shared-memory rings. */
-function pair(ringBytes = 1 << 20, limits?: LinkLimits) {
+function pair(ringBytes = 1 << 20, limits?: LinkLimits, openB = true) {
   const cluster = `shm-test-${process.pid}-${++seq}`;
   const topology = loadTopology({
     cluster,
@@ -32,7 +33,11 @@ function pair(ringBytes = 1 << 20, limits?: LinkLimits) {
   for (const from of ids)
     for (const to of ids) if (from !== to) rings.push(ringName(cluster, from, to));
   for (const r of rings) createRing(r, ringBytes);
-  const make = (name: string) => {
+  onTestFinished(() => {
+    // Also after a failed assertion: no test leaves segments in /dev/shm.
+    for (const r of rings) unlinkRing(r);
+  });
+  const make = (name: string, open = true) => {
     const shm = new ShmTransport({
       cluster,
       self: serverId(topology, 'm', name),
@@ -40,18 +45,19 @@ function pair(ringBytes = 1 << 20, limits?: LinkLimits) {
       locate: sameMachineLocator(topology, 'm', name, 'id'),
       limits,
     });
-    shm.open();
+    if (open) shm.open();
     return { server: new Server({ topology, machine: 'm', server: name, transports: [shm] }), shm };
   };
   const A = make('A');
-  const B = make('B');
+  const B = make('B', openB);
   const cleanup = async () => {
     await A.server.close();
     await B.server.close();
     for (const r of rings) unlinkRing(r);
+    rings.length = 0;
     expect(readdirSync('/dev/shm').filter((f) => f.includes(cluster))).toEqual([]);
   };
-  return { A, B, cleanup };
+  return { A, B, cleanup, rings, cluster };
 }
 
 describe('ShmTransport', () => {
@@ -157,6 +163,62 @@ describe('ShmTransport', () => {
     await until(() => length >= 0, 60_000);
     expect(length).toBe(big.length);
     expect(sum).toBe(expected);
+    await cleanup();
+  });
+
+  it('closes a ring whose records were corrupted with FrameCorruptError naming it, and stays up', async () => {
+    const { A, B, cleanup, cluster } = pair(1 << 16, undefined, false);
+    const errors: Error[] = [];
+    B.server.on('error', (e) => errors.push(e));
+    const inbox = new RecordingInbox();
+    B.server.controller('b1').setInbox('p', inbox);
+    const a1 = A.server.controller('a1');
+    a1.sendEvent('b1/p', 0, new Uint8Array(256).fill(1));
+    await a1.flush(); // the frame is in the ring; B does not read yet
+    // Scribble over the data area of the A -> B ring (after its 4096-byte header).
+    const fd = openSync(`/dev/shm/${ringName(cluster, '0.0', '0.1')}`, 'r+');
+    // Keep the 16-byte record header, so the record is read, and ruin everything after it.
+    writeSync(fd, new Uint8Array(2048).fill(0x5a), 0, 2048, 4096 + 16);
+    closeSync(fd);
+    B.shm.open();
+    await until(() => errors.length > 0);
+    expect(errors[0]).toBeInstanceOf(FrameCorruptError);
+    expect(errors[0]!.message).toMatch(/ring disco\.shm-test-\d+-\d+\.0\.0-0\.1/);
+    expect(inbox.events).toHaveLength(0); // nothing unverified was delivered
+    await cleanup();
+  });
+
+  it('bounds memory when the consumer stalls: unwritable, then BackpressureError, nothing dropped', async () => {
+    const { A, B, cleanup } = pair(
+      1 << 16,
+      { highWaterMarkBytes: 1 << 20, hardLimitBytes: 4 << 20 },
+      false,
+    );
+    const a1 = A.server.controller('a1');
+    const payload = new Uint8Array(1000);
+    let accepted = 0;
+    let refused: unknown = null;
+    for (let i = 0; i < 100_000 && refused === null; i++) {
+      try {
+        a1.sendEvent('b1/p', i, payload);
+        accepted++;
+      } catch (err) {
+        refused = err;
+      }
+      if (i % 256 === 0) await new Promise((r) => setImmediate(r)); // let the pump fill the ring
+    }
+    expect(refused).toBeInstanceOf(BackpressureError);
+    expect(a1.writable).toBe(false);
+    const shm = a1.metrics().transports.find((t) => t.name === 'shm')!;
+    // Accepted = in the ring + queued, and the queue never passed its byte limit.
+    expect(shm.queued).toBeGreaterThan(0);
+    expect(shm.queued * 1000).toBeLessThanOrEqual(4 << 20);
+    expect(shm.eventsSent).toBe(accepted);
+    // The consumer wakes up: every accepted event arrives, none is lost.
+    let received = 0;
+    B.server.controller('b1').setInbox('p', { onEvent: () => received++, onPromise: () => {} });
+    B.shm.open();
+    await until(() => received === accepted, 30_000);
     await cleanup();
   });
 });
