@@ -11,8 +11,9 @@
  *   full); envelopes then wait here. Above the high-water marks (bytes or count)
  *   `writable` is false, and 'drain' is emitted when the pump brings the queue back
  *   under them. At a hard limit `push` throws BackpressureError and queues nothing.
- *   An envelope larger than the byte limit is still accepted when the lane is empty,
- *   so no message is refused for its size alone.
+ *   An event larger than the byte limit is still accepted when the event lane is
+ *   empty, so no message is refused for its size alone. Promises (small, urgent) are
+ *   refused only at the message limit, so a large queued event never blocks them.
  * - `fail(err)` (peer dead, link closed) makes every later push throw `err`, releases
  *   `flushed()` waiters, and returns how many accepted envelopes were never handed to
  *   the channel, for the owner to report. A channel whose `writeFrame` throws fails
@@ -159,7 +160,8 @@ export class OutboundQueue extends EventEmitter {
     if (count >= this.limits.hardLimitMessages) {
       throw new BackpressureError(this.name, this.limits.hardLimitMessages, 'messages');
     }
-    if (count > 0 && this.queuedBytes + size > this.limits.hardLimitBytes) {
+    const events = this.lanes[Lane.Event]!.length;
+    if (lane === Lane.Event && events > 0 && this.queuedBytes + size > this.limits.hardLimitBytes) {
       throw new BackpressureError(this.name, this.limits.hardLimitBytes, 'bytes');
     }
     this.lanes[lane]!.push(env);

@@ -176,4 +176,14 @@ describe('OutboundQueue', () => {
     expect(drained).toBe(1);
     expect(() => q.push(ev(3))).toThrow(PeerDeadError);
   });
+
+  it('admits promises behind a queued event over the byte limit', () => {
+    const ch = new RecordingChannel();
+    ch.ready = false;
+    const q = new OutboundQueue('test', ch, { highWaterMarkBytes: 1000, hardLimitBytes: 2000 });
+    q.push(ev(0, 1_000_000));
+    expect(() => q.push(ev(1))).toThrow(BackpressureError);
+    expect(() => q.push(pr(1))).not.toThrow();
+    expect(q.queued).toBe(2);
+  });
 });

@@ -1,0 +1,93 @@
+/**
+ * The shared-memory link between real Server processes: volume, order and size.
+ */
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Application } from '../../src/runtime/application.js';
+
+const exchangeJob = fileURLToPath(new URL('./fixtures/exchange-job.mjs', import.meta.url));
+let seq = 0;
+const running: Application[] = [];
+
+function app(
+  options: { count: number; promiseEvery: number; payloadBytes: number },
+  ringBytes?: number,
+) {
+  const a = new Application({
+    topology: {
+      cluster: `shm-mp-${process.pid}-${++seq}`,
+      simprocs: ['p'],
+      machines: [
+        {
+          name: 'm',
+          servers: [
+            { name: 's0', nodes: ['x'] },
+            { name: 's1', nodes: ['y'] },
+          ],
+        },
+      ],
+    },
+    jobModule: exchangeJob,
+    jobOptions: options,
+    ...(ringBytes !== undefined ? { ringBytes } : {}),
+  });
+  running.push(a);
+  return a;
+}
+
+interface ExchangeResult {
+  received: number;
+  promises: number;
+  expectedEvents: number;
+  expectedPromises: number;
+  problems: string[];
+}
+
+async function run(a: Application): Promise<ExchangeResult[]> {
+  await a.start();
+  const results = [...((await a.wait()) as Map<string, ExchangeResult>).values()];
+  await a.stop();
+  expect(
+    readdirSync('/dev/shm').filter((f) => f.startsWith(`disco.${a.topology.cluster}.`)),
+  ).toEqual([]);
+  return results;
+}
+
+describe('shared-memory rings between Server processes', () => {
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((a) => a.stop()));
+  });
+
+  it('delivers 1,000,000 events with interleaved promises exactly once and in order', async () => {
+    // Each of the two processes sends 500,000 events (and 5,000 promises) to the other.
+    const results = await run(app({ count: 500_000, promiseEvery: 100, payloadBytes: 16 }));
+    let events = 0;
+    for (const r of results) {
+      expect(r.problems).toEqual([]);
+      expect(r.received).toBe(r.expectedEvents);
+      expect(r.promises).toBe(r.expectedPromises);
+      events += r.received;
+    }
+    expect(events).toBe(1_000_000);
+  }, 120_000);
+
+  it('moves 64 MiB events through a 4 MiB ring, intact and in order', async () => {
+    const results = await run(
+      app({ count: 3, promiseEvery: 1, payloadBytes: 64 * 1024 * 1024 }, 4 << 20),
+    );
+    for (const r of results) {
+      expect(r.problems).toEqual([]);
+      expect(r.received).toBe(3);
+    }
+  }, 120_000);
+
+  // Slow: a 1 GiB event each way (no cap below 1 GiB); about 10 s and a few GiB of memory.
+  it('moves a 1 GiB event each way through a 16 MiB ring', async () => {
+    const results = await run(app({ count: 1, promiseEvery: 1, payloadBytes: 2 ** 30 }, 16 << 20));
+    for (const r of results) {
+      expect(r.problems).toEqual([]);
+      expect(r.received).toBe(1);
+    }
+  }, 300_000);
+});
