@@ -3,7 +3,8 @@
 #   1. the C++ unit tests (ctest), a Debug build (assertions armed) with
 #      -fsanitize=address,undefined and leak checks on;
 #   2. the addon, a Release build with the same sanitizers, by cmake-js into build-asan/; then
-#      the native-facing vitest suite (test/native) against it through DISCO_NATIVE_PATH,
+#      the native-facing vitest suites (test/native, the shared-memory transport and the
+#      multi-process tests) against it through DISCO_NATIVE_PATH,
 #      including the two-process ring test (its forked producers inherit the environment, so
 #      they load the instrumented addon with the runtime preloaded too).
 # Exits non-zero on the first failure, including any sanitizer report.
@@ -74,7 +75,10 @@ node -e '
   console.log("instrumented addon loaded from " + process.env.DISCO_NATIVE_PATH);
 '
 
-step "vitest test/native against the instrumented addon"
-./node_modules/.bin/vitest run test/native
+step "vitest: native, shared-memory transport and multi-process tests against the instrumented addon"
+# Forked Server processes inherit DISCO_NATIVE_PATH and LD_PRELOAD, so they run the
+# instrumented addon too. The 1 GiB case (shm-1gib) runs only in the plain suite.
+./node_modules/.bin/vitest run test/native test/unit/transports/shm.test.ts \
+  test/multiprocess/application.test.ts test/multiprocess/shm.test.ts
 
 step "passed"
