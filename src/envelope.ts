@@ -101,6 +101,39 @@ export class PromiseEnvelope implements ReceivedPromise {
 /** Either kind of envelope. */
 export type Envelope = EventEnvelope | PromiseEnvelope;
 
+/**
+ * The event an inbox receives from a sender in this process: only the fields of
+ * ReceivedEvent (the wire-capable EventEnvelope has five more). The DeliveryQueue
+ * builds it when it hands the event over, from the fields it queued, so a queued
+ * event is not an object yet and the object an inbox drops dies young.
+ */
+export class InProcessEvent implements ReceivedEvent {
+  constructor(
+    readonly repid: number,
+    readonly sender: NodeRef,
+    readonly simproc: string,
+    readonly epoch: number,
+    readonly headers: Headers,
+    readonly data: unknown,
+  ) {}
+}
+
+/** The promise an inbox receives from a sender in this process; see InProcessEvent. */
+export class InProcessPromise implements ReceivedPromise {
+  constructor(
+    readonly repid: number,
+    readonly sender: NodeRef,
+    readonly simproc: string,
+    readonly seqnr: Seqnr,
+    readonly epoch: number,
+    readonly numEvents: number,
+  ) {}
+}
+
+/** What a NodeController may be handed: an envelope from a link, or an in-process message. */
+export type IncomingEvent = EventEnvelope | InProcessEvent;
+export type IncomingPromise = PromiseEnvelope | InProcessPromise;
+
 const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Normalises a wire seqnr: a number when it is exactly representable, else the bigint. */

@@ -23,8 +23,11 @@ import { checkEpoch, checkHeaders, checkNumEvents, checkSeqnr } from './argument
 import {
   DataFormat,
   EventEnvelope,
+  InProcessEvent,
   PromiseEnvelope,
   type Headers,
+  type IncomingEvent,
+  type IncomingPromise,
   type ReceivedEvent,
   type ReceivedPromise,
   type Seqnr,
@@ -32,13 +35,13 @@ import {
 import { InvalidArgumentError, SerializationError, UndeliverableError } from './errors.js';
 import type { Router } from './router.js';
 import { defaultSerializer, type Serializer } from './serializer.js';
-import { DeliveryQueue, type QueueLimits } from './transports/delivery-queue.js';
-import type {
-  DirectRoute,
-  LocalNode,
-  Transport,
-  TransportMetrics,
-} from './transports/transport.js';
+import {
+  DeliveryQueue,
+  LocalTarget,
+  type InProcessSink,
+  type QueueLimits,
+} from './transports/delivery-queue.js';
+import type { Transport, TransportMetrics } from './transports/transport.js';
 
 /** Distinct target strings remembered before the cache is cleared. */
 const DESTINATION_CACHE_ENTRIES = 64 * 1024;
@@ -95,21 +98,21 @@ interface RouteCounters {
 
 /**
  * A parsed target with its route, valid while `version` equals the router's. A
- * same-process route (this node, or the in-process transport) carries the queue and
- * receiving node, so a send is one push; any other carries the transport.
+ * route to a NodeController of this process (this node, or one the in-process
+ * transport reaches) has `local`, so a send is one push into its queue; any other
+ * goes through `transport`.
  */
 interface Destination {
   readonly node: string;
   readonly simproc: string;
+  readonly local: LocalTarget | null;
   readonly transport: Transport | null;
-  readonly queue: DeliveryQueue | null;
-  readonly sink: LocalNode | null;
   readonly counters: RouteCounters;
   readonly version: number;
 }
 
 /** Manages one node; see the file header. */
-export class NodeController extends EventEmitter implements LocalNode {
+export class NodeController extends EventEmitter implements InProcessSink {
   readonly repid: number;
   readonly nodeName: string;
   readonly simprocs: readonly string[];
@@ -118,7 +121,7 @@ export class NodeController extends EventEmitter implements LocalNode {
   private readonly serializer: Serializer;
   private readonly local: DeliveryQueue;
   private readonly inboxes = new Map<string, Inbox>();
-  private readonly held = new Map<string, (EventEnvelope | PromiseEnvelope)[]>();
+  private readonly held = new Map<string, (IncomingEvent | IncomingPromise)[]>();
   private readonly maxHeld: number;
   private readonly destinations = new Map<string, Destination>();
   private readonly sentVia = new Map<string, RouteCounters>();
@@ -126,8 +129,6 @@ export class NodeController extends EventEmitter implements LocalNode {
   private lastSimproc: string | null = null;
   private lastInbox: Inbox | undefined = undefined;
   private heldCount = 0;
-  private eventsSent = 0;
-  private promisesSent = 0;
   private eventsReceived = 0;
   private promisesReceived = 0;
   private bytesSerialized = 0;
@@ -203,29 +204,15 @@ export class NodeController extends EventEmitter implements LocalNode {
    */
   sendEvent(target: string, epoch: number, data: unknown, headers?: Headers): void {
     const dest = this.destination(target);
-    const env = new EventEnvelope(
-      this.repid,
-      this.sender,
-      dest.node,
-      dest.simproc,
-      checkEpoch(epoch),
-      checkHeaders(headers),
-      data,
-      null,
-      DataFormat.Raw,
-      0,
-      null,
-    );
-    const queue = dest.queue;
-    if (queue !== null) {
-      queue.pushEvent(env, dest.sink!);
+    const checkedEpoch = checkEpoch(epoch);
+    const checkedHeaders = checkHeaders(headers);
+    const local = dest.local;
+    if (local !== null) {
+      local.queue.pushLocalEvent(local, this.sender, checkedEpoch, checkedHeaders, data);
     } else {
-      const transport = dest.transport!;
-      if (!transport.carriesObjects) this.serialize(env);
-      transport.sendEvent(env);
+      this.sendEventVia(dest, checkedEpoch, checkedHeaders, data);
     }
     dest.counters.events++;
-    this.eventsSent++;
   }
 
   /**
@@ -238,21 +225,27 @@ export class NodeController extends EventEmitter implements LocalNode {
    */
   sendPromise(target: string, seqnr: Seqnr, epoch: number, numEvents: number): void {
     const dest = this.destination(target);
-    const env = new PromiseEnvelope(
-      this.repid,
-      this.sender,
-      dest.node,
-      dest.simproc,
-      checkSeqnr(seqnr),
-      checkEpoch(epoch),
-      checkNumEvents(numEvents),
-      0,
-    );
-    const queue = dest.queue;
-    if (queue !== null) queue.pushPromise(env, dest.sink!);
-    else dest.transport!.sendPromise(env);
+    const checkedSeqnr = checkSeqnr(seqnr);
+    const checkedEpoch = checkEpoch(epoch);
+    const checkedCount = checkNumEvents(numEvents);
+    const local = dest.local;
+    if (local !== null) {
+      local.queue.pushLocalPromise(local, this.sender, checkedSeqnr, checkedEpoch, checkedCount);
+    } else {
+      dest.transport!.sendPromise(
+        new PromiseEnvelope(
+          this.repid,
+          this.sender,
+          dest.node,
+          dest.simproc,
+          checkedSeqnr,
+          checkedEpoch,
+          checkedCount,
+          0,
+        ),
+      );
+    }
     dest.counters.promises++;
-    this.promisesSent++;
   }
 
   /**
@@ -298,13 +291,19 @@ export class NodeController extends EventEmitter implements LocalNode {
   /** Counters of this controller and of the router's transports. */
   metrics(): NodeControllerMetrics {
     const sentVia: Record<string, { events: number; promises: number }> = {};
-    for (const [name, c] of this.sentVia)
+    // Every send counts on its route only; the totals are the sums.
+    let eventsSent = 0;
+    let promisesSent = 0;
+    for (const [name, c] of this.sentVia) {
       sentVia[name] = { events: c.events, promises: c.promises };
+      eventsSent += c.events;
+      promisesSent += c.promises;
+    }
     return {
       repid: this.repid,
       node: this.nodeName,
-      eventsSent: this.eventsSent,
-      promisesSent: this.promisesSent,
+      eventsSent,
+      promisesSent,
       eventsReceived: this.eventsReceived,
       promisesReceived: this.promisesReceived,
       bytesSerialized: this.bytesSerialized,
@@ -324,8 +323,12 @@ export class NodeController extends EventEmitter implements LocalNode {
   }
 
   /** Transport entry point: hands an event to its simproc's inbox. Never throws. */
-  deliverEvent(env: EventEnvelope): void {
-    if (env.payload !== null && !this.decodePayload(env)) return;
+  deliverEvent(env: IncomingEvent): void {
+    // InProcessEvent first: its test ends at the first prototype, EventEnvelope's would
+    // walk the whole chain of every in-process event.
+    if (!(env instanceof InProcessEvent) && env.payload !== null && !this.decodePayload(env)) {
+      return;
+    }
     const inbox = this.inboxFor(env.simproc);
     if (inbox === undefined || (this.heldCount !== 0 && this.held.has(env.simproc))) {
       this.hold(env);
@@ -340,7 +343,7 @@ export class NodeController extends EventEmitter implements LocalNode {
   }
 
   /** Transport entry point: hands a promise to its simproc's inbox. Never throws. */
-  deliverPromise(env: PromiseEnvelope): void {
+  deliverPromise(env: IncomingPromise): void {
     const inbox = this.inboxFor(env.simproc);
     if (inbox === undefined || (this.heldCount !== 0 && this.held.has(env.simproc))) {
       this.hold(env);
@@ -375,13 +378,21 @@ export class NodeController extends EventEmitter implements LocalNode {
     const ref = stale ?? parseTarget(target, this.nodeName, this.simprocSet);
     // Canonical name strings, so that later comparisons are pointer comparisons.
     const simproc = this.simprocs.find((s) => s === ref.simproc)!;
+    let node = ref.node;
     let transport: Transport | null = null;
-    let direct: DirectRoute | null;
-    if (ref.node === this.nodeName) {
-      direct = { queue: this.local, sink: this };
+    let local: LocalTarget | null = null;
+    if (node === this.nodeName) {
+      node = this.nodeName;
+      local = new LocalTarget(this.local, this, simproc, this.repid);
     } else {
-      transport = this.router.resolve(this.repid, ref.node);
-      direct = transport.directRoute?.(this.repid, ref.node) ?? null;
+      transport = this.router.resolve(this.repid, node);
+      const direct = transport.directRoute?.(this.repid, node) ?? null;
+      // Only a NodeController takes in-process message objects; the transport hands any
+      // other LocalNode the envelopes it expects.
+      if (direct !== null && direct.sink instanceof NodeController) {
+        node = direct.sink.nodeName;
+        local = new LocalTarget(direct.queue, direct.sink, simproc, this.repid);
+      }
     }
     const route = transport === null ? LOCAL_ROUTE : transport.name;
     let counters = this.sentVia.get(route);
@@ -390,17 +401,36 @@ export class NodeController extends EventEmitter implements LocalNode {
       this.sentVia.set(route, counters);
     }
     const dest: Destination = {
-      node: direct?.sink.nodeName ?? ref.node,
+      node,
       simproc,
+      local,
       transport,
-      queue: direct?.queue ?? null,
-      sink: direct?.sink ?? null,
       counters,
       version: this.router.version,
     };
     if (this.destinations.size >= DESTINATION_CACHE_ENTRIES) this.destinations.clear();
     this.destinations.set(target, dest);
     return dest;
+  }
+
+  /** A send through a transport: the envelope, serialized first if it leaves the process. */
+  private sendEventVia(dest: Destination, epoch: number, headers: Headers, data: unknown): void {
+    const transport = dest.transport!;
+    const env = new EventEnvelope(
+      this.repid,
+      this.sender,
+      dest.node,
+      dest.simproc,
+      epoch,
+      headers,
+      data,
+      null,
+      DataFormat.Raw,
+      0,
+      null,
+    );
+    if (!transport.carriesObjects) this.serialize(env);
+    transport.sendEvent(env);
   }
 
   private serialize(env: EventEnvelope): void {
@@ -444,11 +474,12 @@ export class NodeController extends EventEmitter implements LocalNode {
     }
   }
 
-  private hold(env: EventEnvelope | PromiseEnvelope): void {
+  private hold(env: IncomingEvent | IncomingPromise): void {
+    // Every message handed to this controller targets this node.
     if (!this.simprocSet.has(env.simproc)) {
       this.reportError(
         new UndeliverableError(
-          `${env.targetNode}/${env.simproc}`,
+          `${this.nodeName}/${env.simproc}`,
           `sent by ${env.sender.node}/${env.sender.simproc}, but this node has no such simproc`,
         ),
       );
@@ -457,7 +488,7 @@ export class NodeController extends EventEmitter implements LocalNode {
     if (this.heldCount >= this.maxHeld) {
       this.reportError(
         new UndeliverableError(
-          `${env.targetNode}/${env.simproc}`,
+          `${this.nodeName}/${env.simproc}`,
           `${this.heldCount} messages already wait for simprocs without an inbox ` +
             `(maxHeldMessages). Call setInbox for every simproc.`,
         ),
@@ -479,7 +510,7 @@ export class NodeController extends EventEmitter implements LocalNode {
     this.held.delete(simproc);
     this.heldCount -= list.length;
     for (const env of list) {
-      if (env instanceof EventEnvelope) this.deliverEvent(env);
+      if (env instanceof EventEnvelope || env instanceof InProcessEvent) this.deliverEvent(env);
       else this.deliverPromise(env);
     }
   }

@@ -9,6 +9,8 @@ import {
   UnknownNodeError,
 } from '../../src/errors.js';
 import { MAX_NUM_EVENTS } from '../../src/arguments.js';
+import { EventEnvelope, PromiseEnvelope } from '../../src/envelope.js';
+import type { LocalNode } from '../../src/transports/transport.js';
 import { RecordingInbox, until } from './helpers.js';
 
 function twoNodes(simprocs = ['physics', 'render']) {
@@ -152,6 +154,43 @@ describe('NodeController sending and receiving', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toBeInstanceOf(UndeliverableError);
     await c.close();
+    await server.close();
+  });
+
+  it('hands an in-process inbox exactly the fields of ReceivedEvent and ReceivedPromise', async () => {
+    const { a, inboxB, server } = twoNodes();
+    a.sendEvent('b/physics', 1, 'x');
+    a.sendPromise('b/render', 2, 3, 4);
+    await a.flush();
+    expect(Object.keys(inboxB.events[0]!).sort()).toEqual(
+      ['data', 'epoch', 'headers', 'repid', 'sender', 'simproc'].sort(),
+    );
+    expect(Object.keys(inboxB.promises[0]!).sort()).toEqual(
+      ['epoch', 'numEvents', 'repid', 'sender', 'seqnr', 'simproc'].sort(),
+    );
+    await server.close();
+  });
+
+  it('hands a LocalNode that is not a NodeController whole envelopes', async () => {
+    const server = Server.standalone({ nodes: ['a'], simprocs: ['p'] });
+    const got: unknown[] = [];
+    const foreign: LocalNode = {
+      repid: 0,
+      nodeName: 'z',
+      deliverEvent: (env) => void got.push(env),
+      deliverPromise: (env) => void got.push(env),
+    };
+    server.router.attach(foreign);
+    const a = server.controller('a');
+    a.sendEvent('z/p', 1, 'to z');
+    a.sendPromise('z/p', 1, 1, 1);
+    await a.flush();
+    expect(got).toHaveLength(2);
+    expect(got[0]).toBeInstanceOf(PromiseEnvelope);
+    expect(got[1]).toBeInstanceOf(EventEnvelope);
+    expect((got[1] as EventEnvelope).targetNode).toBe('z');
+    expect((got[1] as EventEnvelope).data).toBe('to z');
+    server.router.detach(foreign);
     await server.close();
   });
 
