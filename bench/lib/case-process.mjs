@@ -10,6 +10,15 @@
 
 import { loadSuite, measureHere } from './runner.mjs';
 
+/** Exit code of a case process whose runner went away. */
+const EXIT_ORPHANED = 3;
+let finished = false;
+// A runner that died (or was interrupted) takes its cases with it: without this a case would
+// run to its end unobserved. Exiting runs the 'exit' handlers, which release shared memory.
+process.on('disconnect', () => {
+  if (!finished) process.exit(EXIT_ORPHANED);
+});
+
 function send(msg) {
   return new Promise((resolve) => process.send(msg, resolve));
 }
@@ -27,11 +36,13 @@ async function main() {
   const pending = [];
   await measureHere(chosen, options, (msg) => pending.push(send(msg)));
   await Promise.all(pending);
+  finished = true;
   process.disconnect();
 }
 
 main().catch((err) => {
   console.error(err);
+  finished = true;
   process.exitCode = 1;
   process.disconnect?.();
 });

@@ -12,10 +12,16 @@
  * benchmark.js is never given `setup`/`teardown` functions: with them it decompiles
  * every function into one source string, which would cut `fn` off from its closure.
  * Without them it calls `fn` by reference in its timing loop.
+ *
+ * Self-timed cases (the multi-process macro benchmarks) return `run(count)` instead of `fn`:
+ * benchmark.js cannot see work that happens in other processes, so the case times `count`
+ * messages itself and resolves with `{ seconds, latency? }`. A full run first calibrates:
+ * runs of a growing count warm the case up and find the count that fills `maxTime`; every
+ * round then runs that count. A quick run takes `quickCount` (or `minCount`) at once.
  */
 
 import { createRequire } from 'node:module';
-import { median } from './stats.mjs';
+import { latencyOf, median } from './stats.mjs';
 
 const require = createRequire(import.meta.url);
 const Benchmark = require('benchmark');
@@ -27,8 +33,6 @@ const QUICK_MIN_SAMPLES = 1;
 const QUICK_MIN_TIME_S = 0.001;
 /** A full run starts each case with one uncounted round this much shorter, to warm the JIT. */
 const WARMUP_FRACTION = 0.4;
-/** Latency percentiles reported when a case records a histogram. */
-const PERCENTILES = [50, 90, 99, 99.9];
 
 /** One benchmark.js run of `fn`; resolves with its statistics. */
 function runOnce(name, instance, options) {
@@ -51,14 +55,6 @@ function runOnce(name, instance, options) {
   });
 }
 
-/** Percentiles of a node:perf_hooks histogram (nanoseconds), in microseconds. */
-function latencyOf(histogram) {
-  const out = { count: histogram.count };
-  for (const p of PERCENTILES) out[`p${p}`] = histogram.percentile(p) / 1e3;
-  out.max = histogram.max / 1e3;
-  return out;
-}
-
 /** Median of each latency field over the rounds that recorded one. */
 function medianLatency(rounds) {
   const recorded = rounds.map((r) => r.latency).filter((l) => l !== undefined);
@@ -66,6 +62,57 @@ function medianLatency(rounds) {
   const out = {};
   for (const key of Object.keys(recorded[0])) out[key] = median(recorded.map((l) => l[key]));
   return out;
+}
+
+/** A self-timed case's first calibration run, in messages (or round trips), by default. */
+const PROBE_COUNT = 64;
+/** Largest growth of the count from one calibration run to the next. */
+const PROBE_GROWTH_MAX = 64;
+
+/**
+ * Warms a self-timed case up and finds how many messages fill a round of `maxTime`: runs with
+ * a growing count until one run takes WARMUP_FRACTION of it, then scales by the rate seen.
+ */
+async function calibrate(instance, options) {
+  const minCount = instance.minCount ?? 1;
+  const maxCount = instance.maxCount ?? Number.MAX_SAFE_INTEGER;
+  const fit = (n) => countOf(instance, Math.min(maxCount, Math.max(minCount, n)));
+  const target = options.maxTime * WARMUP_FRACTION;
+  let count = fit(instance.probeCount ?? PROBE_COUNT);
+  for (;;) {
+    const { seconds } = await instance.run(count);
+    if (seconds >= target || count >= maxCount) return fit((count / seconds) * options.maxTime);
+    const scaled = Math.ceil((count * 1.2 * target) / Math.max(seconds, 1e-6));
+    count = fit(Math.min(count * PROBE_GROWTH_MAX, Math.max(2 * count, scaled)));
+  }
+}
+
+/** `n` rounded up to a whole number of the case's `step` (a batch), at least one step. */
+function countOf(instance, n) {
+  const step = instance.step ?? 1;
+  return Math.max(step, Math.ceil(n / step) * step);
+}
+
+/**
+ * Rounds of a self-timed case (`instance.run`): multi-process benchmarks time themselves, as
+ * the work crosses processes benchmark.js cannot see into. One round is one run of `count`
+ * messages; its ops/s are messages (or round trips) per second.
+ */
+async function measureSelfTimed(spec, instance, options, onRound) {
+  const count = options.quick
+    ? countOf(instance, instance.quickCount ?? instance.minCount ?? 1)
+    : await calibrate(instance, options);
+  const rounds = [];
+  for (let r = 0; r < options.rounds; r++) {
+    globalThis.gc?.();
+    const result = await instance.run(count);
+    const round = { hz: count / result.seconds, rme: 0, samples: count, seconds: result.seconds };
+    if (result.latency !== undefined) round.latency = result.latency;
+    instance.check?.();
+    rounds.push(round);
+    onRound(r, round);
+  }
+  return rounds;
 }
 
 /**
@@ -77,23 +124,12 @@ function medianLatency(rounds) {
  */
 export async function measureCase(spec, options, onRound = () => {}) {
   const instance = await spec.setup();
-  const rounds = [];
+  let rounds;
   try {
-    if (!options.quick) {
-      await runOnce(spec.name, instance, {
-        ...options,
-        maxTime: options.maxTime * WARMUP_FRACTION,
-      });
-    }
-    for (let r = 0; r < options.rounds; r++) {
-      globalThis.gc?.();
-      instance.histogram?.reset();
-      const round = await runOnce(spec.name, instance, options);
-      if (instance.histogram !== undefined) round.latency = latencyOf(instance.histogram);
-      instance.check?.();
-      rounds.push(round);
-      onRound(r, round);
-    }
+    rounds =
+      typeof instance.run === 'function'
+        ? await measureSelfTimed(spec, instance, options, onRound)
+        : await measureWithBenchmark(spec, instance, options, onRound);
   } finally {
     await instance.teardown?.();
   }
@@ -103,6 +139,27 @@ export async function measureCase(spec, options, onRound = () => {}) {
     bytesPerOp: instance.bytesPerOp ?? spec.bytesPerOp ?? 0,
     rounds,
   };
+}
+
+/** Rounds of a case benchmark.js times (`instance.fn`), after a warm-up round in a full run. */
+async function measureWithBenchmark(spec, instance, options, onRound) {
+  if (!options.quick) {
+    await runOnce(spec.name, instance, {
+      ...options,
+      maxTime: options.maxTime * WARMUP_FRACTION,
+    });
+  }
+  const rounds = [];
+  for (let r = 0; r < options.rounds; r++) {
+    globalThis.gc?.();
+    instance.histogram?.reset();
+    const round = await runOnce(spec.name, instance, options);
+    if (instance.histogram !== undefined) round.latency = latencyOf(instance.histogram);
+    instance.check?.();
+    rounds.push(round);
+    onRound(r, round);
+  }
+  return rounds;
 }
 
 /** Adds the medians over `raw.rounds` (ops/s, relative margin of error, latency). */

@@ -17,6 +17,7 @@ import {
 } from './stats.mjs';
 import { NATIVE_PATH_ENV, nativeAddonPath } from '../../dist/native.js';
 import { renderSvg } from './chart.mjs';
+import { formatGoalTarget, formatGoalValue } from './goals.mjs';
 
 export const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -101,6 +102,26 @@ function latencyLines(cases) {
   return lines;
 }
 
+/** The goals table: each goal, its measured value, target and whether it is met. */
+function goalLines(goals, quick) {
+  if (goals === undefined || goals.length === 0) return [];
+  const lines = [
+    '',
+    `Goals${quick ? ' (quick smoke run: not evaluated meaningfully)' : ''}:`,
+    '',
+    '| goal | measured | target | status | case | vs |',
+    '|---|--:|--:|---|---|---|',
+  ];
+  for (const g of goals) {
+    const measured = g.value === undefined ? 'not run' : formatGoalValue(g, g.value);
+    const status = g.met === undefined ? '' : g.met ? 'met' : '**NOT met**';
+    lines.push(
+      `| ${g.label} | ${measured} | ${formatGoalTarget(g)} | ${status} | ${g.case} | ${g.baseline ?? ''} |`,
+    );
+  }
+  return lines;
+}
+
 /** The Markdown report of one suite run. */
 export function markdown(run) {
   const { suite, cases, environment: env } = run;
@@ -111,6 +132,7 @@ export function markdown(run) {
       `${env.nativeBuild} · ${env.revision} · ${env.date.slice(0, 10)}`,
     `Median of ${env.rounds} rounds per case, ${ISOLATION_TEXT[env.isolation]}` +
       (env.quick ? ' · **quick smoke run: these numbers mean nothing**' : ''),
+    ...goalLines(run.goals, env.quick),
     '',
     '| case | ops/s | time/op | msgs/s | MB/s | ± | ratio | vs |',
     '|---|--:|--:|--:|--:|--:|--:|---|',
@@ -121,6 +143,7 @@ export function markdown(run) {
     lines.push(`| ${cells.join(' | ')} |`);
   }
   lines.push(...latencyLines(cases));
+  if (typeof suite.sections === 'function') lines.push(...suite.sections(run));
   lines.push('');
   lines.push(
     'ratio: ops/s of the case over ops/s of the case in "vs", round by round, median over ' +

@@ -2,8 +2,12 @@
  * Runs one benchmark suite and gathers its results; bench/run.mjs calls it per suite.
  *
  * A suite is a module in bench/micro or bench/macro that exports
- *   suite   { name, title, notes?: string[] }
+ *   suite   { name, title, notes?: string[], sections?(run) -> string[] }
+ *           (`sections` adds Markdown lines after the tables: a suite's own summaries)
  *   cases(context) -> Case[]     context: { quick }
+ *   goals?  Goal[]               checked against the run (bench/lib/goals.mjs)
+ *   cleanup?(runId)              removes what the suite's processes may have left behind
+ *                                (called by bench/run.mjs after the run, also on failure)
  * and a Case is
  *   name           every parameter in it: 'envelope.encode events=256 size=64'
  *   baseline?      name of the case this one is compared with (same suite, same run)
@@ -16,6 +20,12 @@
  *     histogram?   a node:perf_hooks RecordableHistogram of latencies in ns that `fn` records into
  *     check?()     throws if the case did not do its work (called after each round)
  *     teardown?()  releases what setup made
+ *   or, for a self-timed case (the multi-process macro benchmarks), instead of `fn`:
+ *     run(count)   moves `count` messages (or round trips) and resolves with
+ *                  { seconds, latency? } (latency: µs percentiles, as stats.mjs latencyOf)
+ *     step?        counts are whole multiples of it (a batch); default 1
+ *     minCount?, maxCount?, probeCount?, quickCount?   bounds of the calibration
+ *                  (bench/lib/measure.mjs) and the count of a quick run
  *
  * Isolation (`--isolate`):
  *   round  (default) every round of every case in a fresh process (STYLE §8), after an
@@ -29,6 +39,7 @@
 import { fork } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { evaluateGoals } from './goals.mjs';
 import { measureCase, summarise } from './measure.mjs';
 import { formatRate, median } from './stats.mjs';
 
@@ -44,7 +55,21 @@ export async function loadSuite(path, context) {
   if (mod.suite === undefined || typeof mod.cases !== 'function') {
     throw new Error(`${path} is not a benchmark suite: it must export "suite" and "cases"`);
   }
-  return { suite: mod.suite, specs: mod.cases(context) };
+  return { suite: mod.suite, specs: mod.cases(context), goals: mod.goals ?? [] };
+}
+
+/** Child processes measuring right now, so that an interrupted run can stop them. */
+const running = new Set();
+
+/** Kills every case process still running (an interrupted run); resolves once they exited. */
+export function killRunning(signal = 'SIGTERM') {
+  return Promise.all(
+    [...running].map((child) => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill(signal);
+      return exited;
+    }),
+  );
 }
 
 /** The cases `filter` selects, plus the baselines they are compared with. */
@@ -86,6 +111,8 @@ function measureInChild(suitePath, specs, options, rounds, label, progress) {
     execArgv: childFlags(options, label),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   return new Promise((resolve, reject) => {
     const results = [];
     child.on('message', (msg) => {
@@ -175,7 +202,7 @@ function attachRatios(results, specs) {
  * @param log - where progress goes (a writable stream; stderr).
  */
 export async function runSuite(path, options, log = process.stderr) {
-  const { suite, specs: all } = await loadSuite(path, { quick: options.quick });
+  const { suite, specs: all, goals } = await loadSuite(path, { quick: options.quick });
   const specs = selectCases(all, options.filter);
   log.write(`${suite.name}: ${specs.length} cases, ${options.rounds} rounds\n`);
   let raw;
@@ -189,5 +216,5 @@ export async function runSuite(path, options, log = process.stderr) {
   }
   const results = raw.map(summarise);
   attachRatios(results, specs);
-  return { suite, cases: results };
+  return { suite, cases: results, goals: evaluateGoals(goals, results) };
 }

@@ -10,6 +10,20 @@ export function median(values) {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+/** Latency percentiles reported when a case records a histogram. */
+export const PERCENTILES = [50, 90, 99, 99.9];
+
+/**
+ * Percentiles of a node:perf_hooks histogram of nanoseconds, in microseconds: `{ count, p50,
+ * p90, p99, p99.9, max }`, the shape a round's `latency` has.
+ */
+export function latencyOf(histogram) {
+  const out = { count: histogram.count };
+  for (const p of PERCENTILES) out[`p${p}`] = histogram.percentile(p) / 1e3;
+  out.max = histogram.max / 1e3;
+  return out;
+}
+
 /** Half the range of `values` as a percentage of their median: how far rounds disagree. */
 export function spreadPercent(values) {
   const m = median(values);
