@@ -38,7 +38,7 @@ import {
   type Seqnr,
 } from '../envelope.js';
 import { BackpressureError } from '../errors.js';
-import type { LocalNode } from './transport.js';
+import type { LocalNode } from './local-node.js';
 
 /** Default count above which the queue reports `writable === false`. */
 export const DEFAULT_HIGH_WATER_MARK_MESSAGES = 64 * 1024;

@@ -19,6 +19,7 @@
 
 import type { EventEnvelope, PromiseEnvelope } from '../envelope.js';
 import type { DeliveryQueue } from './delivery-queue.js';
+import type { LocalNode } from './local-node.js';
 
 /** Counters every transport reports; plain data. */
 export interface TransportMetrics {
@@ -34,15 +35,7 @@ export interface TransportMetrics {
   readonly backpressureEvents: number;
 }
 
-/** Where a transport hands received envelopes: a NodeController in this process. */
-export interface LocalNode {
-  readonly repid: number;
-  readonly nodeName: string;
-  /** Hands an event to the inbox of `env.simproc`. Never throws. */
-  deliverEvent(env: EventEnvelope): void;
-  /** Hands a promise to the inbox of `env.simproc`. Never throws. */
-  deliverPromise(env: PromiseEnvelope): void;
-}
+export type { LocalNode } from './local-node.js';
 
 /** A same-process hand-over: push into `queue` for `sink`, as the transport would. */
 export interface DirectRoute {
