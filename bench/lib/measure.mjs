@@ -130,9 +130,16 @@ export async function measureCase(spec, options, onRound = () => {}) {
       typeof instance.run === 'function'
         ? await measureSelfTimed(spec, instance, options, onRound)
         : await measureWithBenchmark(spec, instance, options, onRound);
-  } finally {
-    await instance.teardown?.();
+  } catch (err) {
+    // The first failure is the one to report: a teardown after it often fails as a consequence.
+    try {
+      await instance.teardown?.();
+    } catch (teardownError) {
+      console.error(`${spec.name}: teardown after a failure also failed:`, teardownError);
+    }
+    throw err;
   }
+  await instance.teardown?.();
   return {
     name: spec.name,
     messagesPerOp: instance.messagesPerOp ?? spec.messagesPerOp ?? 1,

@@ -6,7 +6,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, arch, platform, release } from 'node:os';
+import { cpus, arch, loadavg, platform, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   formatMegabytes,
@@ -61,6 +61,8 @@ export function environment(options) {
     v8: process.versions.v8,
     cpu: cpu[0]?.model ?? 'unknown',
     cores: cpu.length,
+    /** 1-minute load average when the run started: how busy the machine was. */
+    loadAverage: Number(loadavg()[0].toFixed(2)),
     os: `${platform()} ${release()} ${arch()}`,
     nativeBuild: nativeBuild(),
     revision: gitRevision(),
@@ -129,7 +131,8 @@ export function markdown(run) {
     `### ${suite.name}: ${suite.title}`,
     '',
     `Node ${env.node} (V8 ${env.v8}) · ${env.cpu} × ${env.cores} · ${env.os} · native build ` +
-      `${env.nativeBuild} · ${env.revision} · ${env.date.slice(0, 10)}`,
+      `${env.nativeBuild} · ${env.revision} · ${env.date.slice(0, 10)}` +
+      (env.loadAverage === undefined ? '' : ` · load ${env.loadAverage} at start`),
     `Median of ${env.rounds} rounds per case, ${ISOLATION_TEXT[env.isolation]}` +
       (env.quick ? ' · **quick smoke run: these numbers mean nothing**' : ''),
     ...goalLines(run.goals, env.quick),

@@ -6,17 +6,21 @@
 
 import { formatMegabytes, formatRate, formatRatio, formatSeconds, median } from '../lib/stats.mjs';
 
-/** 'tput.ring.batch size=64B batch=256 ring=4MiB' -> { kind, size, ring }. */
+/** 'tput.ring.batch size=64B batch=256 ring=4MiB' -> { kind, size, batch, ring }. */
 function parse(name) {
   const [kind, ...params] = name.split(' ');
   const p = Object.fromEntries(params.map((kv) => kv.split('=')));
-  return { kind, size: p.size, ring: p.ring };
+  return { kind, size: p.size, batch: p.batch, ring: p.ring };
 }
 
+/** The column of a throughput case: its kind, with what sets it apart from its siblings. */
 function column(name) {
-  const { kind, ring } = parse(name);
+  const { kind, batch, ring } = parse(name);
   const short = kind.replace(/^tput\./, '');
-  return ring === '256MiB' ? `${short} (256 MiB ring)` : short;
+  if (ring === '256MiB') return `${short} (256 MiB ring)`;
+  if (short === 'ring.frame')
+    return batch === '1' ? 'ring.frame (1 per write)' : 'ring.frame (batched)';
+  return short;
 }
 
 function throughputLines(cases) {

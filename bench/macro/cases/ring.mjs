@@ -2,8 +2,10 @@
  * The raw shared-memory ring between two processes, without a transport on top: the case
  * process creates the rings and reads; a forked peer (bench/macro/peers/ring.mjs) writes.
  *
- *   tput.ring.frame  one writeFrame per message of a prebuilt sealed one-event frame (a cycle of
- *                    frames with distinct epochs): one boundary crossing per message;
+ *   tput.ring.frame  one writeFrame per prebuilt sealed frame of `batch` events (a cycle of
+ *                    frames with distinct epochs): batch=1 is one boundary crossing per message;
+ *                    a larger batch writes the very bytes tput.uds.concat writes, so the ring
+ *                    and the socket carry the same frames and only the reading differs;
  *   tput.ring.batch  one writeBatch per `batch` messages of a prebuilt staging layout: the
  *                    addon builds the FlatBuffers frame in the ring slot, copying each payload
  *                    once (what ShmTransport does per batch, minus the JS staging);
@@ -32,8 +34,8 @@ const RTT_RING_BYTES = 1024 * 1024;
 /** Latency histogram range: 1 ns to 10 s, 3 significant figures. */
 const HISTOGRAM_OPTIONS = { lowest: 1, highest: 10e9, figures: 3 };
 
-function frameCycle(size) {
-  return Math.max(1, Math.min(FRAME_CYCLE_MAX, Math.floor(FRAME_CYCLE_BYTES / size)));
+function frameCycle(frameBytes) {
+  return Math.max(1, Math.min(FRAME_CYCLE_MAX, Math.floor(FRAME_CYCLE_BYTES / frameBytes)));
 }
 
 /** Creates rings that this process unlinks on teardown, or at exit if teardown never runs. */
@@ -64,16 +66,14 @@ function runFailure() {
 }
 
 /**
- * One-way throughput of `size`-byte messages: `mode` 'frame' (writeFrame per message) or
- * 'batch' (writeBatch per `batch` messages), through a ring of `ringBytes`.
+ * One-way throughput of `size`-byte messages: `mode` 'frame' (a writeFrame per prebuilt frame
+ * of `batch` messages) or 'batch' (a writeBatch per `batch` messages), through a ring of
+ * `ringBytes`.
  */
 export function ringThroughputCase({ size, mode, batch = 1, ringBytes }) {
-  const params =
-    mode === 'frame'
-      ? `size=${sizeLabel(size)} ring=${sizeLabel(ringBytes)}`
-      : `size=${sizeLabel(size)} batch=${batch} ring=${sizeLabel(ringBytes)}`;
-  const cycle = frameCycle(size);
-  const period = mode === 'frame' ? cycle : batch;
+  const params = `size=${sizeLabel(size)} batch=${batch} ring=${sizeLabel(ringBytes)}`;
+  const cycle = frameCycle(size * batch);
+  const period = mode === 'frame' ? cycle * batch : batch;
   return {
     name: `tput.ring.${mode} ${params}`,
     bytesPerOp: size,
@@ -113,7 +113,7 @@ export function ringThroughputCase({ size, mode, batch = 1, ringBytes }) {
       }
       return {
         bytesPerOp: size,
-        ...countsFor(size, mode === 'batch' ? batch : 1),
+        ...countsFor(size, batch),
         async run(count) {
           Object.assign(state, { expected: count, received: 0, epoch: 0 });
           state.failure = runFailure();

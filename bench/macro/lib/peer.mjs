@@ -77,14 +77,18 @@ export function removeRunSegments(id) {
   return removed;
 }
 
+let children = 0;
+
 /**
  * Node flags for a process this one starts: its own, with a CPU profile of its own name when
- * this process writes one (`--profile`), so that both processes of a case are profiled.
+ * this process writes one (`--profile`), so that both processes of a case are profiled. The
+ * name gets `tag` and a count (cases that share a process start several peers).
  */
 export function childExecArgv(tag) {
+  const n = ++children;
   return process.execArgv.map((arg) =>
     arg.startsWith('--cpu-prof-name=')
-      ? arg.replace(/(\.cpuprofile)?$/, `.${tag}.cpuprofile`)
+      ? arg.replace(/(\.cpuprofile)?$/, `.${tag}-${n}.cpuprofile`)
       : arg,
   );
 }
@@ -184,15 +188,19 @@ export class Peer {
 export function serve(handlers) {
   let queue = Promise.resolve();
   const all = { ping: () => ({ pid: process.pid }), ...handlers };
+  // A parent gone mid-request: nobody to answer, and 'disconnect' ends this process.
+  const reply = (msg) => {
+    if (process.connected) process.send(msg, () => {});
+  };
   process.on('message', (msg) => {
     queue = queue.then(async () => {
       const handler = all[msg.cmd];
       try {
         if (handler === undefined) throw new Error(`unknown request ${msg.cmd}`);
         const result = await handler(msg);
-        process.send({ id: msg.id, ok: true, result });
+        reply({ id: msg.id, ok: true, result });
       } catch (err) {
-        process.send({
+        reply({
           id: msg.id,
           ok: false,
           error: err instanceof Error ? err.stack : String(err),

@@ -2,9 +2,9 @@
  * Peer process of the raw ring cases (bench/macro/cases/ring.mjs).
  *
  *   producer {ring, size, mode, batch, cycle}  opens the producer end and builds what it writes:
- *                                              mode 'frame': `cycle` sealed one-event frames,
- *                                              one writeFrame each; mode 'batch': staged batches
- *                                              of `batch` events, one writeBatch each
+ *                                              mode 'frame': `cycle` sealed frames of `batch`
+ *                                              events, one writeFrame each; mode 'batch': staged
+ *                                              batches of `batch` events, one writeBatch each
  *   produce {count}                            writes `count` messages; { t0, t1 } (ns)
  *   echo {inRing, outRing, doorbell}           answers every message read from inRing with one
  *                                              64 B frame on outRing, from the doorbell callback
@@ -25,9 +25,10 @@ function checkFailure() {
 }
 
 async function produceFrames(count) {
-  const { frames } = plan;
+  const { frames, batch } = plan;
   const cycle = frames.length;
-  for (let i = 0; i < count; i++) {
+  const writes = count / batch;
+  for (let i = 0; i < writes; i++) {
     const done = sender.writeFrame(frames[i % cycle]);
     if (done !== true) await done;
   }
@@ -49,14 +50,14 @@ serve({
     const payload = payloadOf(size);
     plan =
       mode === 'frame'
-        ? { mode, frames: sealedFrames(payload, 1, cycle) }
+        ? { mode, batch, frames: sealedFrames(payload, batch, cycle) }
         : { mode, batch, ...stagingPair(payload, batch) };
     return { maxContentBytes: sender.producer.maxContentBytes };
   },
 
   async produce({ count }) {
     checkFailure();
-    if (plan.mode === 'batch' && count % plan.batch !== 0) {
+    if (count % plan.batch !== 0) {
       throw new RangeError(`count ${count} is not a multiple of the batch ${plan.batch}`);
     }
     const t0 = now();
