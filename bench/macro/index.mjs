@@ -56,7 +56,7 @@ export const suite = {
   sections: payloadSections,
 };
 
-function throughputCases(size) {
+function throughputCases(size, share) {
   const batch = batchFor(size);
   const label = (s) => s.name;
   const memcpy = memcpyCase({ size });
@@ -70,8 +70,8 @@ function throughputCases(size) {
       ? ringThroughputCase({ size, mode: 'frame', batch, ringBytes: RING_BYTES })
       : undefined;
   const ringBatch = ringThroughputCase({ size, mode: 'batch', batch, ringBytes: RING_BYTES });
-  const ctlUds = controllerThroughputCase({ size, link: 'uds' });
-  const ctlShm = controllerThroughputCase({ size, link: 'shm' });
+  const ctlUds = controllerThroughputCase({ size, link: 'uds', share });
+  const ctlShm = controllerThroughputCase({ size, link: 'shm', share });
   const out = [
     memcpy,
     udsWrite,
@@ -91,9 +91,9 @@ function throughputCases(size) {
   return out;
 }
 
-function roundTripCases() {
+function roundTripCases(share) {
   const uds = udsRoundTripCase();
-  const ctlUds = controllerRoundTripCase({ link: 'uds' });
+  const ctlUds = controllerRoundTripCase({ link: 'uds', share });
   const ring = (doorbell) => ({ ...ringRoundTripCase(doorbell), baseline: uds.name });
   return [
     uds,
@@ -103,7 +103,7 @@ function roundTripCases() {
     ring({ doorbell: 'pipe' }),
     ring({ doorbell: 'pipe', spinNs: 0 }),
     ctlUds,
-    { ...controllerRoundTripCase({ link: 'shm' }), baseline: ctlUds.name },
+    { ...controllerRoundTripCase({ link: 'shm', share }), baseline: ctlUds.name },
   ];
 }
 
@@ -244,9 +244,23 @@ export const goals = [
   },
 ];
 
-/** Every case: throughput per payload size, then the round trips. */
-export function cases() {
-  return [...SIZES.flatMap(throughputCases), ...roundTripCases()];
+/** Which shared Application a smoke-run case uses ('' for none): its link, from its name. */
+function applicationOf(spec) {
+  return /^\w+\.controller\.(\w+) /.exec(spec.name)?.[1] ?? '';
+}
+
+/**
+ * Every case: throughput per payload size, then the round trips. A smoke run (`quick`, every
+ * case in one process) runs the NodeController cases last, grouped by link, so that each group
+ * shares one Application instead of starting two Server processes per case.
+ */
+export function cases({ quick = false } = {}) {
+  const all = [...SIZES.flatMap((size) => throughputCases(size, quick)), ...roundTripCases(quick)];
+  if (!quick) return all;
+  return all
+    .map((spec, i) => ({ spec, i }))
+    .sort((a, b) => applicationOf(a.spec).localeCompare(applicationOf(b.spec)) || a.i - b.i)
+    .map(({ spec }) => spec);
 }
 
 /** Removes /dev/shm entries a run left (its processes are gone by then); returns their names. */

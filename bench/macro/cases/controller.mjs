@@ -152,13 +152,48 @@ async function startApplication(link) {
   return { app, channel, stop };
 }
 
+/** How long a shared Application outlives its last case, waiting for the next one. */
+const SHARED_LINGER_MS = 100;
+/** Shared Applications by link: { started: Promise, users, timer }. */
+const shared = new Map();
+
+/**
+ * An Application for one case: a fresh one, or with `share` (smoke runs only, where every case
+ * of the suite runs in one process anyway) one per link that consecutive cases reuse, so that a
+ * smoke run does not start two Server processes per case. It stops once no case has used it for
+ * a moment.
+ */
+async function acquireApplication(link, share) {
+  if (!share) return startApplication(link);
+  let entry = shared.get(link);
+  if (entry === undefined) {
+    entry = { started: startApplication(link), users: 0, timer: null };
+    shared.set(link, entry);
+    entry.started.catch(() => shared.delete(link));
+  }
+  clearTimeout(entry.timer);
+  entry.users++;
+  const started = await entry.started;
+  let released = false;
+  const stop = async () => {
+    if (released) return;
+    released = true;
+    if (--entry.users > 0) return;
+    entry.timer = setTimeout(() => {
+      shared.delete(link);
+      started.stop().catch((err) => console.error(`stopping the shared ${link} Application:`, err));
+    }, SHARED_LINGER_MS);
+  };
+  return { ...started, stop };
+}
+
 /** One-way throughput of `size`-byte events from n0 (Server s0) to n1 (Server s1). */
-export function controllerThroughputCase({ size, link }) {
+export function controllerThroughputCase({ size, link, share = false }) {
   return {
     name: `tput.controller.${link} size=${sizeLabel(size)}`,
     bytesPerOp: size,
     async setup() {
-      const { app, channel, stop } = await startApplication(link);
+      const { app, channel, stop } = await acquireApplication(link, share);
       let bad = 0;
       return {
         bytesPerOp: size,
@@ -185,11 +220,11 @@ export function controllerThroughputCase({ size, link }) {
 }
 
 /** 64 B round trips n0 -> n1 -> n0 across the two Servers, one at a time. */
-export function controllerRoundTripCase({ link }) {
+export function controllerRoundTripCase({ link, share = false }) {
   return {
     name: `rtt.controller.${link} size=64B`,
     async setup() {
-      const { app, channel, stop } = await startApplication(link);
+      const { app, channel, stop } = await acquireApplication(link, share);
       return {
         ...ROUND_TRIP_COUNTS,
         async run(count) {
