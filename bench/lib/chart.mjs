@@ -78,9 +78,9 @@ function goalRow(g, headroom, y, x) {
   const left = Math.min(x1, xr).toFixed(1);
   const w = Math.max(Math.abs(xr - x1), 1).toFixed(1);
   const fill = g.met ? '#27ae60' : '#c0392b';
-  const text = `${formatGoalValue(g, g.value)} (${formatGoalTarget(g)})`;
+  const text = `${g.label}: ${formatGoalValue(g, g.value)} (${formatGoalTarget(g)})`;
   return [
-    `<text x="${LABEL_PX - 8}" y="${y + BAR_PX - 3}" text-anchor="end" font-size="12">${escapeXml(g.label)}</text>`,
+    `<text x="${LABEL_PX - 8}" y="${y + BAR_PX - 3}" text-anchor="end" font-size="12">${escapeXml(g.short ?? g.label)}</text>`,
     `<rect x="${left}" y="${y}" width="${w}" height="${BAR_PX}" fill="${fill}"><title>${escapeXml(`${g.case}${g.baseline === undefined ? '' : ` vs ${g.baseline}`}: ${text}`)}</title></rect>`,
     `<text x="${WIDTH_PX - VALUE_PX + 6}" y="${y + BAR_PX - 3}" font-size="12">${escapeXml(formatGoalValue(g, g.value))}</text>`,
   ];

@@ -2,6 +2,7 @@
  * Goals of a suite, checked against one run's results: a suite may export `goals`, a list of
  *
  *   label      what the goal says, for the report: 'raw ring, 64 B, batched: ≥ 3× concatenated UDS'
+ *   short?     a shorter name for the chart
  *   case       the measured case's name
  *   baseline?  the case it is compared with; without one the goal is on the case's own metric
  *   metric     'rate' (messages/s), 'p50' or 'p99' (µs, from the round's latency histogram)

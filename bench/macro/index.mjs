@@ -133,13 +133,15 @@ const rttRing = (doorbell) => ringRoundTripCase(doorbell).name;
 const RTT_UDS = udsRoundTripCase().name;
 
 /**
- * The goals of the shared-memory issue, as measured ratios in one run (bench/lib/goals.mjs).
+ * The goals of the shared-memory issue, as measured ratios in one run (bench/lib/goals.mjs);
+ * `short` names a goal in the chart.
  * Where the issue does not say which layer a size goal is for, the raw ring is checked and the
  * NodeController link is listed too.
  */
 export const goals = [
   {
     label: 'raw ring, 64 B, batched writes ≥ 3× concatenated Unix socket',
+    short: 'raw ring 64 B batched / UDS concat',
     case: tputName(64, 'ring.batch'),
     baseline: tputName(64, 'uds.concat'),
     metric: 'rate',
@@ -149,6 +151,7 @@ export const goals = [
   {
     label:
       'raw ring, 64 B, prebuilt 256-event frames (the socket’s bytes) ≥ 3× concatenated Unix socket',
+    short: 'raw ring 64 B prebuilt frames / UDS concat',
     case: tputName(64, 'ring.frames'),
     baseline: tputName(64, 'uds.concat'),
     metric: 'rate',
@@ -157,6 +160,7 @@ export const goals = [
   },
   {
     label: 'NodeController events over shm, 64 B ≥ 3 M events/s',
+    short: 'NodeController shm 64 B events/s',
     case: tputName(64, 'controller.shm'),
     metric: 'rate',
     at: '>=',
@@ -164,6 +168,7 @@ export const goals = [
   },
   {
     label: 'NodeController events, 64 B: shm ≥ 2× the Unix-socket link',
+    short: 'NodeController 64 B shm / uds link',
     case: tputName(64, 'controller.shm'),
     baseline: tputName(64, 'controller.uds'),
     metric: 'rate',
@@ -172,6 +177,7 @@ export const goals = [
   },
   {
     label: 'raw ring, 1 MiB ≥ 2× MessagePort',
+    short: 'raw ring 1 MiB / MessagePort',
     case: tputName(MiB, 'ring.batch'),
     baseline: tputName(MiB, 'port'),
     metric: 'rate',
@@ -180,6 +186,7 @@ export const goals = [
   },
   {
     label: 'raw ring, 1 MiB ≈ 10× Unix socket',
+    short: 'raw ring 1 MiB / UDS',
     case: tputName(MiB, 'ring.batch'),
     baseline: tputName(MiB, 'uds.write'),
     metric: 'rate',
@@ -189,6 +196,7 @@ export const goals = [
   },
   {
     label: 'raw ring, 64 MiB ≥ 50% of memcpy (4 MiB ring: chunked)',
+    short: 'raw ring 64 MiB (4 MiB ring) / memcpy',
     case: tputName(BIG_PAYLOAD, 'ring.batch'),
     baseline: tputName(BIG_PAYLOAD, 'memcpy'),
     metric: 'rate',
@@ -197,6 +205,7 @@ export const goals = [
   },
   {
     label: 'raw ring, 64 MiB ≥ 50% of memcpy (256 MiB ring: one record)',
+    short: 'raw ring 64 MiB (256 MiB ring) / memcpy',
     case: tputName(BIG_PAYLOAD, 'ring.batch', { ringBytes: BIG_RING_BYTES }),
     baseline: tputName(BIG_PAYLOAD, 'memcpy'),
     metric: 'rate',
@@ -205,6 +214,7 @@ export const goals = [
   },
   {
     label: 'NodeController over shm, 1 MiB ≥ 2× MessagePort',
+    short: 'NodeController shm 1 MiB / MessagePort',
     case: tputName(MiB, 'controller.shm'),
     baseline: tputName(MiB, 'port'),
     metric: 'rate',
@@ -213,6 +223,7 @@ export const goals = [
   },
   {
     label: 'NodeController over shm, 64 MiB ≥ 50% of memcpy',
+    short: 'NodeController shm 64 MiB / memcpy',
     case: tputName(BIG_PAYLOAD, 'controller.shm'),
     baseline: tputName(BIG_PAYLOAD, 'memcpy'),
     metric: 'rate',
@@ -221,6 +232,7 @@ export const goals = [
   },
   {
     label: 'round trip p50, default idle strategy ≤ 0.25× Unix socket',
+    short: 'RTT p50 default idle / UDS',
     case: rttRing({}),
     baseline: RTT_UDS,
     metric: 'p50',
@@ -229,6 +241,7 @@ export const goals = [
   },
   {
     label: 'round trip p50, sleeping reader (spinNs 0) ≤ 1× Unix socket',
+    short: 'RTT p50 sleeping reader / UDS',
     case: rttRing({ spinNs: 0 }),
     baseline: RTT_UDS,
     metric: 'p50',
@@ -237,6 +250,7 @@ export const goals = [
   },
   {
     label: 'round trip p50, spin mode ≤ 5 µs',
+    short: 'RTT p50 spin mode',
     case: rttRing({ spinMode: true }),
     metric: 'p50',
     at: '<=',
