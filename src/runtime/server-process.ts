@@ -54,7 +54,9 @@ async function sameMachineLink(topology: Topology, msg: StartMessage): Promise<T
 }
 
 function send(msg: ChildMessage): void {
-  process.send?.(msg);
+  // With a callback, a parent that is gone is not an unhandled 'error': the
+  // 'disconnect' handler below ends this process.
+  process.send?.(msg, undefined, {}, () => {});
 }
 
 /** One child's lifecycle; see the file header. */

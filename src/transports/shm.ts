@@ -19,6 +19,7 @@
  */
 
 import { EventEmitter } from 'node:events';
+import { Socket } from 'node:net';
 import {
   DataFormat,
   EventEnvelope,
@@ -225,6 +226,7 @@ class ShmInbound {
   private readonly senders = new Map<string, Map<string, NodeRef>>();
   private scheduled = false;
   private closed = false;
+  private bell: Socket | null = null;
 
   constructor(
     readonly ring: string,
@@ -232,11 +234,25 @@ class ShmInbound {
     doorbell: RingDoorbellOptions | undefined,
   ) {
     this.consumer = openRingConsumer(ring, (ev: RingEventCode) => this.onEvent(ev), doorbell);
+    const fd = this.consumer.doorbellFd();
+    if (fd >= 0) {
+      // Pipe doorbell: the producer writes a byte into a FIFO this event loop watches.
+      const bell = new Socket({ fd, readable: true, writable: false });
+      bell.on('data', () => this.schedule());
+      bell.on('error', (err: Error) =>
+        this.owner.reportError(
+          new LinkClosedError(`ring ${ring}`, `doorbell failed: ${err.message}`),
+        ),
+      );
+      bell.unref(); // like the futex doorbell, an idle ring never holds the process open
+      this.bell = bell;
+    }
     this.schedule(); // records may already wait
   }
 
   close(): void {
     this.closed = true;
+    this.bell?.destroy();
     this.consumer.close();
   }
 

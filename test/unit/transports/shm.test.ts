@@ -4,7 +4,7 @@ import { Server } from '../../../src/runtime/server.js';
 import { loadTopology } from '../../../src/topology.js';
 import { machineServerIds, sameMachineLocator, serverId } from '../../../src/runtime/endpoints.js';
 import { ShmTransport, ringName } from '../../../src/transports/shm.js';
-import { createRing, unlinkRing } from '../../../src/native.js';
+import { createRing, unlinkRing, type RingDoorbellOptions } from '../../../src/native.js';
 import { MAX_NUM_EVENTS } from '../../../src/arguments.js';
 import { BackpressureError, FrameCorruptError } from '../../../src/errors.js';
 import { RecordingInbox, until } from '../helpers.js';
@@ -13,7 +13,12 @@ import type { LinkLimits } from '../../../src/transports/outbound-queue.js';
 let seq = 0;
 
 /** Two Servers of one machine in this process, linked by real shared-memory rings. */
-function pair(ringBytes = 1 << 20, limits?: LinkLimits, openB = true) {
+function pair(
+  ringBytes = 1 << 20,
+  limits?: LinkLimits,
+  openB = true,
+  doorbell?: RingDoorbellOptions,
+) {
   const cluster = `shm-test-${process.pid}-${++seq}`;
   const topology = loadTopology({
     cluster,
@@ -44,6 +49,7 @@ function pair(ringBytes = 1 << 20, limits?: LinkLimits, openB = true) {
       peers: ids,
       locate: sameMachineLocator(topology, 'm', name, 'id'),
       limits,
+      ...(doorbell !== undefined ? { doorbell } : {}),
     });
     if (open) shm.open();
     return { server: new Server({ topology, machine: 'm', server: name, transports: [shm] }), shm };
@@ -219,6 +225,20 @@ describe('ShmTransport', () => {
     B.server.controller('b1').setInbox('p', { onEvent: () => received++, onPromise: () => {} });
     B.shm.open();
     await until(() => received === accepted, 30_000);
+    await cleanup();
+  });
+
+  it.each(['futex', 'pipe'] as const)('wakes the receiver with the %s doorbell', async (kind) => {
+    const { A, B, cleanup } = pair(1 << 16, undefined, true, { doorbell: kind });
+    let received = 0;
+    B.server.controller('b1').setInbox('p', { onEvent: () => received++, onPromise: () => {} });
+    const a1 = A.server.controller('a1');
+    for (let round = 0; round < 20; round++) {
+      // Let the receiver go to sleep between bursts, so each burst needs a wake-up.
+      await new Promise((r) => setTimeout(r, 5));
+      for (let i = 0; i < 50; i++) a1.sendEvent('b1/p', i, new Uint8Array(8));
+    }
+    await until(() => received === 1000, 20_000);
     await cleanup();
   });
 });
