@@ -171,6 +171,17 @@ describe('NodeController sending and receiving', () => {
     await server.close();
   });
 
+  it('re-resolves a target sent to repeatedly once the routes change', async () => {
+    const { a, b, inboxB, server } = twoNodes(['p']);
+    for (let i = 0; i < 3; i++) a.sendEvent('b/p', i, i);
+    await a.flush();
+    expect(inboxB.events).toHaveLength(3);
+    await b.close(); // detaches b: the router's routes change
+    expect(() => a.sendEvent('b/p', 3, 3)).toThrow(UnknownNodeError);
+    expect(a.metrics().eventsSent).toBe(3);
+    await server.close();
+  });
+
   it('hands a LocalNode that is not a NodeController whole envelopes', async () => {
     const server = Server.standalone({ nodes: ['a'], simprocs: ['p'] });
     const got: unknown[] = [];
@@ -316,6 +327,14 @@ describe('NodeController argument validation', () => {
     expect(after.eventsSent).toBe(before.eventsSent);
     expect(after.promisesSent).toBe(before.promisesSent);
     expect(after.transports[0]!.queued).toBe(0);
+  });
+
+  it('rejects a non-string target whose string form names a target already sent to', () => {
+    a.sendEvent('b/physics', 1, 0);
+    a.sendEvent('b/physics', 1, 0);
+    const lookalike = { toString: () => 'b/physics' };
+    expect(() => a.sendEvent(lookalike as never, 1, 0)).toThrow(InvalidTargetError);
+    expect(() => a.sendEvent(['b/physics'] as never, 1, 0)).toThrow(InvalidTargetError);
   });
 
   it('accepts the edges of every domain', async () => {
