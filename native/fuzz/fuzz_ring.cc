@@ -44,6 +44,8 @@ void reseal(uint8_t* data, uint64_t head, uint64_t tail) {
   uint64_t pos = head;
   for (int steps = 0; pos < tail && steps < 4096; ++steps) {
     const uint64_t index = pos & (kCapacity - 1);
+    // Fuzzed positions need not be aligned: never read a record header past the data area.
+    if (index > kCapacity - 16) return;
     uint32_t bytes = 0;
     uint16_t type = 0;
     std::memcpy(&bytes, data + index, 4);
