@@ -28,6 +28,7 @@ import {
   Lane,
 } from './generated/envelope_generated.js';
 import { FRAME_HEADER_BYTES } from './native.js';
+import { NameWriter } from './wire-names.js';
 
 export { DataFormat, Kind as EnvelopeKind, Lane, FRAME_HEADER_BYTES };
 
@@ -147,20 +148,27 @@ interface BuilderInternals {
 }
 
 /**
- * Writes batches of envelopes as one FlatBuffers `Frame`. Reuses its Builder, so
- * encoding allocates only the output buffer. One encoder per link, not shared.
+ * Writes batches of envelopes as one FlatBuffers `Frame`. Reuses its Builder and the
+ * UTF-8 bytes of the node and simproc names it has seen (src/wire-names.ts), so
+ * encoding allocates little more than the output buffer. One encoder per link, not
+ * shared.
  */
 export class FrameEncoder {
   private readonly builder: flatbuffers.Builder;
+  private readonly names: NameWriter;
+  /** Envelope offsets of the frame being built; kept between frames. */
+  private readonly offsets: number[] = [];
 
   constructor(initialBytes = 64 * 1024) {
     this.builder = new flatbuffers.Builder(initialBytes);
+    this.names = new NameWriter(this.builder);
   }
 
   /**
-   * Encodes `envelopes[start, end)` into a new buffer: `FRAME_HEADER_BYTES` reserved bytes (for
+   * Encodes `envelopes[start, end)` into a new buffer: `FRAME_HEADER_BYTES` zero bytes (for
    * the native `sealFrame`) followed by the FlatBuffers body. Events must carry
    * `payload` bytes (the NodeController serializes before a wire transport sees them).
+   * The buffer is 8-byte aligned, as `assertFrame` requires.
    *
    * @throws {TypeError} when an event has no payload.
    */
@@ -174,23 +182,30 @@ export class FrameEncoder {
   ): Uint8Array {
     const b = this.builder;
     b.clear();
-    const offsets = new Array<number>(end - start);
-    for (let i = start; i < end; i++) offsets[i - start] = this.writeEnvelope(envelopes[i]!);
-    const vector = WireFrame.createEnvelopesVector(b, offsets);
-    const frame = WireFrame.createFrame(b, linkSeq, ack, lane, vector);
+    this.names.startFrame();
+    const offsets = this.offsets;
+    const count = end - start;
+    for (let i = 0; i < count; i++) offsets[i] = this.writeEnvelope(envelopes[start + i]!);
+    WireFrame.startEnvelopesVector(b, count);
+    for (let i = count - 1; i >= 0; i--) b.addOffset(offsets[i]!);
+    const frame = WireFrame.createFrame(b, linkSeq, ack, lane, b.endVector());
     WireFrame.finishFrameBuffer(b, frame);
     const body = b.asUint8Array();
-    const out = new Uint8Array(FRAME_HEADER_BYTES + body.length);
+    // Not zero-filled (the body overwrites all but the header) and 8-byte aligned: Node
+    // aligns every allocation from its Buffer pool to 8 bytes, larger ones are fresh.
+    const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.length);
+    out.fill(0, 0, FRAME_HEADER_BYTES);
     out.set(body, FRAME_HEADER_BYTES);
     return out;
   }
 
   private writeEnvelope(env: Envelope): number {
     const b = this.builder;
-    const senderNode = b.createSharedString(env.sender.node);
-    const senderSimproc = b.createSharedString(env.sender.simproc);
-    const targetNode = b.createSharedString(env.targetNode);
-    const targetSimproc = b.createSharedString(env.simproc);
+    const names = this.names;
+    const senderNode = names.write(env.sender.node);
+    const senderSimproc = names.write(env.sender.simproc);
+    const targetNode = names.write(env.targetNode);
+    const targetSimproc = names.write(env.simproc);
     if (env instanceof PromiseEnvelope) {
       WireEnvelope.startEnvelope(b);
       WireEnvelope.addKind(b, Kind.Promise);
@@ -207,8 +222,8 @@ export class FrameEncoder {
         ? 0
         : WireAddress.createAddress(
             b,
-            b.createSharedString(env.replyTo.node),
-            b.createSharedString(env.replyTo.simproc),
+            names.write(env.replyTo.node),
+            names.write(env.replyTo.simproc),
           );
     WireEnvelope.startEnvelope(b);
     WireEnvelope.addKind(b, Kind.Event);

@@ -89,6 +89,44 @@ describe('FrameEncoder and decodeFrame', () => {
     expect([...(decodeAll(small).envs[0] as EventEnvelope).payload!]).toEqual([9]);
   });
 
+  it('returns frames 8-byte aligned with a zeroed header, whatever was allocated before', () => {
+    const enc = new FrameEncoder();
+    for (const size of [1, 3, 7, 13, 100, 5000]) {
+      Buffer.allocUnsafe(size); // moves Node's Buffer pool to an odd offset
+      const frame = enc.encode([event(new Uint8Array(size).fill(7))], Lane.Event, 0n, 0n);
+      expect(frame.byteOffset % 8).toBe(0);
+      expect(frame.subarray(0, FRAME_HEADER_BYTES).every((b) => b === 0)).toBe(true);
+      const e = decodeAll(frame).envs[0] as EventEnvelope;
+      expect(e.payload!.every((b) => b === 7)).toBe(true);
+    }
+  });
+
+  it('writes and reads back many distinct names, alternating within a frame and across frames', () => {
+    const enc = new FrameEncoder();
+    const name = (i: number) => `node-${i}-${'ü'.repeat(i % 5)}`;
+    // More distinct names than an encoder keeps, and some longer than the decoder keeps.
+    for (let round = 0; round < 3; round++) {
+      const envs = Array.from(
+        { length: 1500 },
+        (_, i) =>
+          new PromiseEnvelope(
+            0,
+            { node: name(i), simproc: i % 2 === 0 ? 'a' : 'x'.repeat(70 + (i % 3)) },
+            name((i * 7 + round) % 1500),
+            i % 3 === 0 ? 'p' : 'q',
+            i,
+            0,
+            1,
+            0,
+          ),
+      );
+      const got = decodeAll(enc.encode(envs, Lane.Promise, 0n, 0n)).envs as PromiseEnvelope[];
+      expect(got.map((e) => [e.sender.node, e.sender.simproc, e.targetNode, e.simproc])).toEqual(
+        envs.map((e) => [e.sender.node, e.sender.simproc, e.targetNode, e.simproc]),
+      );
+    }
+  });
+
   it('refuses to encode an event that was not serialized', () => {
     const e = new EventEnvelope(
       0,

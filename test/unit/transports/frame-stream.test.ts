@@ -39,7 +39,8 @@ describe('FrameStreamReader', () => {
   }
 
   it('starts every frame with the native magic', () => {
-    expect(new DataView(frames[0]!.buffer).getUint32(0, true)).toBe(FRAME_MAGIC);
+    const f = frames[0]!;
+    expect(new DataView(f.buffer, f.byteOffset).getUint32(0, true)).toBe(FRAME_MAGIC);
   });
 
   it('reassembles frames from any split of the stream, aligned and verifiable', () => {
