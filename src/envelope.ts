@@ -28,7 +28,7 @@ import {
   Lane,
 } from './generated/envelope_generated.js';
 import { FRAME_HEADER_BYTES } from './native.js';
-import { NameWriter } from './wire-names.js';
+import { NameReader, NameWriter } from './wire-names.js';
 
 export { DataFormat, Kind as EnvelopeKind, Lane, FRAME_HEADER_BYTES };
 
@@ -145,6 +145,11 @@ export function seqnrFromWire(value: bigint): Seqnr {
 /** The Builder's write cursor; not in its public typings, needed to copy payloads in one `set`. */
 interface BuilderInternals {
   space: number;
+}
+
+/** A ByteBuffer's bytes; not settable through its public typings. */
+interface ByteBufferInternals {
+  bytes_: Uint8Array;
 }
 
 /**
@@ -281,9 +286,33 @@ export interface FrameInfo {
   readonly count: number;
 }
 
+/** Vtable offsets (4 + 2 × field id, schemas/envelope.fbs) of the Envelope's name fields. */
+const SENDER_NODE_FIELD = 8;
+const SENDER_SIMPROC_FIELD = 10;
+const TARGET_NODE_FIELD = 12;
+const TARGET_SIMPROC_FIELD = 14;
+
+const names = new NameReader();
+const NO_BYTES = new Uint8Array(0);
+/**
+ * The ByteBuffer decodeFrame reads through, kept between calls: flatbuffers allocates a
+ * TextDecoder with every ByteBuffer. Null while a call uses it (a nested call makes its own).
+ */
+let spareByteBuffer: flatbuffers.ByteBuffer | null = new flatbuffers.ByteBuffer(NO_BYTES);
+/** The sender of the previous envelope decoded: senders repeat, so they are shared (frozen). */
+let lastSender: NodeRef = Object.freeze({ node: '', simproc: '' });
+
 function readAddress(node: string | null, simproc: string | null): NodeRef {
   // The verifier enforces `required` fields; the fallback only satisfies the types.
   return { node: node ?? '', simproc: simproc ?? '' };
+}
+
+function senderOf(node: string, simproc: string): NodeRef {
+  // Names come from the NameReader, so a repeated sender compares by pointer.
+  if (node !== lastSender.node || simproc !== lastSender.simproc) {
+    lastSender = Object.freeze({ node, simproc });
+  }
+  return lastSender;
 }
 
 function readHeaders(env: WireEnvelope): Headers {
@@ -301,21 +330,49 @@ function readHeaders(env: WireEnvelope): Headers {
 /**
  * Decodes a frame that has passed `assertFrame` (src/native.ts). Event data stays
  * in `payload` as a view over `frame` (no copy); the NodeController deserializes it.
+ * Names are decoded about once (src/wire-names.ts), and consecutive envelopes from one
+ * sender share one frozen `sender` object. `frame` may be reused once this returns.
  *
  * @param frame - the whole sealed frame, header included.
  * @param onEnvelope - called once per envelope, in frame order.
  */
 export function decodeFrame(frame: Uint8Array, onEnvelope: (env: Envelope) => void): FrameInfo {
-  const body = frame.subarray(FRAME_HEADER_BYTES);
-  const root = WireFrame.getRootAsFrame(new flatbuffers.ByteBuffer(body));
+  // A plain Uint8Array view: `subarray` of a Buffer builds a Buffer, which costs more.
+  const body = new Uint8Array(
+    frame.buffer,
+    frame.byteOffset + FRAME_HEADER_BYTES,
+    frame.length - FRAME_HEADER_BYTES,
+  );
+  const bb = spareByteBuffer;
+  if (bb === null) return decodeBody(new flatbuffers.ByteBuffer(body), onEnvelope);
+  spareByteBuffer = null;
+  (bb as unknown as ByteBufferInternals).bytes_ = body;
+  bb.setPosition(0);
+  try {
+    return decodeBody(bb, onEnvelope);
+  } finally {
+    // Holds no frame between calls.
+    (bb as unknown as ByteBufferInternals).bytes_ = NO_BYTES;
+    spareByteBuffer = bb;
+  }
+}
+
+function decodeBody(bytes: flatbuffers.ByteBuffer, onEnvelope: (env: Envelope) => void): FrameInfo {
+  const root = WireFrame.getRootAsFrame(bytes);
   const count = root.envelopesLength();
   const w = new WireEnvelope();
   const replyTo = new WireAddress();
+  const call = names.startCall();
   for (let i = 0; i < count; i++) {
     root.envelopes(i, w);
-    const sender = readAddress(w.senderNode(), w.senderSimproc());
-    const targetNode = w.targetNode() ?? '';
-    const simproc = w.targetSimproc() ?? '';
+    const bb = w.bb!;
+    const at = w.bb_pos;
+    const sender = senderOf(
+      names.read(bb, at, SENDER_NODE_FIELD, call),
+      names.read(bb, at, SENDER_SIMPROC_FIELD, call),
+    );
+    const targetNode = names.read(bb, at, TARGET_NODE_FIELD, call);
+    const simproc = names.read(bb, at, TARGET_SIMPROC_FIELD, call);
     if (w.kind() === Kind.Promise) {
       onEnvelope(
         new PromiseEnvelope(

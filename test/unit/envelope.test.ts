@@ -127,6 +127,48 @@ describe('FrameEncoder and decodeFrame', () => {
     }
   });
 
+  it('decodes names afresh when a buffer is reused for a frame with other names', () => {
+    const frameOf = (node: string) =>
+      new FrameEncoder().encode(
+        [new PromiseEnvelope(0, { node, simproc: 'p' }, node, 'p', 1, 0, 1, 0)],
+        Lane.Promise,
+        0n,
+        0n,
+      );
+    // Same length, first and last byte: the names share a slot of the decoder's cache.
+    const first = frameOf('n1x');
+    const second = frameOf('n2x');
+    expect(second.length).toBe(first.length);
+    const reused = new Uint8Array(first.length);
+    reused.set(first);
+    expect((decodeAll(reused).envs[0] as PromiseEnvelope).sender.node).toBe('n1x');
+    reused.set(second); // same layout, other bytes, as a ring slot that was written again
+    const e = decodeAll(reused).envs[0] as PromiseEnvelope;
+    expect([e.sender.node, e.targetNode]).toEqual(['n2x', 'n2x']);
+  });
+
+  it('decodes a frame from inside the callback of another', () => {
+    const enc = new FrameEncoder();
+    const outer = enc.encode(
+      [event(new Uint8Array([1])), event(new Uint8Array([2]))],
+      Lane.Event,
+      1n,
+      0n,
+    );
+    const inner = new FrameEncoder().encode(
+      [new PromiseEnvelope(0, { node: 'zz', simproc: 'q' }, 'yy', 'q', 5, 0, 1, 0)],
+      Lane.Promise,
+      2n,
+      0n,
+    );
+    const seen: string[] = [];
+    decodeFrame(outer, (e) => {
+      decodeFrame(inner, (i) => seen.push(`${i.sender.node}>${i.targetNode}`));
+      seen.push(`${e.sender.node}>${e.targetNode}:${(e as EventEnvelope).payload![0]}`);
+    });
+    expect(seen).toEqual(['zz>yy', 'n1>n2:1', 'zz>yy', 'n1>n2:2']);
+  });
+
   it('refuses to encode an event that was not serialized', () => {
     const e = new EventEnvelope(
       0,
