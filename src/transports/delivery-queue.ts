@@ -13,13 +13,12 @@
  * and emits 'drain' once a batch brings it back under; at `hardLimit` a send throws
  * BackpressureError and nothing is queued.
  *
- * Layout: a lane holds its messages in columns (the event data or promise seqnr, the
- * epoch, the promise count) and a list of runs: consecutive messages with the same
- * sink, target simproc, sender and headers share one run. A send between two
- * NodeControllers (`pushLocalEvent`) so stores two values, and the object its inbox
- * receives (InProcessEvent) is built when the batch is handed over: a whole batch is
- * never live as objects when the scavenger runs, and an event the inbox drops dies
- * young. Envelopes a transport queues whole (`pushEvent`) take the same lanes, so
+ * Layout: a lane holds its messages in columns (target, event data or promise seqnr,
+ * epoch, promise count) and a list of runs: consecutive messages with the same sender
+ * and headers share one run. A send between two NodeControllers (`pushLocalEvent`)
+ * so stores three values, and the object its inbox receives (InProcessEvent) is built
+ * when the batch is handed over: a whole batch is never live as objects when the
+ * scavenger runs, and an event the inbox drops dies young. Envelopes a transport queues whole (`pushEvent`) take the same lanes, so
  * order holds across both kinds of push. The lanes are double-buffered and keep their
  * arrays between batches (setting an array's length to 0 would free its backing store,
  * which the next batch would then grow again from nothing).
