@@ -4,11 +4,15 @@
  * Sending: validate the target (cached per distinct target string), resolve "self",
  * ask the Router for the transport (cached against the router's version), serialize
  * the data once if and only if that transport leaves the process, and hand the
- * envelope over. Sends to this node itself never touch the Router: they go through
- * the controller's own DeliveryQueue (asynchronous, like every same-process hand-over).
+ * envelope over. A send to a NodeController of this process (this node, through the
+ * controller's own DeliveryQueue, or another, through the in-process transport's)
+ * builds no envelope: its fields go into the queue, and the receiver's inbox gets an
+ * InProcessEvent or InProcessPromise built at hand-over. Sends to this node itself
+ * never touch the Router.
  *
- * Receiving: transports call `deliverEvent`/`deliverPromise`; the controller
- * deserializes wire payloads and hands the envelope to the inbox of its simproc.
+ * Receiving: transports call `deliverEvent`/`deliverPromise` with envelopes or those
+ * in-process objects; the controller deserializes wire payloads and hands the message
+ * to the inbox of its simproc.
  * Messages for a simproc without an inbox are held, in order, until `setInbox`.
  *
  * Flow control: `writable` is false while any queue on the way is above its

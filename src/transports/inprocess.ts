@@ -1,9 +1,11 @@
 /**
  * InProcessTransport: delivery to NodeControllers in the same process (SPEC A8).
  *
- * Envelopes are handed over by reference, never serialized, asynchronously in
+ * Messages are handed over by reference, never serialized, asynchronously in
  * batches (DeliveryQueue): FIFO per sender/target pair within each lane, promises
- * before queued events, never re-entrant into the sender's stack.
+ * before queued events, never re-entrant into the sender's stack. A NodeController
+ * pushes straight into the queue through `directRoute`; `sendEvent`/`sendPromise`
+ * queue whole envelopes (other senders, and the viaWire mode below).
  *
  * With `viaWire: true` every envelope instead takes the full cross-process path in
  * memory — serialized by the NodeController, encoded into a FlatBuffers frame,
