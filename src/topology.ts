@@ -10,6 +10,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
 import { nameProblem, SELF_NODE } from './address.js';
 import { TopologyError, type TopologyIssue } from './errors.js';
@@ -28,11 +29,37 @@ const serverSchema = z.strictObject({
   nodes: z.array(name),
 });
 
+const file = z.string().min(1);
+
+/** PEM files of one machine's gateway (paths relative to the topology file). */
+const tlsSchema = z.strictObject({
+  ca: file.optional(),
+  cert: file.optional(),
+  key: file.optional(),
+  serverNameOverride: z.string().min(1).optional(),
+});
+
 const machineSchema = z.strictObject({
   name,
   host: z.string().min(1).default('127.0.0.1'),
+  /** Port of this machine's gateway; required when the cluster has several machines. */
   grpcPort: z.number().int().min(0).max(65535).optional(),
+  tls: tlsSchema.optional(),
   servers: z.array(serverSchema).min(1),
+});
+
+const securitySchema = z.strictObject({
+  /** Peer identities (certificate CN or SAN) a gateway accepts. */
+  allow: z.array(z.string().min(1)).min(1).optional(),
+  /** Plaintext gRPC on a non-loopback address; off unless set. */
+  insecure: z.boolean().default(false),
+});
+
+const grpcSchema = z.strictObject({
+  /** grpc-js channel options (compression, keepalive, message sizes), passed as they are. */
+  channelOptions: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
+  /** How long a link may stay down before it fails with LinkClosedError. */
+  peerDeadlineMs: z.number().int().min(1).optional(),
 });
 
 const topologySchema = z
@@ -44,6 +71,12 @@ const topologySchema = z
     simprocs: z.array(name).min(1),
     replications: z.number().int().min(1).max(0xffffffff).default(1),
     machines: z.array(machineSchema).min(1),
+    /** Machine pairs joined by a gRPC link; absent means every pair (full mesh). */
+    links: z.array(z.tuple([name, name])).optional(),
+    /** Most gateway hops an envelope may take. */
+    maxHops: z.number().int().min(1).max(255).default(8),
+    security: securitySchema.optional(),
+    grpc: grpcSchema.optional(),
   })
   .superRefine((topo, ctx) => {
     duplicates(topo.simprocs, (i) => ctx.addIssue(dup(['simprocs', i], 'simproc')));
@@ -68,7 +101,70 @@ const topologySchema = z
     });
     if (placed.size === 0)
       ctx.addIssue({ code: 'custom', path: ['machines'], message: 'no nodes' });
+    checkMesh(topo, ctx);
   });
+
+/** Ports and links of a cluster of several machines. */
+function checkMesh(
+  topo: {
+    machines: { name: string; grpcPort?: number | undefined }[];
+    links?: [string, string][] | undefined;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const names = new Set(topo.machines.map((m) => m.name));
+  if (topo.machines.length > 1) {
+    topo.machines.forEach((m, mi) => {
+      if (m.grpcPort === undefined || m.grpcPort === 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['machines', mi, 'grpcPort'],
+          message: 'a cluster of several machines needs a fixed gRPC port (1-65535) on each',
+        });
+      }
+    });
+  }
+  if (topo.links === undefined) return;
+  topo.links.forEach((pair, li) =>
+    pair.forEach((m, end) => {
+      if (!names.has(m))
+        ctx.addIssue({ code: 'custom', path: ['links', li, end], message: `no machine ${m}` });
+    }),
+  );
+  topo.links.forEach(([a, b], li) => {
+    if (a === b)
+      ctx.addIssue({ code: 'custom', path: ['links', li], message: 'a machine linked to itself' });
+  });
+  const unreachable = unreachableMachines(topo.machines[0]!.name, [...names], topo.links);
+  if (unreachable.length > 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['links'],
+      message: `machines ${unreachable.join(', ')} cannot be reached from ${topo.machines[0]!.name}`,
+    });
+  }
+}
+
+/** Machines with no path of links from `from`. */
+function unreachableMachines(
+  from: string,
+  machines: readonly string[],
+  links: readonly (readonly [string, string])[],
+): string[] {
+  const seen = new Set([from]);
+  const todo = [from];
+  while (todo.length > 0) {
+    const m = todo.pop()!;
+    for (const [a, b] of links) {
+      const other = a === m ? b : b === m ? a : null;
+      if (other !== null && !seen.has(other)) {
+        seen.add(other);
+        todo.push(other);
+      }
+    }
+  }
+  return machines.filter((m) => !seen.has(m));
+}
 
 function duplicates(values: readonly string[], report: (index: number) => void): void {
   const seen = new Set<string>();
@@ -123,18 +219,83 @@ export class AddressBook {
   }
 }
 
+/** PEM files of a machine's gateway, as absolute paths. */
+export interface MachineTls {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly serverNameOverride?: string;
+}
+
+/** One machine of a topology. */
+export interface MachineSpec {
+  readonly name: string;
+  readonly host: string;
+  readonly grpcPort?: number;
+  readonly tls?: MachineTls;
+  readonly servers: readonly { readonly name: string; readonly nodes: readonly string[] }[];
+}
+
 /** A validated topology. */
 export interface Topology {
   readonly cluster: string;
   readonly simprocs: readonly string[];
   readonly replications: number;
-  readonly machines: readonly {
-    readonly name: string;
-    readonly host: string;
-    readonly grpcPort?: number;
-    readonly servers: readonly { readonly name: string; readonly nodes: readonly string[] }[];
-  }[];
+  readonly machines: readonly MachineSpec[];
+  /** Machine pairs joined by a gRPC link; null means every pair. */
+  readonly links: readonly (readonly [string, string])[] | null;
+  readonly maxHops: number;
+  readonly security: { readonly allow?: readonly string[]; readonly insecure: boolean };
+  readonly grpc: {
+    readonly channelOptions?: Readonly<Record<string, string | number>>;
+    readonly peerDeadlineMs?: number;
+  };
   readonly addressBook: AddressBook;
+}
+
+/** The topology as an input object again (for a child process or a file): `loadTopology` of it gives the same. */
+export function topologyInput(topo: Topology): TopologyInput {
+  return {
+    cluster: topo.cluster,
+    simprocs: [...topo.simprocs],
+    replications: topo.replications,
+    machines: topo.machines.map((m) => ({
+      name: m.name,
+      host: m.host,
+      ...(m.grpcPort !== undefined ? { grpcPort: m.grpcPort } : {}),
+      ...(m.tls !== undefined ? { tls: { ...m.tls } } : {}),
+      servers: m.servers.map((s) => ({ name: s.name, nodes: [...s.nodes] })),
+    })),
+    ...(topo.links !== null
+      ? { links: topo.links.map(([a, b]) => [a, b] as [string, string]) }
+      : {}),
+    maxHops: topo.maxHops,
+    security: {
+      ...(topo.security.allow !== undefined ? { allow: [...topo.security.allow] } : {}),
+      insecure: topo.security.insecure,
+    },
+    grpc: {
+      ...(topo.grpc.channelOptions !== undefined
+        ? { channelOptions: { ...topo.grpc.channelOptions } }
+        : {}),
+      ...(topo.grpc.peerDeadlineMs !== undefined
+        ? { peerDeadlineMs: topo.grpc.peerDeadlineMs }
+        : {}),
+    },
+  };
+}
+
+/** TLS file paths resolved against `dir` (the topology file's folder). */
+function resolveTls(tls: MachineTls | undefined, dir: string | null): MachineTls | undefined {
+  if (tls === undefined || dir === null) return tls;
+  const abs = (p: string | undefined): string | undefined =>
+    p === undefined ? undefined : resolvePath(dir, p);
+  return {
+    ...tls,
+    ...(tls.ca !== undefined ? { ca: abs(tls.ca) } : {}),
+    ...(tls.cert !== undefined ? { cert: abs(tls.cert) } : {}),
+    ...(tls.key !== undefined ? { key: abs(tls.key) } : {}),
+  };
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -176,11 +337,19 @@ export function loadTopology(source: string | TopologyInput): Topology {
       for (const node of s.nodes) placements.set(node, { machine: m.name, server: s.name });
     }
   }
+  const dir = typeof source === 'string' ? dirname(resolvePath(source)) : null;
   return Object.freeze({
     cluster: topo.cluster,
     simprocs: Object.freeze([...topo.simprocs]),
     replications: topo.replications,
-    machines: topo.machines,
+    machines: topo.machines.map((m) => {
+      const tls = resolveTls(m.tls, dir);
+      return { ...m, ...(tls !== undefined ? { tls } : {}) };
+    }),
+    links: topo.links ?? null,
+    maxHops: topo.maxHops,
+    security: topo.security ?? { insecure: false },
+    grpc: topo.grpc ?? {},
     addressBook: new AddressBook(topo.replications, placements),
   });
 }

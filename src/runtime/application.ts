@@ -23,9 +23,9 @@ import {
   unlinkRing,
   type RingDoorbellOptions,
 } from '../native.js';
-import { loadTopology, type Topology, type TopologyInput } from '../topology.js';
+import { loadTopology, topologyInput, type Topology, type TopologyInput } from '../topology.js';
 import { ringName } from '../transports/shm.js';
-import { machineServerIds } from './endpoints.js';
+import { machineEndpointIds } from './endpoints.js';
 import {
   isChildMessage,
   type ChildMessage,
@@ -105,15 +105,7 @@ export class Application extends EventEmitter {
     const source = options.topology;
     this.topology =
       typeof source === 'object' && 'addressBook' in source ? source : loadTopology(source);
-    this.topologyInput = {
-      cluster: this.topology.cluster,
-      simprocs: [...this.topology.simprocs],
-      replications: this.topology.replications,
-      machines: this.topology.machines.map((m) => ({
-        ...m,
-        servers: m.servers.map((s) => ({ name: s.name, nodes: [...s.nodes] })),
-      })),
-    };
+    this.topologyInput = topologyInput(this.topology);
     this.machine = options.machine ?? this.topology.machines[0]!.name;
     if (!this.topology.machines.some((m) => m.name === this.machine)) {
       throw new RangeError(`machine ${JSON.stringify(this.machine)} is not in the topology`);
@@ -193,7 +185,7 @@ export class Application extends EventEmitter {
    */
   private createRings(): void {
     removeStaleRings(clusterSegmentPrefix(this.topology.cluster));
-    const ids = machineServerIds(this.topology, this.machine);
+    const ids = machineEndpointIds(this.topology, this.machine);
     const bytes = this.options.ringBytes ?? DEFAULT_RING_BYTES;
     for (const from of ids) {
       for (const to of ids) {

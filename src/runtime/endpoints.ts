@@ -3,6 +3,10 @@
  * that every process computes the same ones without talking: Server `s` of machine
  * `m` listens on `disco.<cluster>.<m>.<s>` (indices in topology order, so names
  * stay short whatever the node and server names are).
+ *
+ * A cluster of several machines has a gateway on each (src/runtime/gateway.ts, in
+ * the Application's process) with the id `<m>.g`: the Servers reach every node of
+ * another machine through it, so their locators name the gateway for those nodes.
  */
 
 import type { Topology } from '../topology.js';
@@ -35,9 +39,55 @@ export function machineServerIds(topology: Topology, machine: string): string[] 
   return m === undefined ? [] : m.servers.map((s) => serverId(topology, machine, s.name));
 }
 
+/** Whether the machines of `topology` run gateways: when there are several. */
+export function hasGateways(topology: Topology): boolean {
+  return topology.machines.length > 1;
+}
+
+/** The id of `machine`'s gateway, `<machine index>.g`. @throws {RangeError} for an unknown machine. */
+export function gatewayId(topology: Topology, machine: string): string {
+  const mi = topology.machines.findIndex((m) => m.name === machine);
+  if (mi < 0) throw new RangeError(`no machine ${JSON.stringify(machine)}`);
+  return `${mi}.g`;
+}
+
+/** The socket endpoint name of `machine`'s gateway: `disco.<cluster>.<m>.g`. */
+export function gatewayEndpoint(topology: Topology, machine: string): string {
+  return `disco.${topology.cluster}.${gatewayId(topology, machine)}`;
+}
+
+/** Ids of every same-machine endpoint of `machine`: its Servers, then its gateway if any. */
+export function machineEndpointIds(topology: Topology, machine: string): string[] {
+  const ids = machineServerIds(topology, machine);
+  if (hasGateways(topology)) ids.push(gatewayId(topology, machine));
+  return ids;
+}
+
+/**
+ * The locator of `machine`'s gateway: the Server (endpoint name or id) hosting
+ * (repid, node) when that is a Server of this machine, else undefined.
+ */
+export function gatewayLocator(
+  topology: Topology,
+  machine: string,
+  naming: 'endpoint' | 'id' = 'endpoint',
+): (repid: number, node: string) => string | undefined {
+  const name = naming === 'id' ? serverId : serverEndpoint;
+  const endpoints = new Map<string, string>();
+  for (const node of topology.addressBook.nodes()) {
+    const p = topology.addressBook.lookup(0, node)!;
+    if (p.machine === machine) endpoints.set(node, name(topology, p.machine, p.server));
+  }
+  return (repid, node) =>
+    repid >= 0 && repid < topology.replications && Number.isInteger(repid)
+      ? endpoints.get(node)
+      : undefined;
+}
+
 /**
  * A pure locator for same-machine links of `machine`'s Server `self`: the endpoint name
- * (or id) of the Server hosting (repid, node) when that is another Server of the same machine.
+ * (or id) of the Server hosting (repid, node) when that is another Server of the same
+ * machine, or of this machine's gateway when the node is on another machine.
  */
 export function sameMachineLocator(
   topology: Topology,
@@ -46,11 +96,18 @@ export function sameMachineLocator(
   naming: 'endpoint' | 'id' = 'endpoint',
 ): (repid: number, node: string) => string | undefined {
   const name = naming === 'id' ? serverId : serverEndpoint;
+  const gateway = hasGateways(topology)
+    ? naming === 'id'
+      ? gatewayId(topology, machine)
+      : gatewayEndpoint(topology, machine)
+    : undefined;
   const endpoints = new Map<string, string>();
   for (const node of topology.addressBook.nodes()) {
     const p = topology.addressBook.lookup(0, node)!;
     if (p.machine === machine && p.server !== self) {
       endpoints.set(node, name(topology, p.machine, p.server));
+    } else if (p.machine !== machine && gateway !== undefined) {
+      endpoints.set(node, gateway);
     }
   }
   return (repid, node) =>

@@ -16,7 +16,7 @@ import { loadTopology, type Topology } from '../topology.js';
 import { ShmTransport } from '../transports/shm.js';
 import type { Transport } from '../transports/transport.js';
 import { UnixSocketTransport } from '../transports/unix-socket.js';
-import { machineServerIds, sameMachineLocator, serverEndpoint, serverId } from './endpoints.js';
+import { machineEndpointIds, sameMachineLocator, serverEndpoint, serverId } from './endpoints.js';
 import {
   errorInfo,
   isParentMessage,
@@ -45,7 +45,7 @@ async function sameMachineLink(topology: Topology, msg: StartMessage): Promise<T
   const shm = new ShmTransport({
     cluster: topology.cluster,
     self: serverId(topology, msg.machine, msg.server),
-    peers: machineServerIds(topology, msg.machine),
+    peers: machineEndpointIds(topology, msg.machine),
     locate: sameMachineLocator(topology, msg.machine, msg.server, 'id'),
     ...(msg.ringDoorbell !== undefined ? { doorbell: msg.ringDoorbell } : {}),
   });

@@ -2,6 +2,9 @@
  * The NodeControllers of this process, by (repid, node): where every transport
  * hands received envelopes. The Router attaches each controller to every
  * transport, so each transport keeps one of these registries.
+ *
+ * A gateway (src/runtime/gateway.ts) hosts no nodes; it sets a fallback sink that
+ * receives every envelope for a node not attached here, and forwards it.
  */
 
 import type { LocalNode } from './transport.js';
@@ -10,6 +13,12 @@ import type { LocalNode } from './transport.js';
 export class LocalNodes {
   private readonly byRepid = new Map<number, Map<string, LocalNode>>();
   private last: LocalNode | null = null;
+  private fallback: LocalNode | undefined = undefined;
+
+  /** Where envelopes for nodes not attached here go (a gateway's forwarder); null for none. */
+  setFallback(sink: LocalNode | null): void {
+    this.fallback = sink ?? undefined;
+  }
 
   /** @throws {RangeError} when a node with the same (repid, name) is already attached. */
   attach(node: LocalNode): void {
@@ -36,12 +45,16 @@ export class LocalNodes {
     return this.byRepid.get(repid)?.has(node) === true;
   }
 
-  /** The node, or undefined. Consecutive lookups of one node cost a comparison. */
+  /**
+   * The node, else the fallback sink, else undefined. Consecutive lookups of one node
+   * cost a comparison.
+   */
   get(repid: number, node: string): LocalNode | undefined {
     const last = this.last;
     if (last !== null && last.nodeName === node && last.repid === repid) return last;
     const found = this.byRepid.get(repid)?.get(node);
-    if (found !== undefined) this.last = found;
+    if (found === undefined) return this.fallback;
+    this.last = found;
     return found;
   }
 }

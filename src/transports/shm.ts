@@ -403,6 +403,10 @@ export class ShmTransport extends EventEmitter implements Transport {
     this.nodes.detach(node);
   }
 
+  setFallback(sink: LocalNode | null): void {
+    this.nodes.setFallback(sink);
+  }
+
   handlesNode(repid: number, node: string): boolean {
     const peer = this.options.locate(repid, node);
     return peer !== undefined && peer !== this.options.self;

@@ -68,6 +68,11 @@ export interface Transport {
   attach?(node: LocalNode): void;
   /** Removes a registration made with `attach`. */
   detach?(node: LocalNode): void;
+  /**
+   * Sets where received envelopes for nodes not attached here go (a gateway's
+   * forwarder), or null to report them as undeliverable again. Optional.
+   */
+  setFallback?(sink: LocalNode | null): void;
   /** Resolves once everything accepted so far has been handed over. */
   flush(): Promise<void>;
   metrics(): TransportMetrics;

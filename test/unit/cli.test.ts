@@ -42,8 +42,8 @@ const twoMachines = {
   cluster: 'cli-two-machines',
   simprocs: ['lp'],
   machines: [
-    { name: 'a', servers: [{ name: 's0', nodes: ['n0'] }] },
-    { name: 'b', servers: [{ name: 's0', nodes: ['n1'] }] },
+    { name: 'a', grpcPort: 17001, servers: [{ name: 's0', nodes: ['n0'] }] },
+    { name: 'b', grpcPort: 17002, servers: [{ name: 's0', nodes: ['n1'] }] },
   ],
 };
 

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadTopology, type TopologyInput } from '../../src/topology.js';
+import { loadTopology, topologyInput, type TopologyInput } from '../../src/topology.js';
+import { machineRoutes } from '../../src/mesh.js';
 import { TopologyError } from '../../src/errors.js';
 
 const good: TopologyInput = {
@@ -19,7 +20,7 @@ const good: TopologyInput = {
         { name: 's1', nodes: ['n2'] },
       ],
     },
-    { name: 'm2', servers: [{ name: 's0', nodes: ['n3'] }] },
+    { name: 'm2', grpcPort: 7001, servers: [{ name: 's0', nodes: ['n3'] }] },
   ],
 };
 
@@ -106,5 +107,83 @@ describe('loadTopology', () => {
         machines: [{ name: 'm', servers: [{ name: 's', nodes: [] }] }],
       }),
     ).toEqual([{ path: 'machines', message: 'no nodes' }]);
+  });
+});
+
+describe('multi-machine topologies', () => {
+  const three = (extra: Partial<TopologyInput> = {}): TopologyInput => ({
+    cluster: 'mesh',
+    simprocs: ['lp'],
+    machines: [
+      { name: 'a', grpcPort: 7101, servers: [{ name: 's', nodes: ['n0'] }] },
+      { name: 'b', grpcPort: 7102, servers: [{ name: 's', nodes: ['n1'] }] },
+      { name: 'c', grpcPort: 7103, servers: [{ name: 's', nodes: ['n2'] }] },
+    ],
+    ...extra,
+  });
+
+  it('needs a fixed gRPC port on every machine of a cluster of several', () => {
+    const input = three();
+    input.machines[1] = { name: 'b', servers: [{ name: 's', nodes: ['n1'] }] };
+    input.machines[2] = { ...input.machines[2]!, grpcPort: 0 };
+    const paths = issuesOf(input).map((i) => i.path);
+    expect(paths).toEqual(['machines[1].grpcPort', 'machines[2].grpcPort']);
+  });
+
+  it('names links to unknown machines, self-links and machines the links leave unreachable', () => {
+    const issues = issuesOf(
+      three({
+        links: [
+          ['a', 'zz'],
+          ['b', 'b'],
+        ],
+      }),
+    );
+    expect(issues).toEqual([
+      { path: 'links[0][1]', message: 'no machine zz' },
+      { path: 'links[1]', message: 'a machine linked to itself' },
+      { path: 'links', message: 'machines b, c cannot be reached from a' },
+    ]);
+  });
+
+  it('routes over a partial mesh by shortest paths, and directly over a full one', () => {
+    const line = loadTopology(
+      three({
+        links: [
+          ['a', 'b'],
+          ['b', 'c'],
+        ],
+      }),
+    );
+    expect(Object.fromEntries(machineRoutes(line, 'a'))).toEqual({
+      b: { via: 'b', hops: 1 },
+      c: { via: 'b', hops: 2 },
+    });
+    expect(Object.fromEntries(machineRoutes(line, 'b'))).toEqual({
+      a: { via: 'a', hops: 1 },
+      c: { via: 'c', hops: 1 },
+    });
+    const full = loadTopology(three());
+    expect(full.links).toBeNull();
+    expect(machineRoutes(full, 'a').get('c')).toEqual({ via: 'c', hops: 1 });
+  });
+
+  it('resolves TLS files against the folder of the topology file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'disco-topo-tls-'));
+    const file = join(dir, 'cluster.json');
+    const input = three({ security: { allow: ['machine-a'] } });
+    input.machines[0] = {
+      ...input.machines[0]!,
+      tls: { ca: 'ca.pem', cert: 'certs/a.pem', key: '/abs/a.key' },
+    };
+    writeFileSync(file, JSON.stringify(input));
+    const topo = loadTopology(file);
+    expect(topo.machines[0]!.tls).toEqual({
+      ca: join(dir, 'ca.pem'),
+      cert: join(dir, 'certs/a.pem'),
+      key: '/abs/a.key',
+    });
+    expect(topo.security).toEqual({ allow: ['machine-a'], insecure: false });
+    expect(loadTopology(topologyInput(topo))).toEqual(topo);
   });
 });
