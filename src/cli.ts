@@ -35,6 +35,9 @@ import {
   MAX_PROCESSES,
   planPholdProcesses,
   runPholdAcrossProcesses,
+  runPholdMember,
+  isMemberPlacement,
+  type PholdMemberResult,
   UnsupportedTopologyError,
   type PholdPlacement,
 } from './demo/phold-coordinator.js';
@@ -65,7 +68,10 @@ export interface CliIo {
 type Runner = (hooks: PholdHooks) => Promise<PholdResult>;
 
 /** A run as the command decided it, or a usage problem. */
-type Plan = { run: Runner } | { error: string };
+type Plan =
+  | { run: Runner }
+  | { member: (hooks: { cancel: AbortSignal }) => Promise<PholdMemberResult> }
+  | { error: string };
 
 function packageVersion(): string {
   const url = new URL('../package.json', import.meta.url);
@@ -187,7 +193,10 @@ function planTopologyRun(file: string, flags: Record<string, unknown>): Plan {
   const parsed = pholdOptionsFromFlags(flags);
   if ('error' in parsed) return parsed;
   const machine = typeof flags['machine'] === 'string' ? flags['machine'] : undefined;
-  return acrossProcesses(parsed.options, { topology: file, machine });
+  const placement = { topology: file, machine };
+  const plan = acrossProcesses(parsed.options, placement);
+  if ('error' in plan || !isMemberPlacement(parsed.options, placement)) return plan;
+  return { member: (hooks) => runPholdMember(parsed.options, placement, hooks) };
 }
 
 async function runPlanned(
@@ -200,7 +209,35 @@ async function runPlanned(
     io.stderr.write(`error: ${plan.error}\n(run "disco ${command} --help" for the options)\n`);
     return EXIT_USAGE;
   }
+  if ('member' in plan) return executeMember(plan.member, io);
   return execute(plan.run, flags, io);
+}
+
+/** Runs a member machine until its leader stops the run; one line before, one after. */
+async function executeMember(
+  run: (hooks: { cancel: AbortSignal }) => Promise<PholdMemberResult>,
+  io: CliIo,
+): Promise<number> {
+  const interrupts = new Interrupts(io.stderr, 'member');
+  // A member has no run of its own to stop cleanly: the first signal stops its Servers.
+  interrupts.stop.signal.addEventListener('abort', () =>
+    interrupts.cancel.abort(new Error('interrupted')),
+  );
+  io.stderr.write('member: serving this machine until the leader stops the run\n');
+  try {
+    const r = await run({ cancel: interrupts.cancel.signal });
+    io.stdout.write(
+      `machine ${r.machine}: ${r.servers} Servers ran until ${r.leader} stopped the run; ` +
+        `the gateway forwarded ${r.forwarded} envelopes\n`,
+    );
+    return EXIT_OK;
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    io.stderr.write(`error: machine run failed: ${message}\n`);
+    return interrupts.exitCode ?? EXIT_FAILURE;
+  } finally {
+    interrupts.dispose();
+  }
 }
 
 function addOutputFlags(command: Command): Command {
@@ -251,8 +288,9 @@ function addRunCommand(program: Command, io: CliIo, exit: { code: number }): voi
       'Run PHOLD on a topology file: one Server process per Server of the machine, each ' +
         'running the nodes placed on it, with the model on the first simproc. Flags as for ' +
         '"disco phold", except that the nodes (and by default the replications) come from ' +
-        'the file. Topologies spanning several machines need the cross-machine transport, ' +
-        'which is not supported yet.',
+        'the file. With several machines, run the same command on each with --machine: ' +
+        "the file's first machine leads the run and prints the summary, the others serve " +
+        'their Servers until it stops.',
     )
     .argument('<topology>', 'topology JSON file')
     .option('--machine <name>', "the machine whose Servers run here (default: the file's first)");

@@ -199,7 +199,6 @@ function startTimers(coordinator: Coordinator, run: RunClock, hooks: PholdHooks)
  * see the file header. Every child has ended when this settles.
  * @throws {InvalidArgumentError} for an invalid option, process count or machine.
  * @throws {TopologyError} for an invalid topology file.
- * @throws {UnsupportedTopologyError} for a topology with several machines.
  * @throws {JobFailedError} when a Server's job fails (protocol error, stall, link error).
  * @throws {PeerDeadError} when a Server process dies.
  * @throws the reason of `hooks.cancel` when it aborts the run.
@@ -233,6 +232,59 @@ export async function runPholdAcrossProcesses(
   } finally {
     stopTimers();
     unlisten();
+    await app.stop();
+  }
+}
+
+/** What a member machine did in a run led by another machine. */
+export interface PholdMemberResult {
+  readonly machine: string;
+  readonly leader: string;
+  readonly servers: number;
+  /** Envelopes its gateway forwarded, both directions. */
+  readonly forwarded: number;
+}
+
+/** Whether `placement` puts this process on a member machine of a multi-machine topology. */
+export function isMemberPlacement(options: PholdOptions, placement: PholdPlacement): boolean {
+  const plan = planRun(options, placement);
+  return plan.topology.machines.length > 1 && plan.machine !== plan.topology.machines[0]!.name;
+}
+
+/**
+ * Runs this machine's Servers of a PHOLD run led by the topology's first machine:
+ * they take their start, job messages and stop from the leader, through the gateway.
+ * Resolves when the leader has stopped the run; `hooks.cancel` stops it here at once.
+ * @throws {LinkClosedError} when the leader stays unreachable past the link deadline.
+ */
+export async function runPholdMember(
+  options: PholdOptions = {},
+  placement: PholdPlacement = {},
+  hooks: Pick<PholdHooks, 'cancel'> = {},
+): Promise<PholdMemberResult> {
+  const plan = planRun(options, placement);
+  const app = new Application({
+    topology: plan.topology,
+    machine: plan.machine,
+    jobModule: pholdJobModule(),
+  });
+  const cancel = (): void => void app.stop();
+  hooks.cancel?.addEventListener('abort', cancel);
+  app.on('error', () => {
+    // A member reports its failure through wait(), which rejects with the first error.
+  });
+  try {
+    await app.start();
+    await app.wait();
+    const g = app.gatewayMetrics();
+    return {
+      machine: plan.machine,
+      leader: plan.topology.machines[0]!.name,
+      servers: app.serverNames().length,
+      forwarded: g === null ? 0 : g.forwardedEvents + g.forwardedPromises,
+    };
+  } finally {
+    hooks.cancel?.removeEventListener('abort', cancel);
     await app.stop();
   }
 }

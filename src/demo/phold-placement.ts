@@ -15,6 +15,8 @@
 
 import { availableParallelism } from 'node:os';
 import { InvalidArgumentError, loadTopology, type Topology, type TopologyInput } from '../index.js';
+import { clusterServerKey } from '../runtime/cluster-control.js';
+import { topologyInput } from '../topology.js';
 import {
   resolvePholdOptions,
   type PholdOptions,
@@ -96,20 +98,17 @@ function defaultPlan(options: PholdOptions, processes: number | undefined): RunP
   return { opts, topology, machine: DEFAULT_MACHINE, names, busy };
 }
 
-/** @throws {UnsupportedTopologyError} for several machines; InvalidArgumentError for a bad machine. */
-function checkMachines(topo: Topology, source: string, machine: string | undefined): string {
+/** The machine that runs here. @throws {InvalidArgumentError} for a machine not in the topology. */
+function checkMachines(topo: Topology, machine: string | undefined): string {
   const names = topo.machines.map((m) => m.name);
-  if (names.length > 1) {
-    throw new UnsupportedTopologyError(
-      `topology ${source} has ${names.length} machines (${names.join(', ')}); running across ` +
-        'machines needs the cross-machine (gRPC) transport, which is not supported yet: ' +
-        'put every Server on one machine',
+  if (machine !== undefined && !names.includes(machine)) {
+    throw new InvalidArgumentError(
+      'machine',
+      machine,
+      `a machine of the topology: ${names.join(', ')}`,
     );
   }
-  if (machine !== undefined && !names.includes(machine)) {
-    throw new InvalidArgumentError('machine', machine, `a machine of the topology: ${names[0]}`);
-  }
-  return names[0]!;
+  return machine ?? names[0]!;
 }
 
 /** Model options for a topology: its nodes, its first simproc, its replications. */
@@ -135,20 +134,17 @@ function topologyPlan(
   machine?: string,
 ): RunPlan {
   const topo = loadTopology(source);
-  const label = typeof source === 'string' ? source : `(object, cluster ${topo.cluster})`;
-  const name = checkMachines(topo, label, machine);
+  const name = checkMachines(topo, machine);
   const names = topo.addressBook.nodes();
   const opts = resolvePholdOptions(topologyModel(options, topo, names));
-  const servers = topo.machines[0]!.servers;
-  const topology: TopologyInput = {
-    cluster: topo.cluster,
-    simprocs: [...topo.simprocs],
-    replications: opts.replications,
-    machines: [
-      { ...topo.machines[0]!, servers: servers.map((s) => ({ ...s, nodes: [...s.nodes] })) },
-    ],
-  };
-  const busy = servers.filter((s) => s.nodes.length > 0).map((s) => s.name);
+  const topology: TopologyInput = { ...topologyInput(topo), replications: opts.replications };
+  // The leader's view names Servers `<machine>/<server>` when there are several machines.
+  const several = topo.machines.length > 1;
+  const busy = topo.machines.flatMap((m) =>
+    m.servers
+      .filter((s) => s.nodes.length > 0)
+      .map((s) => (several ? clusterServerKey(m.name, s.name) : s.name)),
+  );
   return { opts, topology, machine: name, names, busy };
 }
 
@@ -156,7 +152,6 @@ function topologyPlan(
  * Validates options and placement into a plan; see the file header.
  * @throws {InvalidArgumentError} for an invalid option, process count or machine.
  * @throws {TopologyError} for an invalid topology file.
- * @throws {UnsupportedTopologyError} for a topology with several machines.
  */
 export function planRun(options: PholdOptions, placement: PholdPlacement): RunPlan {
   const plan =
@@ -179,12 +174,12 @@ export function planRun(options: PholdOptions, placement: PholdPlacement): RunPl
  * @returns how many Server processes the run would start.
  * @throws {InvalidArgumentError} for an invalid option, process count or machine.
  * @throws {TopologyError} for an invalid topology file.
- * @throws {UnsupportedTopologyError} for a topology with several machines.
  */
 export function planPholdProcesses(
   options: PholdOptions,
   placement: PholdPlacement = {},
 ): { processes: number } {
   const plan = planRun(options, placement);
-  return { processes: plan.topology.machines[0]!.servers.length };
+  const here = plan.topology.machines.find((m) => m.name === plan.machine)!;
+  return { processes: here.servers.length };
 }

@@ -5,6 +5,13 @@
  * machine, waits until every one is listening, starts
  * the job everywhere at once, relays job messages, supervises, and shuts down.
  *
+ * Several machines: each Application also runs its machine's gateway
+ * (src/runtime/gateway.ts), through which its Servers reach the other machines.
+ * The Application of the first machine leads (src/runtime/cluster-control.ts): its
+ * children are every Server of the cluster, named `<machine>/<server>`, those of
+ * other machines reached through their Application, which relays in both
+ * directions. Every machine runs the same command; only `machine` differs.
+ *
  * Supervision: a child that exits before it reported its result is reported with
  * its exit code or signal (PeerDeadError), and every sibling is told, so nobody
  * waits for a dead peer. `stop()` asks every child to shut down and kills those
@@ -16,16 +23,13 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DiscoError, ErrorCode, PeerDeadError, TimeoutError } from '../errors.js';
-import {
-  clusterSegmentPrefix,
-  createRing,
-  removeStaleRings,
-  unlinkRing,
-  type RingDoorbellOptions,
-} from '../native.js';
+import type { RingDoorbellOptions } from '../native.js';
 import { loadTopology, topologyInput, type Topology, type TopologyInput } from '../topology.js';
-import { ringName } from '../transports/shm.js';
-import { machineEndpointIds } from './endpoints.js';
+import { clusterServerKey, isControlMessage, type ControlMessage } from './cluster-control.js';
+import { hasGateways } from './endpoints.js';
+import type { Gateway, GatewayMetrics } from './gateway.js';
+import { startGateway } from './gateway-runtime.js';
+import { MachineRings } from './machine-rings.js';
 import {
   isChildMessage,
   type ChildMessage,
@@ -80,24 +84,35 @@ export function serverProcessEntry(): string {
 }
 
 interface Child {
+  /** Its name in this Application's view: the server, or `<machine>/<server>` for a leader. */
   readonly name: string;
-  readonly proc: ChildProcess;
+  readonly machine: string;
+  readonly server: string;
+  /** The child process; null for a Server of another machine (reached through its Application). */
+  readonly proc: ChildProcess | null;
   ready: boolean;
   result?: { value: unknown };
   error?: Error;
   exited: boolean;
 }
 
+/** What this Application is in its cluster. */
+export type ApplicationRole = 'single' | 'leader' | 'member';
+
 /** Runs the Servers of one machine as child processes; see the file header. */
 export class Application extends EventEmitter {
   readonly topology: Topology;
   readonly machine: string;
+  readonly role: ApplicationRole;
   private readonly options: ApplicationOptions;
   private readonly topologyInput: TopologyInput;
   private readonly children = new Map<string, Child>();
+  private readonly rings = new MachineRings();
+  private gateway: Gateway | null = null;
   private settled: Promise<Map<string, unknown>> | null = null;
   private stopping = false;
-  private rings: string[] = [];
+  private stopped: Promise<void> | null = null;
+  private memberDone: (() => void) | null = null;
 
   /** @throws {TopologyError} for an invalid topology; RangeError for an unknown machine. */
   constructor(options: ApplicationOptions) {
@@ -110,39 +125,60 @@ export class Application extends EventEmitter {
     if (!this.topology.machines.some((m) => m.name === this.machine)) {
       throw new RangeError(`machine ${JSON.stringify(this.machine)} is not in the topology`);
     }
+    this.role = !hasGateways(this.topology)
+      ? 'single'
+      : this.machine === this.topology.machines[0]!.name
+        ? 'leader'
+        : 'member';
     this.options = options;
   }
 
-  /** Names of the Servers this Application runs. */
+  /** Names of the Servers this Application runs (a leader: every Server of the cluster). */
   serverNames(): string[] {
-    return this.topology.machines.find((m) => m.name === this.machine)!.servers.map((s) => s.name);
+    if (this.role !== 'leader') return this.localServers();
+    return this.topology.machines.flatMap((m) =>
+      m.servers.map((s) => clusterServerKey(m.name, s.name)),
+    );
   }
 
   /**
    * Forks every Server, waits until all listen, then starts the job in all of them.
+   * A member starts its Servers and its gateway; the leader drives the rest.
    * @throws {TimeoutError} when a child is not ready in time; PeerDeadError when one dies first.
    */
   async start(): Promise<void> {
-    if (this.link === 'shm') this.createRings();
-    for (const name of this.serverNames()) this.spawn(name);
-    this.settled = this.whenSettled();
+    if (this.link === 'shm') {
+      this.rings.create(this.topology, this.machine, this.options.ringBytes ?? DEFAULT_RING_BYTES);
+    }
+    if (this.role !== 'single') await this.startGateway();
+    for (const m of this.topology.machines) {
+      for (const s of m.servers) {
+        if (m.name === this.machine) this.spawn(m.name, s.name);
+        else if (this.role === 'leader') this.addRemote(m.name, s.name);
+      }
+    }
+    this.settled = this.role === 'member' ? this.whenMemberDone() : this.whenSettled();
     this.settled.catch(() => {
       // Observed through wait(); this only keeps an early failure from being unhandled.
     });
+    if (this.role === 'member') return;
     await this.whenReady(this.options.startTimeoutMs ?? START_TIMEOUT_MS);
     for (const c of this.children.values()) this.post(c, { type: 'go' });
   }
 
-  /** Resolves with each Server's job result, or rejects with the first failure. */
+  /**
+   * Resolves with each Server's job result, or rejects with the first failure. A
+   * member resolves (with an empty map) once the leader has stopped the run.
+   */
   async wait(): Promise<Map<string, unknown>> {
     if (this.settled === null) throw new Error('start() first');
     return this.settled;
   }
 
-  /** Process id of a Server's child process, while it runs. */
+  /** Process id of a Server's child process on this machine, while it runs. */
   pidOf(server: string): number | undefined {
     const c = this.children.get(server);
-    return c === undefined || c.exited ? undefined : c.proc.pid;
+    return c === undefined || c.exited || c.proc === null ? undefined : c.proc.pid;
   }
 
   /** Sends a job message to one Server, or to all when `server` is null. */
@@ -152,20 +188,13 @@ export class Application extends EventEmitter {
     }
   }
 
-  /** Asks every child to shut down; kills those still running after the stop timeout. */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    const running = [...this.children.values()].filter((c) => !c.exited);
-    for (const c of running) this.post(c, { type: 'shutdown' });
-    const exits = running.map(
-      (c) => new Promise<void>((r) => (c.exited ? r() : c.proc.once('exit', () => r()))),
-    );
-    const timer = setTimeout(() => {
-      for (const c of running) if (!c.exited) c.proc.kill('SIGKILL');
-    }, this.options.stopTimeoutMs ?? STOP_TIMEOUT_MS);
-    await Promise.all(exits);
-    clearTimeout(timer);
-    this.removeRings();
+  /**
+   * Asks every child to shut down; kills those of this machine still running after the
+   * stop timeout. A leader then tells every member to stop. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.stopAll();
+    return this.stopped;
   }
 
   /** Link the children use between each other. */
@@ -175,78 +204,207 @@ export class Application extends EventEmitter {
 
   /** Ring segments this Application created (and will unlink). */
   ringNames(): readonly string[] {
-    return this.rings;
+    return this.rings.names();
   }
 
-  /**
-   * Removes what a dead run of this cluster left in /dev/shm, then creates one ring per
-   * ordered pair of this machine's Servers. They are unlinked by `stop()`, and by an
-   * exit handler should the parent end without it.
-   */
-  private createRings(): void {
-    removeStaleRings(clusterSegmentPrefix(this.topology.cluster));
-    const ids = machineEndpointIds(this.topology, this.machine);
-    const bytes = this.options.ringBytes ?? DEFAULT_RING_BYTES;
-    for (const from of ids) {
-      for (const to of ids) {
-        if (from === to) continue;
-        const name = ringName(this.topology.cluster, from, to);
-        createRing(name, bytes);
-        this.rings.push(name);
+  /** Counters of this machine's gateway, or null without one. */
+  gatewayMetrics(): GatewayMetrics | null {
+    return this.gateway?.metrics() ?? null;
+  }
+
+  private async stopAll(): Promise<void> {
+    this.stopping = true;
+    const timeoutMs = this.options.stopTimeoutMs ?? STOP_TIMEOUT_MS;
+    const running = [...this.children.values()].filter((c) => !c.exited);
+    for (const c of running) this.post(c, { type: 'shutdown' });
+    const exits = running.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          const check = (): void => {
+            if (!c.exited) return;
+            this.off('progress', check);
+            resolve();
+          };
+          this.on('progress', check);
+          check();
+        }),
+    );
+    const timer = setTimeout(() => {
+      for (const c of running) {
+        if (c.exited) continue;
+        if (c.proc !== null) c.proc.kill('SIGKILL');
+        else {
+          c.exited = true; // its own Application kills it; nothing more to wait for here
+          this.emit('progress');
+        }
+      }
+    }, timeoutMs);
+    await Promise.all(exits);
+    clearTimeout(timer);
+    await this.closeGateway(timeoutMs);
+    this.rings.remove();
+    this.memberDone?.();
+  }
+
+  /** A leader tells every member to stop; then the gateway hands over what it holds. */
+  private async closeGateway(timeoutMs: number): Promise<void> {
+    const gw = this.gateway;
+    if (gw === null) return;
+    if (this.role === 'leader') {
+      for (const m of this.topology.machines) {
+        if (m.name === this.machine) continue;
+        try {
+          gw.sendControl(m.name, { type: 'stop' } satisfies ControlMessage);
+        } catch {
+          // The link to that machine failed already (reported as 'error'); its
+          // Application stops on its own when its link to us fails.
+        }
       }
     }
-    process.once('exit', this.removeRingsOnExit);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      gw.flush(),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    await gw.close();
   }
 
-  private removeRings(): void {
-    for (const name of this.rings) unlinkRing(name);
-    this.rings = [];
-    process.off('exit', this.removeRingsOnExit);
+  private localServers(): string[] {
+    return this.topology.machines.find((m) => m.name === this.machine)!.servers.map((s) => s.name);
   }
 
-  private readonly removeRingsOnExit = (): void => {
-    for (const name of this.rings) {
-      try {
-        unlinkRing(name);
-      } catch {
-        // Exiting: nothing else can be done; start-up removes what a dead cluster left.
-      }
-    }
-  };
-
-  private spawn(name: string): void {
-    const proc = fork(serverProcessEntry(), [], {
-      serialization: 'advanced',
-      env: { ...process.env, ...this.options.env },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  private async startGateway(): Promise<void> {
+    const gw = await startGateway(this.topology, this.machine, {
+      link: this.link,
+      ...(this.options.ringDoorbell !== undefined
+        ? { ringDoorbell: this.options.ringDoorbell }
+        : {}),
     });
-    const child: Child = { name, proc, ready: false, exited: false };
+    this.gateway = gw;
+    gw.on('control', (from: string, msg: unknown) => this.onControl(from, msg));
+    gw.on('error', (err: Error) => this.onGatewayError(err));
+  }
+
+  private onGatewayError(err: Error): void {
+    if (this.stopping) return;
+    if (this.role === 'member') {
+      // Without its links a member can do nothing: it stops its Servers and reports.
+      this.memberError ??= err;
+      void this.stop();
+    }
+    this.emit('error', err);
+  }
+
+  private memberError: Error | undefined;
+
+  private onControl(from: string, m: unknown): void {
+    if (!isControlMessage(m)) {
+      this.emit('error', new TypeError(`machine ${from} sent an unexpected control message`));
+      return;
+    }
+    if (m.type === 'stop') {
+      if (this.role === 'member') void this.stop();
+      return;
+    }
+    if (m.type === 'to-server') {
+      const c = this.role === 'member' ? this.children.get(m.server) : undefined;
+      if (c !== undefined) this.post(c, m.msg);
+      return;
+    }
+    const c =
+      this.role === 'leader' ? this.children.get(clusterServerKey(from, m.server)) : undefined;
+    if (c === undefined || c.proc !== null) {
+      this.emit(
+        'error',
+        new TypeError(`machine ${from} reported on an unknown server ${m.server}`),
+      );
+    } else if (m.type === 'from-server') {
+      this.onMessage(c, m.msg);
+    } else {
+      this.onExit(c, m.code, m.signal as NodeJS.Signals | null);
+    }
+  }
+
+  /** Relays a child's message or exit to the leader (member only). */
+  private relay(msg: ControlMessage): void {
+    try {
+      this.gateway!.sendControl(this.topology.machines[0]!.name, msg);
+    } catch (err) {
+      this.onGatewayError(err as Error);
+    }
+  }
+
+  private addRemote(machine: string, server: string): void {
+    const name = clusterServerKey(machine, server);
+    const child: Child = { name, machine, server, proc: null, ready: false, exited: false };
     this.children.set(name, child);
-    proc.on('message', (m: unknown) => this.onMessage(child, m));
-    proc.on('exit', (code, signal) => this.onExit(child, code, signal));
-    proc.on('error', (err: NodeJS.ErrnoException) => {
-      // EPIPE: the channel of an exiting child; the exit itself is reported by onExit.
-      if (err.code !== 'EPIPE') this.fail(child, err);
-    });
-    this.post(child, {
+    this.post(child, this.startMessage(machine, server));
+  }
+
+  private startMessage(machine: string, server: string): ParentMessage {
+    return {
       type: 'start',
       topology: this.topologyInput,
-      machine: this.machine,
-      server: name,
+      machine,
+      server,
       link: this.link,
       ...(this.options.ringDoorbell !== undefined
         ? { ringDoorbell: this.options.ringDoorbell }
         : {}),
       jobModule: this.options.jobModule,
       jobOptions: this.options.jobOptions,
+    };
+  }
+
+  private spawn(machine: string, server: string): void {
+    const proc = fork(serverProcessEntry(), [], {
+      serialization: 'advanced',
+      env: { ...process.env, ...this.options.env },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
+    const name = this.role === 'leader' ? clusterServerKey(machine, server) : server;
+    const child: Child = { name, machine, server, proc, ready: false, exited: false };
+    this.children.set(name, child);
+    proc.on('message', (m: unknown) => {
+      if (this.role === 'member' && isChildMessage(m)) {
+        this.relay({ type: 'from-server', server, msg: m });
+      } else this.onMessage(child, m);
+    });
+    proc.on('exit', (code, signal) => {
+      if (this.role === 'member') {
+        child.exited = true;
+        this.relay({ type: 'exited', server, code, signal });
+        this.emit('progress');
+      } else this.onExit(child, code, signal);
+    });
+    proc.on('error', (err: NodeJS.ErrnoException) => {
+      // EPIPE: the channel of an exiting child; the exit itself is reported by onExit.
+      if (err.code !== 'EPIPE') this.fail(child, err);
+    });
+    // A member's Servers get their start from the leader.
+    if (this.role !== 'member') this.post(child, this.startMessage(machine, server));
   }
 
   private post(child: Child, msg: ParentMessage): void {
-    if (child.exited || !child.proc.connected) return;
-    child.proc.send(msg, (err) => {
+    if (child.exited) return;
+    if (child.proc === null) {
+      try {
+        this.gateway!.sendControl(child.machine, {
+          type: 'to-server',
+          server: child.server,
+          msg,
+        } satisfies ControlMessage);
+      } catch (err) {
+        this.fail(child, err as Error);
+      }
+      return;
+    }
+    const proc = child.proc;
+    if (!proc.connected) return;
+    proc.send(msg, (err) => {
       // A child that is exiting closes its channel; its exit is reported by onExit.
-      if (err !== null && !child.exited && child.proc.connected) this.emit('error', err);
+      if (err !== null && !child.exited && proc.connected) this.emit('error', err);
     });
   }
 
@@ -268,7 +426,8 @@ export class Application extends EventEmitter {
     this.emit('exit', child.name, code, signal);
     if (child.result === undefined && child.error === undefined && !this.stopping) {
       const how = signal !== null ? `killed by ${signal}` : `exited with code ${code}`;
-      const err = new PeerDeadError(`server ${child.name} (pid ${child.proc.pid})`, how);
+      const pid = child.proc !== null ? ` (pid ${child.proc.pid})` : '';
+      const err = new PeerDeadError(`server ${child.name}${pid}`, how);
       this.fail(child, err);
       for (const c of this.children.values()) {
         if (c !== child) this.post(c, { type: 'peer-dead', server: child.name, detail: how });
@@ -299,6 +458,16 @@ export class Application extends EventEmitter {
       };
       this.on('progress', check);
       check();
+    });
+  }
+
+  /** A member's run ends when it stopped (the leader said so, or its links failed). */
+  private whenMemberDone(): Promise<Map<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      this.memberDone = () => {
+        if (this.memberError !== undefined) reject(this.memberError);
+        else resolve(new Map());
+      };
     });
   }
 

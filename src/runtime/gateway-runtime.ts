@@ -1,0 +1,119 @@
+/**
+ * Builds a machine's gateway from the topology: its same-machine link to the
+ * machine's Servers (the rings the Application created, or Unix sockets) and its
+ * gRPC links to the neighbour gateways (src/mesh.ts), listening on the machine's
+ * `host:grpcPort` with the machine's TLS files and the cluster's allow-list.
+ */
+
+import { machineRoutes } from '../mesh.js';
+import type { RingDoorbellOptions } from '../native.js';
+import type { Topology } from '../topology.js';
+import { GrpcTransport } from '../transports/grpc.js';
+import type { GrpcSecurityOptions } from '../transports/grpc-security.js';
+import { ShmTransport } from '../transports/shm.js';
+import type { Transport } from '../transports/transport.js';
+import { UnixSocketTransport } from '../transports/unix-socket.js';
+import {
+  gatewayEndpoint,
+  gatewayId,
+  gatewayLocator,
+  machineEndpointIds,
+} from './endpoints.js';
+import { CONTROL_REPID, Gateway } from './gateway.js';
+import type { SameMachineLink } from './protocol.js';
+
+/** How a gateway reaches its machine's Servers. */
+export interface GatewayLinkOptions {
+  readonly link: SameMachineLink;
+  readonly ringDoorbell?: RingDoorbellOptions;
+}
+
+/** The security options of `machine`'s gRPC links, from the topology. */
+export function machineSecurity(topology: Topology, machine: string): GrpcSecurityOptions {
+  const m = topology.machines.find((x) => x.name === machine)!;
+  return {
+    ...(m.tls !== undefined ? { tls: { ...m.tls } } : {}),
+    ...(topology.security.allow !== undefined ? { allow: topology.security.allow } : {}),
+    insecure: topology.security.insecure,
+  };
+}
+
+/**
+ * The pure locator of `machine`'s gRPC links: the neighbour machine on a shortest
+ * path to the machine hosting (repid, node); control envelopes (CONTROL_REPID)
+ * are addressed to a machine's name.
+ */
+export function meshLocator(
+  topology: Topology,
+  machine: string,
+): (repid: number, node: string) => string | undefined {
+  const routes = machineRoutes(topology, machine);
+  const via = new Map<string, string>();
+  for (const node of topology.addressBook.nodes()) {
+    const m = topology.addressBook.lookup(0, node)!.machine;
+    const r = routes.get(m);
+    if (r !== undefined) via.set(node, r.via);
+  }
+  return (repid, node) => {
+    if (repid === CONTROL_REPID) return routes.get(node)?.via;
+    if (!Number.isInteger(repid) || repid < 0 || repid >= topology.replications) return undefined;
+    return via.get(node);
+  };
+}
+
+function localLink(topology: Topology, machine: string, opts: GatewayLinkOptions): Transport {
+  if (opts.link === 'uds') {
+    return new UnixSocketTransport({
+      endpoint: gatewayEndpoint(topology, machine),
+      locate: gatewayLocator(topology, machine),
+    });
+  }
+  return new ShmTransport({
+    cluster: topology.cluster,
+    self: gatewayId(topology, machine),
+    peers: machineEndpointIds(topology, machine),
+    locate: gatewayLocator(topology, machine, 'id'),
+    ...(opts.ringDoorbell !== undefined ? { doorbell: opts.ringDoorbell } : {}),
+  });
+}
+
+/**
+ * Starts `machine`'s gateway: listens for its Servers and for other gateways.
+ * The rings must exist already (the Application creates them before).
+ * @throws when the gRPC port cannot be bound, or the security options are invalid.
+ */
+export async function startGateway(
+  topology: Topology,
+  machine: string,
+  opts: GatewayLinkOptions,
+): Promise<Gateway> {
+  const spec = topology.machines.find((m) => m.name === machine)!;
+  const local = localLink(topology, machine, opts);
+  if (local instanceof UnixSocketTransport) await local.listen();
+  else (local as ShmTransport).open();
+  const remote = new GrpcTransport({
+    cluster: topology.cluster,
+    self: machine,
+    listenAddress: `${spec.host}:${spec.grpcPort ?? 0}`,
+    locate: meshLocator(topology, machine),
+    addressOf: (peer) => {
+      const m = topology.machines.find((x) => x.name === peer);
+      if (m === undefined) throw new RangeError(`no machine ${JSON.stringify(peer)}`);
+      return `${m.host}:${m.grpcPort ?? 0}`;
+    },
+    security: machineSecurity(topology, machine),
+    ...(topology.grpc.channelOptions !== undefined
+      ? { channelOptions: { ...topology.grpc.channelOptions } }
+      : {}),
+    ...(topology.grpc.peerDeadlineMs !== undefined
+      ? { reliability: { peerDeadlineMs: topology.grpc.peerDeadlineMs } }
+      : {}),
+  });
+  try {
+    await remote.listen();
+  } catch (err) {
+    await local.close();
+    throw err;
+  }
+  return new Gateway({ topology, machine, local, remote });
+}
