@@ -11,6 +11,13 @@
 
 import type { Topology } from './topology.js';
 
+/**
+ * The replication id of control envelopes between gateways, which are addressed to a
+ * machine's name. A topology has at most 2^32 - 1 replications, numbered from 0, so
+ * no simulation envelope uses it.
+ */
+export const CONTROL_REPID = 0xffffffff;
+
 /** How to reach one machine from here. */
 export interface MachineRoute {
   /** The neighbour to hand envelopes to (the destination itself when linked directly). */
@@ -55,4 +62,27 @@ export function machineRoutes(topology: Topology, from: string): Map<string, Mac
     frontier = next;
   }
   return routes;
+}
+
+/**
+ * The pure locator of `machine`'s gRPC links: the neighbour machine on a shortest
+ * path to the machine hosting (repid, node); control envelopes (CONTROL_REPID)
+ * are addressed to a machine's name.
+ */
+export function meshLocator(
+  topology: Topology,
+  machine: string,
+): (repid: number, node: string) => string | undefined {
+  const routes = machineRoutes(topology, machine);
+  const via = new Map<string, string>();
+  for (const node of topology.addressBook.nodes()) {
+    const m = topology.addressBook.lookup(0, node)!.machine;
+    const r = routes.get(m);
+    if (r !== undefined) via.set(node, r.via);
+  }
+  return (repid, node) => {
+    if (repid === CONTROL_REPID) return routes.get(node)?.via;
+    if (!Number.isInteger(repid) || repid < 0 || repid >= topology.replications) return undefined;
+    return via.get(node);
+  };
 }

@@ -5,7 +5,7 @@
  * `host:grpcPort` with the machine's TLS files and the cluster's allow-list.
  */
 
-import { machineRoutes } from '../mesh.js';
+import { meshLocator } from '../mesh.js';
 import type { RingDoorbellOptions } from '../native.js';
 import type { Topology } from '../topology.js';
 import { GrpcTransport } from '../transports/grpc.js';
@@ -13,13 +13,8 @@ import type { GrpcSecurityOptions } from '../transports/grpc-security.js';
 import { ShmTransport } from '../transports/shm.js';
 import type { Transport } from '../transports/transport.js';
 import { UnixSocketTransport } from '../transports/unix-socket.js';
-import {
-  gatewayEndpoint,
-  gatewayId,
-  gatewayLocator,
-  machineEndpointIds,
-} from './endpoints.js';
-import { CONTROL_REPID, Gateway } from './gateway.js';
+import { gatewayEndpoint, gatewayId, gatewayLocator, machineEndpointIds } from './endpoints.js';
+import { Gateway } from './gateway.js';
 import type { SameMachineLink } from './protocol.js';
 
 /** How a gateway reaches its machine's Servers. */
@@ -35,29 +30,6 @@ export function machineSecurity(topology: Topology, machine: string): GrpcSecuri
     ...(m.tls !== undefined ? { tls: { ...m.tls } } : {}),
     ...(topology.security.allow !== undefined ? { allow: topology.security.allow } : {}),
     insecure: topology.security.insecure,
-  };
-}
-
-/**
- * The pure locator of `machine`'s gRPC links: the neighbour machine on a shortest
- * path to the machine hosting (repid, node); control envelopes (CONTROL_REPID)
- * are addressed to a machine's name.
- */
-export function meshLocator(
-  topology: Topology,
-  machine: string,
-): (repid: number, node: string) => string | undefined {
-  const routes = machineRoutes(topology, machine);
-  const via = new Map<string, string>();
-  for (const node of topology.addressBook.nodes()) {
-    const m = topology.addressBook.lookup(0, node)!.machine;
-    const r = routes.get(m);
-    if (r !== undefined) via.set(node, r.via);
-  }
-  return (repid, node) => {
-    if (repid === CONTROL_REPID) return routes.get(node)?.via;
-    if (!Number.isInteger(repid) || repid < 0 || repid >= topology.replications) return undefined;
-    return via.get(node);
   };
 }
 

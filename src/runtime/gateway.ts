@@ -34,6 +34,7 @@ import {
   type Envelope,
 } from '../envelope.js';
 import { UndeliverableError } from '../errors.js';
+import { CONTROL_REPID } from '../mesh.js';
 import { Router } from '../router.js';
 import type { Topology } from '../topology.js';
 import type { LocalNode, Transport, TransportMetrics } from '../transports/transport.js';
@@ -41,11 +42,7 @@ import { tracerFor } from '../trace.js';
 
 const tracer = tracerFor('gateway');
 
-/**
- * The replication id of control envelopes between gateways. A topology has at most
- * 2^32 - 1 replications, numbered from 0, so no simulation envelope uses it.
- */
-export const CONTROL_REPID = 0xffffffff;
+export { CONTROL_REPID };
 /** The simproc name control envelopes carry. */
 export const CONTROL_SIMPROC = 'control';
 

@@ -57,6 +57,8 @@ export interface UnixSocketTransportOptions {
   locate(repid: number, node: string): string | undefined;
   limits?: LinkLimits;
   connectTimeoutMs?: number;
+  /** Name in metrics and route tables; default `uds`. Two transports of one Router need two names. */
+  name?: string;
 }
 
 /** Checks an endpoint name. @throws {RangeError} when it is not usable. */
@@ -171,7 +173,7 @@ class UdsLink implements LinkChannel {
 
 /** Same-machine transport over Unix-domain sockets; see the file header. */
 export class UnixSocketTransport extends EventEmitter implements Transport {
-  readonly name = 'uds';
+  readonly name: string;
   readonly carriesObjects = false;
   readonly endpoint: string;
   private readonly options: UnixSocketTransportOptions;
@@ -190,6 +192,7 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
   constructor(options: UnixSocketTransportOptions) {
     super();
     this.endpoint = checkEndpoint(options.endpoint);
+    this.name = options.name ?? 'uds';
     this.options = options;
   }
 
