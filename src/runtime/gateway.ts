@@ -20,6 +20,10 @@
  * - Control messages between the Applications (start, job messages, results) are
  *   envelopes of the reserved replication CONTROL_REPID addressed to a machine's
  *   name; they take the same links and routes, in order with each other.
+ * - Back-pressure: when the link an envelope went to is above its high-water mark,
+ *   the gateway stops reading from both sides (`pauseInbound`) until that link
+ *   drains, so a slow machine slows its senders instead of filling the gateway. What
+ *   arrives while pausing takes effect still goes into the bounded queues.
  * - Nothing is dropped silently: a refused or unroutable envelope is emitted as
  *   'error' (UndeliverableError naming the target and why).
  */
@@ -65,6 +69,8 @@ export interface GatewayMetrics {
   readonly refused: number;
   readonly controlSent: number;
   readonly controlReceived: number;
+  /** Times the gateway stopped reading because the next link was full. */
+  readonly pauses: number;
   readonly transports: TransportMetrics[];
 }
 
@@ -102,6 +108,9 @@ export class Gateway extends EventEmitter {
   private controlSent = 0;
   private controlReceived = 0;
   private closed = false;
+  private paused = false;
+  /** Times the gateway stopped reading because a link was full. */
+  private pauses = 0;
   private readonly controlSink: LocalNode;
 
   /** @throws {TypeError} when a transport cannot take a fallback sink. */
@@ -117,6 +126,7 @@ export class Gateway extends EventEmitter {
     this.remote = remote;
     this.router = new Router({ transports: [local, remote], maxHops: topology.maxHops });
     this.router.on('error', (err: Error) => this.report(err));
+    this.router.on('drain', () => this.resumeIfWritable());
     // Shared-memory payloads are views into the ring, released once delivered.
     local.setFallback(new Forwarder(this, true));
     remote.setFallback(new Forwarder(this, false));
@@ -163,6 +173,7 @@ export class Gateway extends EventEmitter {
         link.sendPromise(env);
         this.forwardedPromises++;
       }
+      if (!link.writable && !this.paused) this.pause();
     } catch (err) {
       this.refuse(env, err instanceof Error ? err.message : String(err));
     }
@@ -180,6 +191,7 @@ export class Gateway extends EventEmitter {
       refused: this.refused,
       controlSent: this.controlSent,
       controlReceived: this.controlReceived,
+      pauses: this.pauses,
       transports: this.router.metrics(),
     };
   }
@@ -190,6 +202,20 @@ export class Gateway extends EventEmitter {
     this.closed = true;
     this.remote.detach?.(this.controlSink);
     await this.router.close();
+  }
+
+  private pause(): void {
+    this.paused = true;
+    this.pauses++;
+    this.local.pauseInbound?.();
+    this.remote.pauseInbound?.();
+  }
+
+  private resumeIfWritable(): void {
+    if (!this.paused || !this.router.writable) return;
+    this.paused = false;
+    this.local.resumeInbound?.();
+    this.remote.resumeInbound?.();
   }
 
   private refuse(env: Envelope, reason: string): void {

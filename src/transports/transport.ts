@@ -73,6 +73,14 @@ export interface Transport {
    * forwarder), or null to report them as undeliverable again. Optional.
    */
   setFallback?(sink: LocalNode | null): void;
+  /**
+   * Stops reading from peers until `resumeInbound` (a gateway whose next link is full):
+   * what they send waits in their outbound queues and links, so back-pressure reaches
+   * the senders instead of a queue growing here. Optional; idempotent.
+   */
+  pauseInbound?(): void;
+  /** Reverses `pauseInbound`. */
+  resumeInbound?(): void;
   /** Resolves once everything accepted so far has been handed over. */
   flush(): Promise<void>;
   metrics(): TransportMetrics;

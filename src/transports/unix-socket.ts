@@ -188,6 +188,7 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
   private eventsDelivered = 0;
   private promisesDelivered = 0;
   private inboundCount = 0;
+  private paused = false;
 
   constructor(options: UnixSocketTransportOptions) {
     super();
@@ -227,6 +228,16 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
 
   setFallback(sink: LocalNode | null): void {
     this.nodes.setFallback(sink);
+  }
+
+  pauseInbound(): void {
+    this.paused = true;
+    for (const s of this.inbound) s.pause();
+  }
+
+  resumeInbound(): void {
+    this.paused = false;
+    for (const s of this.inbound) s.resume();
   }
 
   handlesNode(repid: number, node: string): boolean {
@@ -316,6 +327,7 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
     const peer = `uds:${this.endpoint}#${++this.inboundCount}`;
     const reader = new FrameStreamReader(peer);
     this.inbound.add(socket);
+    if (this.paused) socket.pause();
     socket.on('data', (chunk: Buffer) => {
       try {
         reader.push(chunk, (frame) => this.receive(frame, peer));

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { UndeliverableError } from '../../src/errors.js';
 import { meshLocator } from '../../src/mesh.js';
@@ -10,6 +11,7 @@ import {
 import { Gateway } from '../../src/runtime/gateway.js';
 import { Server } from '../../src/runtime/server.js';
 import { loadTopology, type Topology, type TopologyInput } from '../../src/topology.js';
+import type { LinkLimits } from '../../src/transports/outbound-queue.js';
 import { UnixSocketTransport } from '../../src/transports/unix-socket.js';
 import { RecordingInbox, until } from './helpers.js';
 
@@ -24,9 +26,11 @@ let clusterSeq = 0;
 async function cluster(
   machines: string[],
   extra: Partial<TopologyInput> = {},
+  gatewayLimits?: LinkLimits,
 ): Promise<{
   topology: Topology;
   servers: Map<string, Server>;
+  serverLinks: Map<string, UnixSocketTransport>;
   gateways: Map<string, Gateway>;
   close: () => Promise<void>;
 }> {
@@ -42,6 +46,7 @@ async function cluster(
     ...extra,
   });
   const servers = new Map<string, Server>();
+  const serverLinks = new Map<string, UnixSocketTransport>();
   const gateways = new Map<string, Gateway>();
   const transports: UnixSocketTransport[] = [];
   const meshEndpoint = (m: string): string => `${name}.mesh.${m}`;
@@ -52,11 +57,13 @@ async function cluster(
       connectTimeoutMs: 5000,
     });
     await uds.listen();
+    serverLinks.set(m, uds);
     servers.set(m, new Server({ topology, machine: m, server: 's', transports: [uds] }));
     const local = new UnixSocketTransport({
       endpoint: gatewayEndpoint(topology, m),
       locate: gatewayLocator(topology, m),
       connectTimeoutMs: 5000,
+      limits: gatewayLimits,
     });
     await local.listen();
     const next = meshLocator(topology, m);
@@ -68,6 +75,7 @@ async function cluster(
         return via === undefined ? undefined : meshEndpoint(via);
       },
       connectTimeoutMs: 5000,
+      limits: gatewayLimits,
     });
     await remote.listen();
     transports.push(uds, local, remote);
@@ -76,6 +84,7 @@ async function cluster(
   return {
     topology,
     servers,
+    serverLinks,
     gateways,
     close: async () => {
       await Promise.all([...servers.values()].map((s) => s.close()));
@@ -165,6 +174,32 @@ describe('Gateway', () => {
     expect(got.map(([from]) => from)).toEqual(Array(10).fill('a'));
     expect(got.map(([, m]) => (m as { i: number }).i)).toEqual([...Array(10).keys()]);
     expect((got[3]![1] as { m: Map<number, string> }).m.get(3)).toBe('x');
+    await c.close();
+  });
+
+  it('stops reading while its next link is full, so a stalled receiver slows the sender, losing nothing', async () => {
+    // Each gateway link refuses sends beyond 3000 queued messages: without pausing,
+    // gateway b would queue everything a sends while b's Server does not read.
+    const c = await cluster(
+      ['a', 'b'],
+      {},
+      { highWaterMarkMessages: 100, hardLimitMessages: 3000 },
+    );
+    const errors: Error[] = [];
+    for (const g of c.gateways.values()) g.on('error', (e: Error) => errors.push(e));
+    const inbox = new RecordingInbox();
+    c.servers.get('b')!.controller('b0').setInbox('lp', inbox);
+    c.serverLinks.get('b')!.pauseInbound(); // b's Server stops reading
+    const sender = c.servers.get('a')!.controller('a0');
+    const count = 30_000;
+    const payload = new Uint8Array(256);
+    for (let i = 0; i < count; i++) sender.sendEvent('b0/lp', i, payload);
+    await until(() => c.gateways.get('b')!.metrics().pauses > 0);
+    await sleep(200); // b's Server still reads nothing: the queues must stay under their limits
+    c.serverLinks.get('b')!.resumeInbound();
+    await until(() => inbox.events.length === count, 30_000);
+    expect(inbox.events.every((e, i) => e.epoch === i)).toBe(true);
+    expect(errors).toEqual([]);
     await c.close();
   });
 });
