@@ -112,7 +112,10 @@ describe('PHOLD across three machines (network namespaces)', () => {
 
   it('runs one cluster from three Applications and conserves every event', async () => {
     const args = ['run', file, '--end-time', '40', '--seed', '11', '--remote', '0.8', '--quiet'];
-    const members = [runIn('b', [...args, '--machine', 'b']), runIn('c', [...args, '--machine', 'c'])];
+    const members = [
+      runIn('b', [...args, '--machine', 'b']),
+      runIn('c', [...args, '--machine', 'c']),
+    ];
     const leader = runIn('a', [...args, '--machine', 'a', '--json']);
     const code = await leader.exit;
     expect(leader.stderr).toBe('');
