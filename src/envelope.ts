@@ -52,6 +52,8 @@ export interface ReceivedEvent {
   readonly headers: Headers;
   /** The data as sent: the same object in-process, a faithful copy across processes. */
   readonly data: unknown;
+  /** Where answers go when the sender named an address (`sendEvent` option `replyTo`). */
+  readonly replyTo?: NodeRef | null;
 }
 
 /** A promise as an inbox receives it. */

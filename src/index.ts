@@ -45,6 +45,7 @@ export {
   type Inbox,
   type NodeControllerMetrics,
   type NodeControllerOptions,
+  type SendEventOptions,
 } from './node-controller.js';
 export { DEFAULT_MAX_HOPS, Router, type RouterOptions } from './router.js';
 export { StructuredCloneSerializer, defaultSerializer, type Serializer } from './serializer.js';

@@ -95,6 +95,15 @@ export interface NodeControllerMetrics {
   readonly transports: readonly TransportMetrics[];
 }
 
+/** Options of one `sendEvent`. */
+export interface SendEventOptions {
+  /**
+   * Where answers go (`"<node>/<simproc>"`, `"self/<simproc>"`), when not to the sender:
+   * the receiver reads it as `replyTo` and `reply()` uses it.
+   */
+  readonly replyTo?: string;
+}
+
 interface RouteCounters {
   events: number;
   promises: number;
@@ -221,17 +230,45 @@ export class NodeController extends EventEmitter implements InProcessSink {
    * @throws {SerializationError} when data leaving the process cannot be serialized.
    * @throws {BackpressureError} when a queue on the way is at its hard limit.
    */
-  sendEvent(target: string, epoch: number, data: unknown, headers?: Headers): void {
+  sendEvent(
+    target: string,
+    epoch: number,
+    data: unknown,
+    headers?: Headers,
+    options?: SendEventOptions,
+  ): void {
     const dest = this.destination(target);
     const checkedEpoch = checkEpoch(epoch);
     const checkedHeaders = checkHeaders(headers);
+    const replyTo = options?.replyTo === undefined ? null : this.replyAddress(options.replyTo);
     const local = dest.local;
-    if (local !== null) {
+    if (local !== null && replyTo === null) {
       local.queue.pushLocalEvent(local, this.sender, checkedEpoch, checkedHeaders, data);
+    } else if (local !== null) {
+      // Rare: the envelope itself carries the reply address, so it is queued whole.
+      const env = this.envelope(dest, checkedEpoch, checkedHeaders, data, replyTo);
+      local.queue.pushEvent(env, local.sink);
     } else {
-      this.sendEventVia(dest, checkedEpoch, checkedHeaders, data);
+      this.sendEventVia(dest, checkedEpoch, checkedHeaders, data, replyTo);
     }
     dest.counters.events++;
+  }
+
+  /**
+   * Answers `received`: sends an event to its `replyTo` address when it has one, else to
+   * its sender. The answer takes whatever route leads there, which need not be the path
+   * the request came by (SPEC B3).
+   * @throws as `sendEvent`.
+   */
+  reply(received: ReceivedEvent, epoch: number, data: unknown, headers?: Headers): void {
+    const to = received.replyTo ?? received.sender;
+    this.sendEvent(`${to.node}/${to.simproc}`, epoch, data, headers);
+  }
+
+  /** A checked reply address ("self" resolved). @throws {InvalidTargetError} when malformed. */
+  private replyAddress(address: string): NodeRef {
+    const ref = parseTarget(address, this.nodeName, this.simprocSet);
+    return Object.freeze({ node: ref.node, simproc: ref.simproc });
   }
 
   /**
@@ -449,9 +486,27 @@ export class NodeController extends EventEmitter implements InProcessSink {
   }
 
   /** A send through a transport: the envelope, serialized first if it leaves the process. */
-  private sendEventVia(dest: Destination, epoch: number, headers: Headers, data: unknown): void {
+  private sendEventVia(
+    dest: Destination,
+    epoch: number,
+    headers: Headers,
+    data: unknown,
+    replyTo: NodeRef | null,
+  ): void {
     const transport = dest.transport!;
-    const env = new EventEnvelope(
+    const env = this.envelope(dest, epoch, headers, data, replyTo);
+    if (!transport.carriesObjects) this.serialize(env);
+    transport.sendEvent(env);
+  }
+
+  private envelope(
+    dest: Destination,
+    epoch: number,
+    headers: Headers,
+    data: unknown,
+    replyTo: NodeRef | null,
+  ): EventEnvelope {
+    return new EventEnvelope(
       this.repid,
       this.sender,
       dest.node,
@@ -462,10 +517,8 @@ export class NodeController extends EventEmitter implements InProcessSink {
       null,
       DataFormat.Raw,
       0,
-      null,
+      replyTo,
     );
-    if (!transport.carriesObjects) this.serialize(env);
-    transport.sendEvent(env);
   }
 
   private serialize(env: EventEnvelope): void {

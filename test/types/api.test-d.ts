@@ -13,12 +13,28 @@ import {
   type Seqnr,
   type Transport,
   type NodeRef,
+  type SendEventOptions,
 } from '../../src/index.js';
 
 describe('public API types', () => {
   it('NodeController send signatures follow the spec', () => {
     expectTypeOf<NodeController['sendEvent']>().parameters.toEqualTypeOf<
-      [target: string, epoch: number, data: unknown, headers?: Readonly<Record<string, string>>]
+      [
+        target: string,
+        epoch: number,
+        data: unknown,
+        headers?: Readonly<Record<string, string>>,
+        options?: SendEventOptions,
+      ]
+    >();
+    expectTypeOf<SendEventOptions['replyTo']>().toEqualTypeOf<string | undefined>();
+    expectTypeOf<NodeController['reply']>().parameters.toEqualTypeOf<
+      [
+        received: ReceivedEvent,
+        epoch: number,
+        data: unknown,
+        headers?: Readonly<Record<string, string>>,
+      ]
     >();
     expectTypeOf<NodeController['sendEvent']>().returns.toEqualTypeOf<void>();
     expectTypeOf<NodeController['sendPromise']>().parameters.toEqualTypeOf<

@@ -202,4 +202,29 @@ describe('Gateway', () => {
     expect(errors).toEqual([]);
     await c.close();
   });
+
+  it('routes a reply to the replyTo address, by another path than the request came', async () => {
+    const c = await cluster(['a', 'b', 'c'], {
+      links: [
+        ['a', 'b'],
+        ['b', 'c'],
+      ],
+    });
+    const atC = new RecordingInbox();
+    const atB = new RecordingInbox();
+    c.servers.get('c')!.controller('c0').setInbox('lp', atC);
+    c.servers.get('b')!.controller('b1').setInbox('lp', atB);
+    c.servers.get('a')!.controller('a0').sendEvent('c0/lp', 1, 'question', undefined, {
+      replyTo: 'b1/lp',
+    });
+    await until(() => atC.events.length === 1);
+    const request = atC.events[0]!;
+    expect(request.sender).toEqual({ node: 'a0', simproc: 'lp' });
+    expect(request.replyTo).toEqual({ node: 'b1', simproc: 'lp' });
+    c.servers.get('c')!.controller('c0').reply(request, 2, 'answer');
+    await until(() => atB.events.length === 1);
+    expect(atB.events[0]!.data).toBe('answer');
+    expect(atB.events[0]!.sender).toEqual({ node: 'c0', simproc: 'lp' });
+    await c.close();
+  });
 });

@@ -226,6 +226,56 @@ describe('NodeController sending and receiving', () => {
   });
 });
 
+describe('NodeController replyTo and reply()', () => {
+  it('carries a reply address in process and answers to it, else to the sender', async () => {
+    const server = Server.standalone({ nodes: ['a', 'b', 'c'], simprocs: ['p', 'q'] });
+    const [a, b, c] = ['a', 'b', 'c'].map((n) => server.controller(n));
+    const inboxes = ['a', 'b', 'c'].map((n) => {
+      const inbox = new RecordingInbox();
+      server.controller(n).setInbox('p', inbox);
+      server.controller(n).setInbox('q', inbox);
+      return inbox;
+    });
+    a!.sendEvent('b/p', 1, 'ask', undefined, { replyTo: 'c/q' });
+    a!.sendEvent('b/p', 2, 'plain');
+    await server.flush();
+    const [asked, plain] = inboxes[1]!.events;
+    expect(asked!.replyTo).toEqual({ node: 'c', simproc: 'q' });
+    expect(plain!.replyTo ?? null).toBeNull();
+    b!.reply(asked!, 3, 'to c');
+    b!.reply(plain!, 4, 'to a');
+    await server.flush();
+    expect(inboxes[2]!.events.map((e) => [e.simproc, e.data])).toEqual([['q', 'to c']]);
+    expect(inboxes[0]!.events.map((e) => [e.simproc, e.data])).toEqual([['p', 'to a']]);
+    void c;
+  });
+
+  it('resolves "self" in a reply address and refuses a malformed one', () => {
+    const server = Server.standalone({ nodes: ['a', 'b'], simprocs: ['p'] });
+    const a = server.controller('a');
+    expect(() => a.sendEvent('b/p', 1, 'x', undefined, { replyTo: 'nope' })).toThrow(
+      InvalidTargetError,
+    );
+    expect(() => a.sendEvent('b/p', 1, 'x', undefined, { replyTo: 'b/zz' })).toThrow(
+      InvalidTargetError,
+    );
+    a.sendEvent('b/p', 1, 'x', undefined, { replyTo: 'self/p' });
+  });
+
+  it('keeps the reply address across the wire format', async () => {
+    const server = Server.standalone({
+      nodes: ['a', 'b'],
+      simprocs: ['p'],
+      inProcess: { viaWire: true },
+    });
+    const inbox = new RecordingInbox();
+    server.controller('b').setInbox('p', inbox);
+    server.controller('a').sendEvent('b/p', 1, 'x', undefined, { replyTo: 'self/p' });
+    await server.flush();
+    expect(inbox.events[0]!.replyTo).toEqual({ node: 'a', simproc: 'p' });
+  });
+});
+
 describe('NodeController argument validation', () => {
   const { a, server } = twoNodes(['physics']);
   const bad: [string, () => void, new (...args: never[]) => Error, RegExp][] = [
