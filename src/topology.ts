@@ -27,6 +27,8 @@ const name = z.string().superRefine((value, ctx) => {
 const serverSchema = z.strictObject({
   name,
   nodes: z.array(name),
+  /** Port of this Server's own gRPC links, with `directLinks`. */
+  grpcPort: z.number().int().min(1).max(65535).optional(),
 });
 
 const file = z.string().min(1);
@@ -75,6 +77,11 @@ const topologySchema = z
     links: z.array(z.tuple([name, name])).optional(),
     /** Most gateway hops an envelope may take. */
     maxHops: z.number().int().min(1).max(255).default(8),
+    /**
+     * Servers link to the Servers of other machines directly, each on its own gRPC port,
+     * instead of through their gateways (small clusters; connections grow with Servers).
+     */
+    directLinks: z.boolean().default(false),
     security: securitySchema.optional(),
     grpc: grpcSchema.optional(),
   })
@@ -107,12 +114,36 @@ const topologySchema = z
 /** Ports and links of a cluster of several machines. */
 function checkMesh(
   topo: {
-    machines: { name: string; grpcPort?: number | undefined }[];
+    machines: {
+      name: string;
+      grpcPort?: number | undefined;
+      servers: { grpcPort?: number | undefined }[];
+    }[];
     links?: [string, string][] | undefined;
+    directLinks: boolean;
   },
   ctx: z.RefinementCtx,
 ): void {
   const names = new Set(topo.machines.map((m) => m.name));
+  if (topo.machines.length > 1 && topo.directLinks) {
+    topo.machines.forEach((m, mi) =>
+      m.servers.forEach((s, si) => {
+        if (s.grpcPort === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['machines', mi, 'servers', si, 'grpcPort'],
+            message: 'with directLinks every Server needs its own gRPC port',
+          });
+        } else if (s.grpcPort === m.grpcPort) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['machines', mi, 'servers', si, 'grpcPort'],
+            message: `port ${s.grpcPort} is the gateway's port of machine ${m.name}`,
+          });
+        }
+      }),
+    );
+  }
   if (topo.machines.length > 1) {
     topo.machines.forEach((m, mi) => {
       if (m.grpcPort === undefined || m.grpcPort === 0) {
@@ -233,7 +264,11 @@ export interface MachineSpec {
   readonly host: string;
   readonly grpcPort?: number;
   readonly tls?: MachineTls;
-  readonly servers: readonly { readonly name: string; readonly nodes: readonly string[] }[];
+  readonly servers: readonly {
+    readonly name: string;
+    readonly nodes: readonly string[];
+    readonly grpcPort?: number;
+  }[];
 }
 
 /** A validated topology. */
@@ -245,6 +280,8 @@ export interface Topology {
   /** Machine pairs joined by a gRPC link; null means every pair. */
   readonly links: readonly (readonly [string, string])[] | null;
   readonly maxHops: number;
+  /** Servers link to other machines' Servers directly over gRPC, not through gateways. */
+  readonly directLinks: boolean;
   readonly security: { readonly allow?: readonly string[]; readonly insecure: boolean };
   readonly grpc: {
     readonly channelOptions?: Readonly<Record<string, string | number>>;
@@ -264,12 +301,17 @@ export function topologyInput(topo: Topology): TopologyInput {
       host: m.host,
       ...(m.grpcPort !== undefined ? { grpcPort: m.grpcPort } : {}),
       ...(m.tls !== undefined ? { tls: { ...m.tls } } : {}),
-      servers: m.servers.map((s) => ({ name: s.name, nodes: [...s.nodes] })),
+      servers: m.servers.map((s) => ({
+        name: s.name,
+        nodes: [...s.nodes],
+        ...(s.grpcPort !== undefined ? { grpcPort: s.grpcPort } : {}),
+      })),
     })),
     ...(topo.links !== null
       ? { links: topo.links.map(([a, b]) => [a, b] as [string, string]) }
       : {}),
     maxHops: topo.maxHops,
+    directLinks: topo.directLinks,
     security: {
       ...(topo.security.allow !== undefined ? { allow: [...topo.security.allow] } : {}),
       insecure: topo.security.insecure,
@@ -348,6 +390,7 @@ export function loadTopology(source: string | TopologyInput): Topology {
     }),
     links: topo.links ?? null,
     maxHops: topo.maxHops,
+    directLinks: topo.directLinks,
     security: topo.security ?? { insecure: false },
     grpc: topo.grpc ?? {},
     addressBook: new AddressBook(topo.replications, placements),

@@ -96,11 +96,13 @@ export function sameMachineLocator(
   naming: 'endpoint' | 'id' = 'endpoint',
 ): (repid: number, node: string) => string | undefined {
   const name = naming === 'id' ? serverId : serverEndpoint;
-  const gateway = hasGateways(topology)
-    ? naming === 'id'
-      ? gatewayId(topology, machine)
-      : gatewayEndpoint(topology, machine)
-    : undefined;
+  // With direct links the Servers reach other machines over their own gRPC links.
+  const gateway =
+    hasGateways(topology) && !topology.directLinks
+      ? naming === 'id'
+        ? gatewayId(topology, machine)
+        : gatewayEndpoint(topology, machine)
+      : undefined;
   const endpoints = new Map<string, string>();
   for (const node of topology.addressBook.nodes()) {
     const p = topology.addressBook.lookup(0, node)!;
@@ -114,4 +116,34 @@ export function sameMachineLocator(
     repid >= 0 && repid < topology.replications && Number.isInteger(repid)
       ? endpoints.get(node)
       : undefined;
+}
+
+/**
+ * With `directLinks`: the pure locator of Server links to other machines, naming the
+ * Server hosting (repid, node) as `<machine>/<server>` when it is on another machine.
+ */
+export function directLocator(
+  topology: Topology,
+  machine: string,
+): (repid: number, node: string) => string | undefined {
+  const peers = new Map<string, string>();
+  for (const node of topology.addressBook.nodes()) {
+    const p = topology.addressBook.lookup(0, node)!;
+    if (p.machine !== machine) peers.set(node, `${p.machine}/${p.server}`);
+  }
+  return (repid, node) =>
+    repid >= 0 && repid < topology.replications && Number.isInteger(repid)
+      ? peers.get(node)
+      : undefined;
+}
+
+/** `"host:port"` of a Server's own gRPC links, from its `<machine>/<server>` name. */
+export function directAddress(topology: Topology, peer: string): string {
+  const slash = peer.indexOf('/');
+  const m = topology.machines.find((x) => x.name === peer.slice(0, slash));
+  const s = m?.servers.find((x) => x.name === peer.slice(slash + 1));
+  if (m === undefined || s?.grpcPort === undefined) {
+    throw new RangeError(`no Server ${JSON.stringify(peer)} with a gRPC port`);
+  }
+  return `${m.host}:${s.grpcPort}`;
 }

@@ -16,7 +16,17 @@ import { loadTopology, type Topology } from '../topology.js';
 import { ShmTransport } from '../transports/shm.js';
 import type { Transport } from '../transports/transport.js';
 import { UnixSocketTransport } from '../transports/unix-socket.js';
-import { machineEndpointIds, sameMachineLocator, serverEndpoint, serverId } from './endpoints.js';
+import { GrpcTransport } from '../transports/grpc.js';
+import {
+  directAddress,
+  directLocator,
+  hasGateways,
+  machineEndpointIds,
+  sameMachineLocator,
+  serverEndpoint,
+  serverId,
+} from './endpoints.js';
+import { machineSecurity } from './gateway-runtime.js';
 import {
   errorInfo,
   isParentMessage,
@@ -51,6 +61,32 @@ async function sameMachineLink(topology: Topology, msg: StartMessage): Promise<T
   });
   shm.open();
   return shm;
+}
+
+/**
+ * With `directLinks` in a cluster of several machines: this Server's own gRPC links to
+ * the Servers of other machines, listening on its port. Null otherwise.
+ */
+async function directLink(topology: Topology, msg: StartMessage): Promise<Transport | null> {
+  if (!topology.directLinks || !hasGateways(topology)) return null;
+  const m = topology.machines.find((x) => x.name === msg.machine)!;
+  const port = m.servers.find((x) => x.name === msg.server)!.grpcPort!;
+  const grpc = new GrpcTransport({
+    cluster: topology.cluster,
+    self: `${msg.machine}/${msg.server}`,
+    listenAddress: `${m.host}:${port}`,
+    locate: directLocator(topology, msg.machine),
+    addressOf: (peer: string) => directAddress(topology, peer),
+    security: machineSecurity(topology, msg.machine),
+    ...(topology.grpc.channelOptions !== undefined
+      ? { channelOptions: { ...topology.grpc.channelOptions } }
+      : {}),
+    ...(topology.grpc.peerDeadlineMs !== undefined
+      ? { reliability: { peerDeadlineMs: topology.grpc.peerDeadlineMs } }
+      : {}),
+  });
+  await grpc.listen();
+  return grpc;
 }
 
 function send(msg: ChildMessage): void {
@@ -93,11 +129,12 @@ class ServerProcess {
     this.start = msg;
     const topology = loadTopology(msg.topology);
     const link = await sameMachineLink(topology, msg);
+    const direct = await directLink(topology, msg);
     const server = new Server({
       topology,
       machine: msg.machine,
       server: msg.server,
-      transports: [link],
+      transports: direct === null ? [link] : [link, direct],
     });
     server.on('error', (err: Error) => this.abort.abort(err));
     this.server = server;

@@ -186,4 +186,26 @@ describe('multi-machine topologies', () => {
     expect(topo.security).toEqual({ allow: ['machine-a'], insecure: false });
     expect(loadTopology(topologyInput(topo))).toEqual(topo);
   });
+
+  it('with directLinks needs a port of its own on every Server', () => {
+    const input = three({ directLinks: true });
+    input.machines[0] = {
+      ...input.machines[0]!,
+      servers: [{ name: 's', nodes: ['n0'], grpcPort: 7101 }],
+    };
+    input.machines[1] = {
+      ...input.machines[1]!,
+      servers: [{ name: 's', nodes: ['n1'], grpcPort: 7201 }],
+    };
+    expect(issuesOf(input)).toEqual([
+      {
+        path: 'machines[0].servers[0].grpcPort',
+        message: "port 7101 is the gateway's port of machine a",
+      },
+      {
+        path: 'machines[2].servers[0].grpcPort',
+        message: 'with directLinks every Server needs its own gRPC port',
+      },
+    ]);
+  });
 });
