@@ -1,0 +1,94 @@
+/**
+ * Two Applications of one cluster on loopback, each with its gateway, as two
+ * machines would run them: the leader starts every Server of the cluster through
+ * the gateways, events cross the gRPC link between them, and the run stops
+ * everywhere when the leader stops it.
+ */
+
+import { readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Application } from '../../src/runtime/application.js';
+import type { TopologyInput } from '../../src/topology.js';
+
+const exchangeJob = fileURLToPath(
+  new URL('../multiprocess/fixtures/exchange-job.mjs', import.meta.url),
+);
+
+/** A port that was free a moment ago (the OS picks it). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+interface ExchangeResult {
+  received: number;
+  promises: number;
+  expectedEvents: number;
+  expectedPromises: number;
+  problems: string[];
+}
+
+let seq = 0;
+async function twoMachines(): Promise<TopologyInput> {
+  const machine = async (name: string) => ({
+    name,
+    grpcPort: await freePort(),
+    servers: [0, 1].map((s) => ({ name: `s${s}`, nodes: [`${name}${s}x`, `${name}${s}y`] })),
+  });
+  return {
+    cluster: `grpc-cluster-${process.pid}-${++seq}`,
+    simprocs: ['p'],
+    machines: [await machine('a'), await machine('b')],
+  };
+}
+
+const running: Application[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((a) => a.stop()));
+});
+
+describe('Applications on two machines (loopback)', () => {
+  it.each(['shm', 'uds'] as const)(
+    'runs a job on every Server of the cluster; events cross machines exactly once and in order (%s)',
+    async (link) => {
+      const topology = await twoMachines();
+      const jobOptions = { count: 2000, promiseEvery: 100, payloadBytes: 100 };
+      const leader = new Application({
+        topology,
+        machine: 'a',
+        jobModule: exchangeJob,
+        jobOptions,
+        link,
+      });
+      const member = new Application({ topology, machine: 'b', jobModule: exchangeJob, link });
+      running.push(leader, member);
+      expect(leader.role).toBe('leader');
+      expect(member.role).toBe('member');
+      await member.start();
+      await leader.start();
+      const results = (await leader.wait()) as Map<string, ExchangeResult>;
+      expect([...results.keys()].sort()).toEqual(['a/s0', 'a/s1', 'b/s0', 'b/s1']);
+      for (const r of results.values()) {
+        expect(r.problems).toEqual([]);
+        expect(r.received).toBe(r.expectedEvents);
+        expect(r.promises).toBe(r.expectedPromises);
+        // Two local nodes, each hearing from the 6 nodes of the other Servers.
+        expect(r.expectedEvents).toBe(2 * 6 * 2000);
+      }
+      const forwarded = leader.gatewayMetrics()!;
+      expect(forwarded.forwardedEvents).toBe(2 * 2 * 4 * 2000 * 2); // both directions
+      await leader.stop();
+      expect(await member.wait()).toEqual(new Map());
+      await member.stop();
+      expect(
+        readdirSync('/dev/shm').filter((f) => f.startsWith(`disco.${topology.cluster}.`)),
+      ).toEqual([]);
+    },
+    120_000,
+  );
+});
