@@ -62,6 +62,17 @@ const grpcSchema = z.strictObject({
   channelOptions: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
   /** How long a link may stay down before it fails with LinkClosedError. */
   peerDeadlineMs: z.number().int().min(1).optional(),
+  /** Per peer: largest frame accepted from it, in bytes. */
+  maxFrameBytes: z.number().int().min(1024).optional(),
+  /** Per peer: bytes of sent, unacknowledged frames kept for resending. */
+  resendBufferBytes: z.number().int().min(65536).optional(),
+  /** Per peer: envelopes accepted per second (reading pauses above it; nothing is dropped). */
+  rateLimit: z
+    .strictObject({
+      messagesPerSecond: z.number().positive(),
+      burst: z.number().int().min(1).optional(),
+    })
+    .optional(),
 });
 
 const topologySchema = z
@@ -286,6 +297,9 @@ export interface Topology {
   readonly grpc: {
     readonly channelOptions?: Readonly<Record<string, string | number>>;
     readonly peerDeadlineMs?: number;
+    readonly maxFrameBytes?: number;
+    readonly resendBufferBytes?: number;
+    readonly rateLimit?: { readonly messagesPerSecond: number; readonly burst?: number };
   };
   readonly addressBook: AddressBook;
 }
@@ -316,14 +330,7 @@ export function topologyInput(topo: Topology): TopologyInput {
       ...(topo.security.allow !== undefined ? { allow: [...topo.security.allow] } : {}),
       insecure: topo.security.insecure,
     },
-    grpc: {
-      ...(topo.grpc.channelOptions !== undefined
-        ? { channelOptions: { ...topo.grpc.channelOptions } }
-        : {}),
-      ...(topo.grpc.peerDeadlineMs !== undefined
-        ? { peerDeadlineMs: topo.grpc.peerDeadlineMs }
-        : {}),
-    },
+    grpc: JSON.parse(JSON.stringify(topo.grpc)) as TopologyInput['grpc'],
   };
 }
 

@@ -8,7 +8,7 @@
 import { meshLocator } from '../mesh.js';
 import type { RingDoorbellOptions } from '../native.js';
 import type { Topology } from '../topology.js';
-import { GrpcTransport } from '../transports/grpc.js';
+import { GrpcTransport, type GrpcTransportOptions } from '../transports/grpc.js';
 import type { GrpcSecurityOptions } from '../transports/grpc-security.js';
 import { ShmTransport } from '../transports/shm.js';
 import type { Transport } from '../transports/transport.js';
@@ -30,6 +30,23 @@ export function machineSecurity(topology: Topology, machine: string): GrpcSecuri
     ...(m.tls !== undefined ? { tls: { ...m.tls } } : {}),
     ...(topology.security.allow !== undefined ? { allow: topology.security.allow } : {}),
     insecure: topology.security.insecure,
+  };
+}
+
+/** The link settings of a topology's `grpc` section, as GrpcTransport options. */
+export function grpcLinkOptions(
+  topology: Topology,
+): Pick<GrpcTransportOptions, 'channelOptions' | 'reliability' | 'maxFrameBytes' | 'rateLimit'> {
+  const g = topology.grpc;
+  const reliability = {
+    ...(g.peerDeadlineMs !== undefined ? { peerDeadlineMs: g.peerDeadlineMs } : {}),
+    ...(g.resendBufferBytes !== undefined ? { resendBufferBytes: g.resendBufferBytes } : {}),
+  };
+  return {
+    ...(g.channelOptions !== undefined ? { channelOptions: { ...g.channelOptions } } : {}),
+    ...(Object.keys(reliability).length > 0 ? { reliability } : {}),
+    ...(g.maxFrameBytes !== undefined ? { maxFrameBytes: g.maxFrameBytes } : {}),
+    ...(g.rateLimit !== undefined ? { rateLimit: { ...g.rateLimit } } : {}),
   };
 }
 
@@ -74,12 +91,7 @@ export async function startGateway(
       return `${m.host}:${m.grpcPort ?? 0}`;
     },
     security: machineSecurity(topology, machine),
-    ...(topology.grpc.channelOptions !== undefined
-      ? { channelOptions: { ...topology.grpc.channelOptions } }
-      : {}),
-    ...(topology.grpc.peerDeadlineMs !== undefined
-      ? { reliability: { peerDeadlineMs: topology.grpc.peerDeadlineMs } }
-      : {}),
+    ...grpcLinkOptions(topology),
   });
   try {
     await remote.listen();

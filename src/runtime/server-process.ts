@@ -26,7 +26,7 @@ import {
   serverEndpoint,
   serverId,
 } from './endpoints.js';
-import { machineSecurity } from './gateway-runtime.js';
+import { grpcLinkOptions, machineSecurity } from './gateway-runtime.js';
 import {
   errorInfo,
   isParentMessage,
@@ -78,12 +78,7 @@ async function directLink(topology: Topology, msg: StartMessage): Promise<Transp
     locate: directLocator(topology, msg.machine),
     addressOf: (peer: string) => directAddress(topology, peer),
     security: machineSecurity(topology, msg.machine),
-    ...(topology.grpc.channelOptions !== undefined
-      ? { channelOptions: { ...topology.grpc.channelOptions } }
-      : {}),
-    ...(topology.grpc.peerDeadlineMs !== undefined
-      ? { reliability: { peerDeadlineMs: topology.grpc.peerDeadlineMs } }
-      : {}),
+    ...grpcLinkOptions(topology),
   });
   await grpc.listen();
   return grpc;
