@@ -11,6 +11,8 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v flatc >/dev/null 2>&1 || need+=(flatbuffers-compiler)
 [ -f /usr/include/flatbuffers/flatbuffers.h ] || need+=(libflatbuffers-dev)
 [ -f /usr/include/xxhash.h ] || need+=(libxxhash-dev)
+# The multi-host tests build their "machines" as network namespaces.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ "${DISCO_WITH_CLANG:-0}" = 1 ]; then
   command -v clang++ >/dev/null 2>&1 || need+=(clang)
   ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
