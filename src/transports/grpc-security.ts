@@ -312,26 +312,35 @@ export function authorizeCall(
   const peer = call.getPeer();
   const cert = call.getAuthContext()?.sslPeerCertificate;
   const identities = cert !== undefined ? peerIdentities(cert) : [];
-  const allowed = opts?.allow !== undefined ? checkAllow(opts.allow) : undefined;
+  const result = decideCall(peer, cert !== undefined, identities, opts?.allow);
+  if (tracer.enabled) {
+    tracer.log(result.ok ? `admitted ${peer} as ${result.identity}` : `refused: ${result.reason}`);
+  }
+  return result;
+}
+
+function decideCall(
+  peer: string,
+  hasCert: boolean,
+  identities: readonly string[],
+  allow: readonly string[] | undefined,
+): CallAuthorization {
+  const allowed = checkAllow(allow);
   if (allowed === undefined) return { ok: true, identity: identities[0] ?? peer };
-  if (cert === undefined) {
+  if (!hasCert) {
     return {
       ok: false,
       reason: `client ${peer} presented no verified certificate, so it cannot match the allow-list`,
     };
   }
   const identity = firstAllowed(identities, allowed);
-  if (identity === undefined) {
-    if (tracer.enabled) tracer.log(`refused ${peer}: ${listIdentities(identities)}`);
-    return {
-      ok: false,
-      reason:
-        `client ${peer} is not allowed: its certificate names ${listIdentities(identities)}, ` +
-        'none of which is in the allow-list',
-    };
-  }
-  if (tracer.enabled) tracer.log(`admitted ${peer} as ${identity}`);
-  return { ok: true, identity };
+  if (identity !== undefined) return { ok: true, identity };
+  return {
+    ok: false,
+    reason:
+      `client ${peer} is not allowed: its certificate names ${listIdentities(identities)}, ` +
+      'none of which is in the allow-list',
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -392,8 +401,15 @@ function checkServer(
   const mismatch = checkServerIdentity(hostname, cert);
   if (mismatch !== undefined) return mismatch;
   const identities = peerIdentities(cert);
-  if (firstAllowed(identities, allowed) !== undefined) return undefined;
-  if (tracer.enabled) tracer.log(`refused server ${hostname}: ${listIdentities(identities)}`);
+  const identity = firstAllowed(identities, allowed);
+  if (tracer.enabled) {
+    tracer.log(
+      identity !== undefined
+        ? `accepted server ${hostname} as ${identity}`
+        : `refused server ${hostname}: ${listIdentities(identities)}`,
+    );
+  }
+  if (identity !== undefined) return undefined;
   return new Error(
     `server ${hostname} is not allowed: its certificate names ${listIdentities(identities)}, ` +
       'none of which is in the allow-list',
