@@ -14,6 +14,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
 import { nameProblem, SELF_NODE } from './address.js';
 import { TopologyError, type TopologyIssue } from './errors.js';
+import { isLoopbackHost } from './transports/grpc-security.js';
 
 /** Longest cluster name: it scopes shared-memory segment names, which are short. */
 export const MAX_CLUSTER_NAME_LENGTH = 64;
@@ -125,8 +126,11 @@ const topologySchema = z
 /** Ports and links of a cluster of several machines. */
 function checkMesh(
   topo: {
+    security?: { allow?: string[] | undefined; insecure: boolean } | undefined;
     machines: {
       name: string;
+      host: string;
+      tls?: { ca?: string | undefined } | undefined;
       grpcPort?: number | undefined;
       servers: { grpcPort?: number | undefined }[];
     }[];
@@ -155,6 +159,7 @@ function checkMesh(
       }),
     );
   }
+  if (topo.machines.length > 1) checkSecurity(topo, ctx);
   if (topo.machines.length > 1) {
     topo.machines.forEach((m, mi) => {
       if (m.grpcPort === undefined || m.grpcPort === 0) {
@@ -185,6 +190,35 @@ function checkMesh(
       message: `machines ${unreachable.join(', ')} cannot be reached from ${topo.machines[0]!.name}`,
     });
   }
+}
+
+/** Plaintext only on loopback or by opt-in; an allow-list needs mTLS everywhere. */
+function checkSecurity(
+  topo: {
+    security?: { allow?: string[] | undefined; insecure: boolean } | undefined;
+    machines: { host: string; tls?: { ca?: string | undefined } | undefined }[];
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const insecure = topo.security?.insecure === true;
+  const allow = topo.security?.allow !== undefined;
+  topo.machines.forEach((m, mi) => {
+    if (m.tls === undefined && !insecure && !isLoopbackHost(m.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['machines', mi, 'tls'],
+        message:
+          `gRPC links of ${m.host} would be plaintext on a non-loopback address: set tls ` +
+          '({ "ca", "cert", "key" }), or "security": { "insecure": true } to allow it',
+      });
+    } else if (allow && m.tls?.ca === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['machines', mi, 'tls', 'ca'],
+        message: 'security.allow needs mutual TLS: every machine needs tls.ca, cert and key',
+      });
+    }
+  });
 }
 
 /** Machines with no path of links from `from`. */

@@ -154,12 +154,16 @@ describe('disco run', () => {
     expect(io.out()).toBe('');
   });
 
-  it('refuses a topology with several machines, naming what is not supported yet', async () => {
+  it('refuses a cluster whose gRPC links would be plaintext off loopback, naming the field', async () => {
     const io = capture();
-    const file = topologyFile(twoMachines);
-    expect(await main(['run', file, '--end-time', '5'], io)).toBe(EXIT_USAGE);
-    expect(io.err()).toContain('has 2 machines (a, b)');
-    expect(io.err()).toContain('cross-machine (gRPC) transport, which is not supported yet');
+    const offLoopback = {
+      ...twoMachines,
+      machines: twoMachines.machines.map((m) => ({ ...m, host: '10.9.9.9' })),
+    };
+    const file = topologyFile(offLoopback);
+    expect(await main(['run', file, '--machine', 'b', '--end-time', '5'], io)).toBe(EXIT_USAGE);
+    expect(io.err()).toContain('machines[0].tls');
+    expect(io.err()).toContain('"insecure": true');
   });
 
   it('rejects an unknown machine and the --nodes flag', async () => {

@@ -22,6 +22,7 @@ const good: TopologyInput = {
     },
     { name: 'm2', grpcPort: 7001, servers: [{ name: 's0', nodes: ['n3'] }] },
   ],
+  security: { insecure: true },
 };
 
 function issuesOf(input: unknown): { path: string; message: string }[] {
@@ -172,10 +173,10 @@ describe('multi-machine topologies', () => {
     const dir = mkdtempSync(join(tmpdir(), 'disco-topo-tls-'));
     const file = join(dir, 'cluster.json');
     const input = three({ security: { allow: ['machine-a'] } });
-    input.machines[0] = {
-      ...input.machines[0]!,
-      tls: { ca: 'ca.pem', cert: 'certs/a.pem', key: '/abs/a.key' },
-    };
+    input.machines = input.machines.map((m) => ({
+      ...m,
+      tls: { ca: 'ca.pem', cert: `certs/${m.name}.pem`, key: '/abs/a.key' },
+    }));
     writeFileSync(file, JSON.stringify(input));
     const topo = loadTopology(file);
     expect(topo.machines[0]!.tls).toEqual({
@@ -185,6 +186,23 @@ describe('multi-machine topologies', () => {
     });
     expect(topo.security).toEqual({ allow: ['machine-a'], insecure: false });
     expect(loadTopology(topologyInput(topo))).toEqual(topo);
+  });
+
+  it('refuses plaintext links off loopback unless insecure, and an allow-list without mutual TLS', () => {
+    const input = three({ security: { allow: ['machine-a'] } });
+    input.machines[0] = { ...input.machines[0]!, host: '10.0.0.1' };
+    input.machines[1] = { ...input.machines[1]!, tls: { cert: 'b.pem', key: 'b.key' } };
+    input.machines[2] = {
+      ...input.machines[2]!,
+      tls: { ca: 'ca.pem', cert: 'c.pem', key: 'c.key' },
+    };
+    const issues = issuesOf(input);
+    expect(issues.map((i) => i.path)).toEqual(['machines[0].tls', 'machines[1].tls.ca']);
+    expect(issues[0]!.message).toContain('10.0.0.1 would be plaintext on a non-loopback address');
+    expect(issues[1]!.message).toContain('security.allow needs mutual TLS');
+    const insecure = three({ security: { insecure: true } });
+    insecure.machines[0] = { ...insecure.machines[0]!, host: '10.0.0.1' };
+    expect(() => loadTopology(insecure)).not.toThrow();
   });
 
   it('with directLinks needs a port of its own on every Server', () => {
