@@ -39,6 +39,7 @@ const tlsSchema = z.strictObject({
   ca: file.optional(),
   cert: file.optional(),
   key: file.optional(),
+  requireClientCert: z.boolean().optional(),
   serverNameOverride: z.string().min(1).optional(),
 });
 
@@ -300,6 +301,7 @@ export interface MachineTls {
   readonly ca?: string;
   readonly cert?: string;
   readonly key?: string;
+  readonly requireClientCert?: boolean;
   readonly serverNameOverride?: string;
 }
 
