@@ -16,8 +16,9 @@
  *   that still arrive on it are ignored (never acknowledged, so the sender resends).
  * - Acks: an empty sealed frame with `ack = delivered`, at once when a call starts,
  *   then `ackDelayMs` after a delivery or after ACK_EVERY_FRAMES / ACK_EVERY_BYTES.
- * - A bad frame (verifier, header, gap) is reported as FrameCorruptError naming the
- *   sender and cancels that call; the process and the other calls carry on.
+ * - A bad frame (verifier, header, size, gap) is reported as FrameCorruptError naming
+ *   the sender and ends that call with DATA_LOSS, which fails the sender's link (a
+ *   resend would repeat the same bytes); the process and the other calls carry on.
  * - Rate limit: a token bucket per sender; when it runs dry the call is paused
  *   (HTTP/2 flow control pushes back to the sender). Nothing is dropped.
  */
@@ -61,6 +62,8 @@ export interface GrpcInboundCounters {
   framesReceived: number;
   duplicatesDropped: number;
   rejectedFrames: number;
+  /** Times the rate limit paused reading this sender's call. */
+  rateLimitPauses: number;
 }
 
 /** Receiver state of one sender incarnation. */
@@ -167,7 +170,12 @@ export class GrpcInbound {
     if (previous !== null) this.endCall(previous, 'superseded by a newer call of the same sender');
     this.calls.add(state);
     if (!this.counters.has(sender)) {
-      this.counters.set(sender, { framesReceived: 0, duplicatesDropped: 0, rejectedFrames: 0 });
+      this.counters.set(sender, {
+        framesReceived: 0,
+        duplicatesDropped: 0,
+        rejectedFrames: 0,
+        rateLimitPauses: 0,
+      });
     }
     if (tracer.enabled) tracer.log(`${peer}: call accepted, delivered ${session.delivered}`);
     const reader = new FrameStreamReader(peer, this.config.maxFrameBytes - FRAME_HEADER_BYTES);
@@ -277,6 +285,7 @@ export class GrpcInbound {
     b.tokens = Math.min(burst, b.tokens + ((now - b.at) * rate) / 1000) - messages;
     b.at = now;
     if (b.tokens >= 0 || state.call.isPaused()) return;
+    this.counters.get(state.session.sender)!.rateLimitPauses++;
     state.call.pause();
     setTimeout(() => state.call.resume(), Math.ceil((-b.tokens * 1000) / rate));
   }
@@ -284,7 +293,7 @@ export class GrpcInbound {
   /** Ends a call: OK when it finished, `code` with `reason` otherwise. */
   private endCall(state: CallState, reason?: string, code = GrpcStatus.ABORTED): void {
     if (state.closed) return;
-    if (reason === undefined) this.sendAck(state);
+    this.sendAck(state); // what was delivered is acknowledged before the status, bad frame or not
     state.closed = true;
     if (state.ackTimer !== null) clearTimeout(state.ackTimer);
     state.ackTimer = null;

@@ -19,6 +19,8 @@
  *   hold is on; frames then wait in the OutboundQueue (back-pressure as usual).
  * - When no call has been established for `peerDeadlineMs`, the link fails with
  *   LinkClosedError counting every message not acknowledged (resend buffer + queue).
+ *   A call the receiver ends with DATA_LOSS (it refused a frame) fails the link at
+ *   once: resending the same bytes would be refused again.
  * - With reliability off there is no resend buffer and no acks; link_seq is 0.
  */
 
@@ -343,6 +345,17 @@ export class GrpcLink implements LinkChannel {
     this.lastStatus = `${GrpcStatus[s.code] ?? s.code}: ${s.details}`;
     if (this.closed || this.failure !== null) return;
     if (tracer.enabled) tracer.log(`${this.name}: call ended (${this.lastStatus})`);
+    if (s.code === GrpcStatus.DATA_LOSS) {
+      // The receiver refused one of our frames; resending the same bytes cannot succeed.
+      this.fail(
+        new LinkClosedError(
+          this.name,
+          `the peer rejected a frame (${s.details})`,
+          this.unacknowledged,
+        ),
+      );
+      return;
+    }
     this.armDeadline();
     const delay = this.backoffMs * (0.5 + Math.random() / 2);
     this.backoffMs = Math.min(this.backoffMs * 2, this.config.backoffMaxMs);

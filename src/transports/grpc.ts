@@ -109,6 +109,8 @@ export interface GrpcLinkMetrics {
   readonly duplicatesDropped: number;
   /** Frames refused as corrupt (the call carrying them was cancelled). */
   readonly rejectedFrames: number;
+  /** Times the inbound rate limit paused reading this peer. */
+  readonly rateLimitPauses: number;
 }
 
 function positive(name: string, v: number | undefined, fallback: number, min = 1): number {
@@ -270,6 +272,7 @@ export class GrpcTransport extends EventEmitter implements Transport {
         framesReceived: i?.framesReceived ?? 0,
         duplicatesDropped: i?.duplicatesDropped ?? 0,
         rejectedFrames: i?.rejectedFrames ?? 0,
+        rateLimitPauses: i?.rateLimitPauses ?? 0,
       };
     });
   }

@@ -1,13 +1,15 @@
 import { Metadata, status as GrpcStatus, credentials, type StatusObject } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { FrameEncoder, Lane } from '../../src/envelope.js';
+import { decodeFrame, FrameEncoder, Lane } from '../../src/envelope.js';
 import {
+  BackpressureError,
   FrameCorruptError,
   LinkClosedError,
   UndeliverableError,
   type DiscoError,
 } from '../../src/errors.js';
-import { sealFrame } from '../../src/native.js';
+import { assertFrame, sealFrame } from '../../src/native.js';
+import { FrameStreamReader } from '../../src/transports/frame-stream.js';
 import {
   CLUSTER_METADATA_KEY,
   LINK_METHOD,
@@ -42,26 +44,38 @@ async function pair(prefix: string) {
 }
 
 /** A raw stream to `address` as a peer of `cluster` would open it, bypassing GrpcTransport. */
-function rawCall(address: string, cluster: string) {
+function rawCall(address: string, cluster: string, session = '00000000000000ff') {
   const client = new LinkClient(address, credentials.createInsecure());
   const md = new Metadata();
   md.set(CLUSTER_METADATA_KEY, cluster);
   md.set(SENDER_METADATA_KEY, 'intruder');
-  md.set(SESSION_METADATA_KEY, '00000000000000ff');
+  md.set(SESSION_METADATA_KEY, session);
   const call = client.makeBidiStreamRequest(
     LINK_METHOD.path,
     LINK_METHOD.requestSerialize,
     LINK_METHOD.responseDeserialize,
     md,
   );
-  call.on('data', () => {
-    // Acks from the receiver; this test only looks at the final status.
-  });
+  const acks: bigint[] = [];
+  const reader = new FrameStreamReader('test');
+  call.on('data', (chunk: Buffer) =>
+    reader.push(chunk, (f) => {
+      assertFrame(f, 'test');
+      acks.push(decodeFrame(f, () => undefined).ack);
+    }),
+  );
   call.on('error', () => {
-    // Expected: the receiver cancels the call; the status says why.
+    // Expected when the receiver cancels the call; the status says why.
   });
   const ended = new Promise<StatusObject>((resolve) => call.on('status', resolve));
-  return { client, call, ended };
+  return { client, call, ended, acks };
+}
+
+/** A sealed frame with link_seq `seq` carrying one event `seq - 1` from x to b1. */
+function seqFrame(enc: FrameEncoder, seq: number): Buffer {
+  const f = Buffer.from(enc.encode([seqEvent('x', 'b1', seq - 1)], Lane.Event, BigInt(seq), 0n));
+  sealFrame(f);
+  return f;
 }
 
 const N = 100_000;
@@ -215,6 +229,110 @@ describe('GrpcTransport link', () => {
     await A.t.close();
     await B.t.close();
   });
+
+  it('drops frames a reconnecting sender resends on a new call of the same session', async () => {
+    const { A, B, b1, cluster, dir } = await pair('grpc-dedup');
+    const enc = new FrameEncoder();
+    const first = rawCall(dir.addressOf('B'), cluster, '00000000000000aa');
+    for (const seq of [1, 2, 3]) first.call.write(seqFrame(enc, seq));
+    first.call.end();
+    expect((await first.ended).code).toBe(GrpcStatus.OK);
+    expect(first.acks.at(-1)).toBe(3n);
+
+    // The sender did not see the acks: it resends 2 and 3, then goes on with 4.
+    const second = rawCall(dir.addressOf('B'), cluster, '00000000000000aa');
+    for (const seq of [2, 3, 4]) second.call.write(seqFrame(enc, seq));
+    second.call.end();
+    expect((await second.ended).code).toBe(GrpcStatus.OK);
+    expect(second.acks[0]).toBe(3n); // acked at once when the call starts: trim before resending
+    expect(second.acks.at(-1)).toBe(4n);
+    expect(b1.events.get('x')).toEqual([0, 1, 2, 3]);
+    const m = B.t.linkMetrics().find((x) => x.peer === 'intruder')!;
+    expect(m).toMatchObject({ framesReceived: 4, duplicatesDropped: 2, rejectedFrames: 0 });
+
+    // A new incarnation of the sender (another session) starts from its first frame.
+    const third = rawCall(dir.addressOf('B'), cluster, '00000000000000bb');
+    third.call.write(seqFrame(enc, 9));
+    third.call.end();
+    expect((await third.ended).code).toBe(GrpcStatus.OK);
+    expect(b1.events.get('x')).toEqual([0, 1, 2, 3, 8]);
+    for (const c of [first, second, third]) c.client.close();
+    expect(B.errors).toEqual([]);
+    await A.t.close();
+    await B.t.close();
+  });
+
+  it('refuses a frame over maxFrameBytes and fails the sending link, which cannot resend it', async () => {
+    const cluster = uniqueCluster('grpc-max-frame');
+    const dir = new Directory();
+    dir.placement.set('b1', 'B');
+    const A = await startTransport(dir, cluster, 'A');
+    const B = await startTransport(dir, cluster, 'B', { maxFrameBytes: 64 * 1024 });
+    const b1 = new RecordingNode('b1');
+    B.t.attach(b1);
+    A.t.sendEvent(seqEvent('a1', 'b1', 0, 1000));
+    await until(() => b1.eventCount === 1, 10_000, 'the small event');
+    A.t.sendEvent(seqEvent('a1', 'b1', 1, 100 * 1024));
+    await until(() => A.errors.length > 0, 10_000, 'the link to fail');
+    expect(B.errors[0]).toBeInstanceOf(FrameCorruptError);
+    expect(B.errors[0]!.message).toMatch(/grpc:A.*over the limit of 65520/);
+    expect(A.errors[0]).toBeInstanceOf(LinkClosedError);
+    expect(A.errors[0]!.message).toMatch(/rejected a frame.*\(1 messages not acknowledged\)/);
+    expect(b1.eventCount).toBe(1);
+    await A.t.close();
+    await B.t.close();
+  });
+
+  it('pauses reading a peer over its rate limit and still delivers everything in order', async () => {
+    const cluster = uniqueCluster('grpc-rate');
+    const dir = new Directory();
+    dir.placement.set('b1', 'B');
+    const A = await startTransport(dir, cluster, 'A');
+    const B = await startTransport(dir, cluster, 'B', {
+      rateLimit: { messagesPerSecond: 20_000, burst: 1000 },
+    });
+    const b1 = new RecordingNode('b1');
+    B.t.attach(b1);
+    await sendAll(A.t, 10_000, (i) => seqEvent('a1', 'b1', i));
+    await A.t.flush();
+    expect(fifoViolation(b1.events.get('a1')!, 10_000)).toBeNull();
+    expect(B.t.linkMetrics()[0]!.rateLimitPauses).toBeGreaterThan(0);
+    await A.t.close();
+    await B.t.close();
+  });
+
+  it('runs without sequence numbers and acks when reliability is off (benchmark mode)', async () => {
+    const cluster = uniqueCluster('grpc-unreliable');
+    const dir = new Directory();
+    dir.placement.set('b1', 'B');
+    const A = await startTransport(dir, cluster, 'A', { reliability: { enabled: false } });
+    const B = await startTransport(dir, cluster, 'B');
+    const b1 = new RecordingNode('b1');
+    B.t.attach(b1);
+    await sendAll(A.t, 20_000, (i) => seqEvent('a1', 'b1', i));
+    await until(() => b1.eventCount === 20_000, 20_000, 'all events');
+    expect(fifoViolation(b1.events.get('a1')!, 20_000)).toBeNull();
+    expect(A.t.linkMetrics()[0]).toMatchObject({ acked: 0, unacknowledged: 0, resends: 0 });
+    await A.t.close();
+    await B.t.close();
+  });
+
+  it('queues sends while the peer is unreachable, with back-pressure and a hard limit', async () => {
+    const dir = new Directory();
+    dir.placement.set('b1', 'B');
+    dir.addresses.set('B', '127.0.0.1:1'); // nothing listens there
+    const A = await startTransport(dir, uniqueCluster('grpc-backpressure'), 'A', {
+      limits: { highWaterMarkMessages: 10, hardLimitMessages: 20 },
+      reliability: { peerDeadlineMs: 60_000 },
+    });
+    for (let i = 0; i < 20; i++) A.t.sendEvent(seqEvent('a1', 'b1', i));
+    expect(A.t.writable).toBe(false);
+    expect(() => A.t.sendEvent(seqEvent('a1', 'b1', 20))).toThrow(BackpressureError);
+    expect(A.t.linkMetrics()[0]!.unacknowledged).toBe(20);
+    await A.t.close(); // waits CLOSE_FLUSH_TIMEOUT_MS for acks that cannot come
+    expect(A.errors).toHaveLength(1);
+    expect((A.errors[0] as LinkClosedError).unacknowledged).toBe(20);
+  }, 20_000);
 
   it('refuses to send after close() and closes idempotently', async () => {
     const { A, B, b1 } = await pair('grpc-close');
