@@ -100,6 +100,8 @@ export class GrpcInbound {
   private readonly buckets = new Map<string, Bucket>();
   private readonly calls = new Set<CallState>();
   private readonly encoder = new FrameEncoder(256);
+  /** Reading is paused for the owner (pauseAll); the rate limit must not resume it. */
+  private paused = false;
 
   constructor(
     private readonly config: GrpcInboundConfig,
@@ -148,6 +150,18 @@ export class GrpcInbound {
     for (const c of this.calls) this.endCall(c);
   }
 
+  /** Stops reading every call, present and future, until `resumeAll` (a gateway's back-pressure). */
+  pauseAll(): void {
+    this.paused = true;
+    for (const c of this.calls) c.call.pause();
+  }
+
+  /** Reverses `pauseAll`. */
+  resumeAll(): void {
+    this.paused = false;
+    for (const c of this.calls) c.call.resume();
+  }
+
   private refuse(call: Call, who: string, code: GrpcStatus, reason: string): void {
     this.report(new LinkClosedError(who, `refused an incoming call: ${reason}`));
     call.emit('error', { code, details: reason } as Partial<ServiceError>);
@@ -169,6 +183,7 @@ export class GrpcInbound {
     session.current = state;
     if (previous !== null) this.endCall(previous, 'superseded by a newer call of the same sender');
     this.calls.add(state);
+    if (this.paused) call.pause();
     if (!this.counters.has(sender)) {
       this.counters.set(sender, {
         framesReceived: 0,
@@ -287,7 +302,9 @@ export class GrpcInbound {
     if (b.tokens >= 0 || state.call.isPaused()) return;
     this.counters.get(state.session.sender)!.rateLimitPauses++;
     state.call.pause();
-    setTimeout(() => state.call.resume(), Math.ceil((-b.tokens * 1000) / rate));
+    setTimeout(() => {
+      if (!this.paused) state.call.resume();
+    }, Math.ceil((-b.tokens * 1000) / rate));
   }
 
   /** Ends a call: OK when it finished, `code` with `reason` otherwise. */

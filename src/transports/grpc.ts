@@ -210,6 +210,18 @@ export class GrpcTransport extends EventEmitter implements Transport {
     this.nodes.detach(node);
   }
 
+  setFallback(sink: LocalNode | null): void {
+    this.nodes.setFallback(sink);
+  }
+
+  pauseInbound(): void {
+    this.inbound.pauseAll();
+  }
+
+  resumeInbound(): void {
+    this.inbound.resumeAll();
+  }
+
   handlesNode(repid: number, node: string): boolean {
     const peer = this.options.locate(repid, node);
     return peer !== undefined && peer !== this.options.self;
