@@ -286,17 +286,21 @@ export class Application extends EventEmitter {
     gw.on('error', (err: Error) => this.onGatewayError(err));
   }
 
+  /**
+   * A link of the gateway failed (a machine stayed unreachable past its deadline, a
+   * peer sent bad frames, an envelope could not be forwarded). The run fails: a member
+   * stops its Servers; the leader's wait() rejects. During a stop, links to Servers
+   * that exit are expected to close, so errors are ignored then.
+   */
   private onGatewayError(err: Error): void {
     if (this.stopping) return;
-    if (this.role === 'member') {
-      // Without its links a member can do nothing: it stops its Servers and reports.
-      this.memberError ??= err;
-      void this.stop();
-    }
-    this.emit('error', err);
+    this.linkError ??= err;
+    if (this.role === 'member') void this.stop();
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.emit('progress');
   }
 
-  private memberError: Error | undefined;
+  private linkError: Error | undefined;
 
   private onControl(from: string, m: unknown): void {
     if (!isControlMessage(m)) {
@@ -309,6 +313,8 @@ export class Application extends EventEmitter {
     }
     if (m.type === 'to-server') {
       const c = this.role === 'member' ? this.children.get(m.server) : undefined;
+      // Once the leader shuts the Servers down, their links closing is no failure.
+      if (m.msg.type === 'shutdown') this.stopping = true;
       if (c !== undefined) this.post(c, m.msg);
       return;
     }
@@ -449,11 +455,12 @@ export class Application extends EventEmitter {
       }, timeoutMs);
       const check = (): void => {
         const failed = [...this.children.values()].find((c) => c.error !== undefined);
+        const error = failed?.error ?? this.linkError;
         const allReady = [...this.children.values()].every((c) => c.ready);
-        if (failed === undefined && !allReady) return;
+        if (error === undefined && !allReady) return;
         clearTimeout(timer);
         this.off('progress', check);
-        if (failed !== undefined) reject(failed.error);
+        if (error !== undefined) reject(error);
         else resolve();
       };
       this.on('progress', check);
@@ -465,7 +472,7 @@ export class Application extends EventEmitter {
   private whenMemberDone(): Promise<Map<string, unknown>> {
     return new Promise((resolve, reject) => {
       this.memberDone = () => {
-        if (this.memberError !== undefined) reject(this.memberError);
+        if (this.linkError !== undefined) reject(this.linkError);
         else resolve(new Map());
       };
     });
@@ -475,10 +482,10 @@ export class Application extends EventEmitter {
     return new Promise((resolve, reject) => {
       const check = (): void => {
         const kids = [...this.children.values()];
-        const failed = kids.find((c) => c.error !== undefined);
-        if (failed !== undefined) {
+        const error = kids.find((c) => c.error !== undefined)?.error ?? this.linkError;
+        if (error !== undefined) {
           this.off('progress', check);
-          reject(failed.error);
+          reject(error);
         } else if (kids.every((c) => c.result !== undefined)) {
           this.off('progress', check);
           resolve(new Map(kids.map((c) => [c.name, c.result!.value])));
