@@ -16,7 +16,8 @@
  * - Acks are cumulative; an ack above the last link_seq sent is a protocol error.
  * - `ready` is false while no call is established, the call's write buffer wants a
  *   'drain', a resend is in progress, the resend buffer is full, or a short batching
- *   hold is on; frames then wait in the OutboundQueue (back-pressure as usual).
+ *   hold is on; frames then wait in the OutboundQueue (back-pressure as usual). The
+ *   hold follows small frames only while it pays (see `maybeHold`).
  * - When no call has been established for `peerDeadlineMs`, the link fails with
  *   LinkClosedError counting every message not acknowledged (resend buffer + queue).
  *   A call the receiver ends with DATA_LOSS (it refused a frame) fails the link at
@@ -51,6 +52,8 @@ const tracer = tracerFor('grpc');
 
 /** A frame written after its link's `flushDelayMs` hold only when it is smaller than this. */
 const SMALL_FRAME_BYTES = 64 * 1024;
+/** While holds do not pay, every this many quick small frames one is tried again. */
+const HOLD_PROBE_FRAMES = 16;
 
 /** What a link needs from its transport, resolved (defaults filled in). */
 export interface GrpcLinkConfig {
@@ -116,6 +119,10 @@ export class GrpcLink implements LinkChannel {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private holdTimer: NodeJS.Timeout | null = null;
+  /** Whether the last batching hold collected more than one message. */
+  private batchingPays = true;
+  private smallFramesUnheld = 0;
+  private lastSmallFrameAt = 0;
   private failure: DiscoError | null = null;
   private closed = false;
   private settledWaiters: (() => void)[] = [];
@@ -159,13 +166,7 @@ export class GrpcLink implements LinkChannel {
     } else if (!this.writeOnCall(frame)) {
       this.writeBlocked = true;
     }
-    if (
-      this.config.flushDelayMs > 0 &&
-      frame.length < SMALL_FRAME_BYTES &&
-      this.holdTimer === null
-    ) {
-      this.hold();
-    }
+    if (this.config.flushDelayMs > 0 && frame.length < SMALL_FRAME_BYTES) this.maybeHold();
     return count;
   }
 
@@ -212,10 +213,24 @@ export class GrpcLink implements LinkChannel {
     for (const resolve of waiters) resolve();
   }
 
-  /** Keeps small frames from going one by one: the next frame waits `flushDelayMs`. */
-  private hold(): void {
+  /**
+   * After a small frame, decides whether the next one waits `flushDelayMs` so that
+   * sends spread over several turns share a frame. A hold that collected at most one
+   * message only added latency (request/response traffic): holds then stop, and are
+   * tried again after HOLD_PROBE_FRAMES small frames in quick succession.
+   */
+  private maybeHold(): void {
+    if (this.holdTimer !== null) return;
+    const now = Date.now();
+    const quick = now - this.lastSmallFrameAt <= this.config.flushDelayMs;
+    this.lastSmallFrameAt = now;
+    if (!this.batchingPays) {
+      if (!quick || ++this.smallFramesUnheld < HOLD_PROBE_FRAMES) return;
+      this.smallFramesUnheld = 0;
+    }
     this.holdTimer = setTimeout(() => {
       this.holdTimer = null;
+      this.batchingPays = this.queue.queued > 1;
       this.queue.resume();
     }, this.config.flushDelayMs);
   }
