@@ -76,6 +76,9 @@ describe('GrpcTransport through a TCP proxy that cuts connections', () => {
     expect(cuts).toBeGreaterThan(0);
     expect(m!.reconnects).toBeGreaterThan(0);
     expect(m!.resends).toBeGreaterThan(0);
+    // duplicatesDropped is logged, not asserted: the receiver acks at once on every new call,
+    // so the sender trims before it resends and duplicates need an ack lost in between
+    // (test/grpc/link.test.ts drives that case by hand).
     expect(m!.unacknowledged).toBe(0);
     expect(m!.acked).toBe(total);
     expect(A.errors).toEqual([]);
