@@ -22,7 +22,8 @@
  *   LinkClosedError counting every message not acknowledged (resend buffer + queue).
  *   A call the receiver ends with DATA_LOSS (it refused a frame) fails the link at
  *   once: resending the same bytes would be refused again.
- * - With reliability off there is no resend buffer and no acks; link_seq is 0.
+ * - With reliability off there is no resend buffer and no acks; link_seq is 0, and a
+ *   call that ends after frames went out fails the link (what it lost is unknown).
  */
 
 import {
@@ -47,6 +48,7 @@ import {
   SESSION_METADATA_KEY,
 } from './grpc-service.js';
 import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
+import { ResendBuffer } from './resend-buffer.js';
 
 const tracer = tracerFor('grpc');
 
@@ -71,14 +73,6 @@ export interface GrpcLinkConfig {
   readonly backoffMaxMs: number;
   readonly flushDelayMs: number;
   readonly chunkBytes: number;
-}
-
-/** A sealed frame kept until the peer acknowledges it. */
-interface SentFrame {
-  readonly seq: number;
-  readonly frame: Buffer;
-  readonly count: number;
-  written: boolean;
 }
 
 /** Outbound counters of one link; plain data. */
@@ -108,11 +102,7 @@ export class GrpcLink implements LinkChannel {
   private call: ClientDuplexStream<Buffer, Buffer> | null = null;
   private established = false;
   private writeBlocked = false;
-  /** Unacknowledged frames are `frames[head..]`; `frames[cursor..]` are not written on this call. */
-  private frames: SentFrame[] = [];
-  private head = 0;
-  private cursor = 0;
-  private bufferedBytes = 0;
+  private readonly resend = new ResendBuffer();
   private lastSeq = 0;
   private backoffMs: number;
   private lastStatus = 'no call was answered';
@@ -145,8 +135,8 @@ export class GrpcLink implements LinkChannel {
     return (
       this.established &&
       !this.writeBlocked &&
-      this.cursor === this.frames.length &&
-      this.bufferedBytes < this.config.resendBufferBytes &&
+      this.resend.caughtUp &&
+      this.resend.bytes < this.config.resendBufferBytes &&
       this.holdTimer === null
     );
   }
@@ -159,8 +149,7 @@ export class GrpcLink implements LinkChannel {
     const count = end - start;
     this.counters.framesSent++;
     if (this.config.reliable) {
-      this.frames.push({ seq, frame, count, written: false });
-      this.bufferedBytes += frame.length;
+      this.resend.push(seq, frame, count);
       this.counters.unacknowledged += count;
       this.writePending();
     } else if (!this.writeOnCall(frame)) {
@@ -203,7 +192,7 @@ export class GrpcLink implements LinkChannel {
   private isSettled(): boolean {
     if (this.failure !== null) return true;
     if (this.queue.queued > 0) return false;
-    return this.config.reliable ? this.head === this.frames.length : true;
+    return this.config.reliable ? this.resend.length === 0 : true;
   }
 
   private wakeSettled(): void {
@@ -250,7 +239,7 @@ export class GrpcLink implements LinkChannel {
     this.call = call;
     this.established = false;
     this.writeBlocked = false;
-    this.cursor = this.head;
+    this.resend.rewind();
     const reader = new FrameStreamReader(this.name);
     call.on('data', (chunk: Buffer) => {
       if (this.call !== call) return;
@@ -284,7 +273,9 @@ export class GrpcLink implements LinkChannel {
         `ack ${ack} is beyond the last link_seq sent (${this.lastSeq})`,
       );
     }
-    this.trim(ack);
+    const acked = this.resend.trim(ack);
+    this.counters.unacknowledged -= acked;
+    this.counters.acked += acked;
     if (!this.established) this.onEstablished();
     else this.queue.resume();
     this.wakeSettled();
@@ -295,48 +286,20 @@ export class GrpcLink implements LinkChannel {
     this.backoffMs = this.config.backoffInitialMs;
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
-    if (tracer.enabled) tracer.log(`${this.name}: call established, resending ${this.pending()}`);
-    this.cursor = this.head;
+    if (tracer.enabled) tracer.log(`${this.name}: established, resending ${this.resend.length}`);
+    this.resend.rewind();
     this.writePending();
     this.queue.resume();
-  }
-
-  private pending(): number {
-    return this.frames.length - this.head;
-  }
-
-  /** Drops every frame with link_seq ≤ ack from the resend buffer. */
-  private trim(ack: number): void {
-    const frames = this.frames;
-    while (this.head < frames.length && frames[this.head]!.seq <= ack) {
-      const f = frames[this.head]!;
-      this.bufferedBytes -= f.frame.length;
-      this.counters.unacknowledged -= f.count;
-      this.counters.acked += f.count;
-      frames[this.head] = undefined as unknown as SentFrame; // release the bytes now
-      this.head++;
-    }
-    if (this.cursor < this.head) this.cursor = this.head;
-    if (this.head === frames.length) {
-      this.frames = [];
-      this.cursor -= this.head;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > frames.length) {
-      this.frames = frames.slice(this.head);
-      this.cursor -= this.head;
-      this.head = 0;
-    }
   }
 
   /** Writes frames not yet written on this call, in order, while the call takes them. */
   private writePending(): void {
     if (!this.established || this.call === null) return;
-    const frames = this.frames;
-    while (!this.writeBlocked && this.cursor < frames.length) {
-      const f = frames[this.cursor++]!;
-      if (f.written) this.counters.resends++;
-      f.written = true;
-      if (!this.writeOnCall(f.frame)) this.writeBlocked = true;
+    while (!this.writeBlocked) {
+      const next = this.resend.next();
+      if (next === null) break;
+      if (next.resend) this.counters.resends++;
+      if (!this.writeOnCall(next.frame)) this.writeBlocked = true;
     }
   }
 
@@ -360,6 +323,17 @@ export class GrpcLink implements LinkChannel {
     this.lastStatus = `${GrpcStatus[s.code] ?? s.code}: ${s.details}`;
     if (this.closed || this.failure !== null) return;
     if (tracer.enabled) tracer.log(`${this.name}: call ended (${this.lastStatus})`);
+    if (!this.config.reliable && this.counters.framesSent > 0) {
+      // Without acks nobody knows what the broken call delivered: say so instead of guessing.
+      this.fail(
+        new LinkClosedError(
+          this.name,
+          `the call ended (${this.lastStatus}) and reliability is off: frames in flight may be lost`,
+          this.queue.queued,
+        ),
+      );
+      return;
+    }
     if (s.code === GrpcStatus.DATA_LOSS) {
       // The receiver refused one of our frames; resending the same bytes cannot succeed.
       this.fail(
@@ -421,9 +395,7 @@ export class GrpcLink implements LinkChannel {
       if (t !== null) clearTimeout(t);
     }
     this.reconnectTimer = this.deadlineTimer = this.holdTimer = null;
-    this.frames = [];
-    this.head = this.cursor = 0;
-    this.bufferedBytes = 0;
+    this.resend.clear();
     const call = this.call;
     this.call = null;
     if (call !== null) {
