@@ -56,6 +56,8 @@ const tracer = tracerFor('grpc');
 const SMALL_FRAME_BYTES = 64 * 1024;
 /** While holds do not pay, every this many quick small frames one is tried again. */
 const HOLD_PROBE_FRAMES = 16;
+/** Acks are empty frames: a peer announcing more is refused before it is buffered. */
+const ACK_FRAME_MAX_BODY_BYTES = 4096;
 
 /** What a link needs from its transport, resolved (defaults filled in). */
 export interface GrpcLinkConfig {
@@ -240,7 +242,7 @@ export class GrpcLink implements LinkChannel {
     this.established = false;
     this.writeBlocked = false;
     this.resend.rewind();
-    const reader = new FrameStreamReader(this.name);
+    const reader = new FrameStreamReader(this.name, ACK_FRAME_MAX_BODY_BYTES);
     call.on('data', (chunk: Buffer) => {
       if (this.call !== call) return;
       try {
