@@ -408,10 +408,14 @@ export class Application extends EventEmitter {
     }
     const proc = child.proc;
     if (!proc.connected) return;
-    proc.send(msg, (err) => {
-      // A child that is exiting closes its channel; its exit is reported by onExit.
-      if (err !== null && !child.exited && proc.connected) this.emit('error', err);
-    });
+    try {
+      proc.send(msg, (err) => {
+        // A child that is exiting closes its channel; its exit is reported by onExit.
+        if (err !== null && !child.exited && proc.connected) this.emit('error', err);
+      });
+    } catch {
+      // EPIPE thrown at once: the child is exiting, and onExit reports how it ended.
+    }
   }
 
   private onMessage(child: Child, m: unknown): void {

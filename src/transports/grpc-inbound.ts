@@ -302,9 +302,12 @@ export class GrpcInbound {
     if (b.tokens >= 0 || state.call.isPaused()) return;
     this.counters.get(state.session.sender)!.rateLimitPauses++;
     state.call.pause();
-    setTimeout(() => {
-      if (!this.paused) state.call.resume();
-    }, Math.ceil((-b.tokens * 1000) / rate));
+    setTimeout(
+      () => {
+        if (!this.paused) state.call.resume();
+      },
+      Math.ceil((-b.tokens * 1000) / rate),
+    );
   }
 
   /** Ends a call: OK when it finished, `code` with `reason` otherwise. */
