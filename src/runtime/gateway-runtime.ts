@@ -23,14 +23,25 @@ export interface GatewayLinkOptions {
   readonly ringDoorbell?: RingDoorbellOptions;
 }
 
-/** The security options of `machine`'s gRPC links, from the topology. */
+/**
+ * The security options of `machine`'s gRPC links, from the topology. A machine's
+ * `serverNameOverride` is the name its dialers verify (see `peerServerName`), not one
+ * it applies to others.
+ */
 export function machineSecurity(topology: Topology, machine: string): GrpcSecurityOptions {
   const m = topology.machines.find((x) => x.name === machine)!;
+  const tls = m.tls === undefined ? undefined : { ...m.tls };
+  if (tls !== undefined) delete (tls as { serverNameOverride?: string }).serverNameOverride;
   return {
-    ...(m.tls !== undefined ? { tls: { ...m.tls } } : {}),
+    ...(tls !== undefined ? { tls } : {}),
     ...(topology.security.allow !== undefined ? { allow: topology.security.allow } : {}),
     insecure: topology.security.insecure,
   };
+}
+
+/** The name `peer`'s certificate carries, when the topology says it differs from its host. */
+export function peerServerName(topology: Topology, peer: string): string | undefined {
+  return topology.machines.find((m) => m.name === peer)?.tls?.serverNameOverride;
 }
 
 /** The link settings of a topology's `grpc` section, as GrpcTransport options. */
@@ -91,6 +102,7 @@ export async function startGateway(
       return `${m.host}:${m.grpcPort ?? 0}`;
     },
     security: machineSecurity(topology, machine),
+    serverNameOf: (peer) => peerServerName(topology, peer),
     ...grpcLinkOptions(topology),
   });
   try {

@@ -26,7 +26,7 @@ import {
   serverEndpoint,
   serverId,
 } from './endpoints.js';
-import { grpcLinkOptions, machineSecurity } from './gateway-runtime.js';
+import { grpcLinkOptions, machineSecurity, peerServerName } from './gateway-runtime.js';
 import {
   errorInfo,
   isParentMessage,
@@ -77,6 +77,7 @@ async function directLink(topology: Topology, msg: StartMessage): Promise<Transp
     listenAddress: `${m.host}:${port}`,
     locate: directLocator(topology, msg.machine),
     addressOf: (peer: string) => directAddress(topology, peer),
+    serverNameOf: (peer: string) => peerServerName(topology, peer.slice(0, peer.indexOf('/'))),
     security: machineSecurity(topology, msg.machine),
     ...grpcLinkOptions(topology),
   });

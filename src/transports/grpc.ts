@@ -75,6 +75,11 @@ export interface GrpcTransportOptions {
   locate(repid: number, node: string): string | undefined;
   /** `"host:port"` of a peer identity. */
   addressOf(peer: string): string;
+  /**
+   * The name a peer's certificate must carry when it is not the host dialled (its
+   * `serverNameOverride`, per peer); undefined to check the host. TLS only.
+   */
+  serverNameOf?(peer: string): string | undefined;
   security?: GrpcSecurityOptions;
   /** Passed to grpc-js as they are (compression, keepalive, message sizes), over our defaults. */
   channelOptions?: ChannelOptions;
@@ -355,7 +360,14 @@ export class GrpcTransport extends EventEmitter implements Transport {
     const r = o.reliability ?? {};
     const address = o.addressOf(peer);
     const host = address.slice(0, Math.max(0, address.lastIndexOf(':')));
-    const security = channelCredentials(o.security, host);
+    // A peer's certificate may name it rather than the address dialled (serverNameOf).
+    const name = o.serverNameOf?.(peer);
+    const security = channelCredentials(
+      name === undefined || o.security?.tls === undefined
+        ? o.security
+        : { ...o.security, tls: { ...o.security.tls, serverNameOverride: name } },
+      host,
+    );
     const backoffInitialMs = positive(
       'backoffInitialMs',
       r.backoffInitialMs,
