@@ -34,16 +34,32 @@ interface ExchangeResult {
 }
 
 let seq = 0;
-async function twoMachines(): Promise<TopologyInput> {
+const fixture = (name: string): string =>
+  fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
+
+/** Two machines; with `tls`, mutual TLS from the test CA and an allow-list of both. */
+async function twoMachines(tls = false): Promise<TopologyInput> {
   const machine = async (name: string) => ({
     name,
     grpcPort: await freePort(),
+    ...(tls
+      ? {
+          tls: {
+            ca: fixture('ca.pem'),
+            cert: fixture(`machine-${name}.pem`),
+            key: fixture(`machine-${name}.key`),
+            // The test certificates name the machine, not 127.0.0.1.
+            serverNameOverride: `machine-${name}`,
+          },
+        }
+      : {}),
     servers: [0, 1].map((s) => ({ name: `s${s}`, nodes: [`${name}${s}x`, `${name}${s}y`] })),
   });
   return {
     cluster: `grpc-cluster-${process.pid}-${++seq}`,
     simprocs: ['p'],
     machines: [await machine('a'), await machine('b')],
+    ...(tls ? { security: { allow: ['machine-a', 'machine-b'] } } : {}),
   };
 }
 
@@ -53,10 +69,14 @@ afterEach(async () => {
 });
 
 describe('Applications on two machines (loopback)', () => {
-  it.each(['shm', 'uds'] as const)(
-    'runs a job on every Server of the cluster; events cross machines exactly once and in order (%s)',
-    async (link) => {
-      const topology = await twoMachines();
+  it.each([
+    ['shm', false],
+    ['uds', false],
+    ['shm', true],
+  ] as const)(
+    'runs a job on every Server of the cluster; events cross machines exactly once and in order (%s, TLS %s)',
+    async (link, tls) => {
+      const topology = await twoMachines(tls);
       const jobOptions = { count: 2000, promiseEvery: 100, payloadBytes: 100 };
       const leader = new Application({
         topology,
