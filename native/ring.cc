@@ -730,7 +730,7 @@ Status RingConsumer::read_batch(size_t max_records, size_t max_bytes, RecordSpan
       pos += f.record_bytes;
       consume(pos);
       if (!complete) continue;
-      const Status verified = verify_frame(message_, message_length_);
+      const Status verified = verify_frame(message_, message_length_, ring_verify_options());
       if (verified != Status::kOk) {
         free_message();
         return fail(verified);
@@ -745,7 +745,7 @@ Status RingConsumer::read_batch(size_t max_records, size_t max_bytes, RecordSpan
     }
     if (count == max_records || (count > 0 && bytes + f.content_length > max_bytes)) break;
     const uint8_t* frame = record + f.content_offset;
-    const Status verified = verify_frame(frame, f.content_length);
+    const Status verified = verify_frame(frame, f.content_length, ring_verify_options());
     if (verified != Status::kOk) {
       stop_status = verified;
       break;

@@ -48,8 +48,12 @@
 //                         max_record_bytes() = capacity / 2 (so a record always fits once the
 //                         ring has drained, wherever the tail is).
 //   type             u16  1 FRAME: the content is one sealed frame (frame.h), verified by the
-//                           consumer before anyone sees it. It may sit anywhere in the record:
-//                           the in-place builder (batch.h) builds downward from the record end.
+//                           consumer before anyone sees it, with ring_verify_options(): the
+//                           frame's checksum is neither needed nor checked (the in-place
+//                           builder writes 0), the FlatBuffers verifier and the bounds checks
+//                           here are what make a hostile record harmless. It may sit
+//                           anywhere in the record: the in-place builder (batch.h) builds
+//                           downward from the record end.
 //                         2 PADDING: fills the data area from here to its end; only the first
 //                           8 bytes (record_bytes, type) are meaningful, since as few as 8
 //                           bytes may remain before the end.
