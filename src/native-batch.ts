@@ -424,7 +424,7 @@ export interface BatchReaderCapacity {
  * accessors by envelope index (0 .. `envelopeCount - 1`). Accessors read the current batch only.
  */
 export class BatchReader {
-  readonly summary = new Uint32Array(SUMMARY_WORDS);
+  summary: Uint32Array = new Uint32Array(SUMMARY_WORDS);
   frames: Uint32Array;
   envelopes: Uint32Array;
   epochs: Float64Array;
@@ -434,6 +434,8 @@ export class BatchReader {
   view: Uint8Array | null = null;
   private readonly table: string[] = [];
   private readonly decoder = new TextDecoder();
+  /** The ring end whose `bindOutput` arrays these are, or null for arrays of our own. */
+  private boundTo: NativeRingConsumer | null = null;
 
   constructor(capacity: BatchReaderCapacity = {}) {
     const envelopes = capacity.envelopes ?? 4096;
@@ -472,23 +474,34 @@ export class BatchReader {
    * @throws TypeError when the consumer refuses the arrays (a bug).
    */
   read(consumer: NativeRingConsumer, maxBytes = 16 * 2 ** 20): number {
+    if (this.boundTo !== consumer) this.bind(consumer);
     for (;;) {
       this.view = null;
-      const r = consumer.readBatch(
-        this.summary,
-        this.frames,
-        this.envelopes,
-        this.epochs,
-        this.headerIds,
-        this.strings,
-        maxBytes,
-      );
+      const r = consumer.readBatch(maxBytes);
       if (typeof r !== 'number') {
         this.accept(r);
         return NativeStatus.OK;
       }
       if (r !== NativeStatus.OUTPUT_TOO_SMALL || !this.grow()) return r;
+      this.bind(consumer);
     }
+  }
+
+  /** Swaps the arrays for ones `consumer` decodes into, of the same capacities. */
+  private bind(consumer: NativeRingConsumer): void {
+    const o = consumer.bindOutput(
+      this.epochs.length,
+      this.headerIds.length / 2,
+      this.strings.length / 2,
+      this.frames.length / FRAME_WORDS,
+    );
+    this.summary = o.summary;
+    this.frames = o.frames;
+    this.envelopes = o.envelopes;
+    this.epochs = o.epochs;
+    this.headerIds = o.headers;
+    this.strings = o.strings;
+    this.boundTo = consumer;
   }
 
   /**
@@ -686,6 +699,7 @@ export class BatchReader {
     this.epochs = new Float64Array(envelopes);
     this.headerIds = new Uint32Array(2 * headers);
     this.strings = new Uint32Array(2 * strings);
+    this.boundTo = null;
     return true;
   }
 }
