@@ -134,6 +134,12 @@ class ByteBuffer {
   }
 }
 
+/** The string an address slot of the previous envelope named, and its id. */
+class LastId {
+  key: string | null = null;
+  id = 0;
+}
+
 /**
  * Writes batches of envelopes in the staging layout (native/batch.h), one batch at a time. Reuses
  * its buffers: after warm-up, adding an envelope allocates nothing (new strings aside).
@@ -151,6 +157,13 @@ export class BatchWriter {
   private readonly out: ByteBuffer;
   private readonly definitions = new ByteBuffer(4096);
   private readonly ids = new Map<string, number>();
+  // One per address slot (sender node and simproc, target node and simproc): consecutive
+  // envelopes of a batch mostly repeat them, and a comparison is cheaper than a Map lookup.
+  // Valid while `ids` is not reset.
+  private readonly lastSenderNode = new LastId();
+  private readonly lastSenderSimproc = new LastId();
+  private readonly lastTargetNode = new LastId();
+  private readonly lastTargetSimproc = new LastId();
   private readonly encoder = new TextEncoder();
   private readonly externalBytes: number;
   private readonly external: Uint8Array[] = [];
@@ -200,6 +213,10 @@ export class BatchWriter {
     }
     if (this.resetNext) {
       this.ids.clear();
+      this.lastSenderNode.key = null;
+      this.lastSenderSimproc.key = null;
+      this.lastTargetNode.key = null;
+      this.lastTargetSimproc.key = null;
       this.stringBytes = 0;
       this.resetNext = false;
       this.resetThis = true;
@@ -353,10 +370,10 @@ export class BatchWriter {
     targetSimproc: string,
   ): number {
     // Ids first: defining a string never touches `out`, so `at` stays valid.
-    const a = this.id(senderNode);
-    const b = this.id(senderSimproc);
-    const c = this.id(targetNode);
-    const d = this.id(targetSimproc);
+    const a = this.slotId(this.lastSenderNode, senderNode);
+    const b = this.slotId(this.lastSenderSimproc, senderSimproc);
+    const c = this.slotId(this.lastTargetNode, targetNode);
+    const d = this.slotId(this.lastTargetSimproc, targetSimproc);
     const out = this.out;
     out.reserve(BATCH_ENVELOPE_FIXED_BYTES);
     const at = out.used;
@@ -383,6 +400,15 @@ export class BatchWriter {
       n++;
     }
     return n;
+  }
+
+  /** The id of `s` through the cache of one address slot. */
+  private slotId(last: LastId, s: string): number {
+    if (last.key === s) return last.id;
+    const id = this.id(s);
+    last.key = s;
+    last.id = id;
+    return id;
   }
 
   /** The id of `s`, defining it in this batch when new. */
