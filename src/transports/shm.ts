@@ -238,7 +238,7 @@ class ShmInbound {
     if (fd >= 0) {
       // Pipe doorbell: the producer writes a byte into a FIFO this event loop watches.
       const bell = new Socket({ fd, readable: true, writable: false });
-      bell.on('data', () => this.schedule());
+      bell.on('data', () => this.drain());
       bell.on('error', (err: Error) =>
         this.owner.reportError(
           new LinkClosedError(`ring ${ring}`, `doorbell failed: ${err.message}`),
@@ -256,8 +256,10 @@ class ShmInbound {
     this.consumer.close();
   }
 
+  // A wake-up is its own event-loop callback, never inside a sender's stack: it reads at once
+  // rather than one more turn of the loop later.
   private onEvent(ev: RingEventCode): void {
-    if (ev === RingEvent.READY) this.schedule();
+    if (ev === RingEvent.READY) this.drain();
     else if (!this.closed) {
       this.drain(); // what the dead producer committed is complete and still delivered
       this.owner.reportError(new PeerDeadError(`ring ${this.ring}`, 'the producing process died'));
