@@ -164,9 +164,10 @@ export type RingEventCode = (typeof RingEvent)[keyof typeof RingEvent];
 /** How a ring end waits (native/doorbell.h). */
 export interface RingDoorbellOptions {
   /**
-   * Consumer only. `'futex'` (default): a native thread sleeps on a futex in the segment and wakes
-   * JS through a threadsafe function. `'pipe'`: the producer writes a byte into a FIFO whose
-   * descriptor `doorbellFd()` hands to the event loop; a native thread still watches liveness.
+   * Consumer only. `'futex'` (the addon's default): a native thread sleeps on a futex in the
+   * segment and wakes JS through a threadsafe function. `'pipe'` (ShmTransport's default): the
+   * producer writes a byte into a FIFO whose descriptor `doorbellFd()` hands to the event loop;
+   * a native thread still watches liveness.
    */
   readonly doorbell?: 'futex' | 'pipe';
   /** Nanoseconds to spin before sleeping (default 5000). */
