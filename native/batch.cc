@@ -391,8 +391,7 @@ class BatchBuild {
 
 Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
                            size_t payload_count, uint8_t* region, size_t region_bytes,
-                           size_t* frame_offset, size_t* frame_length,
-                           bool checksum) noexcept {
+                           size_t* frame_offset, size_t* frame_length, bool checksum) noexcept {
   if (region == nullptr || region_bytes < b.bound || region_bytes % kFrameAlignment != 0 ||
       reinterpret_cast<uintptr_t>(region) % kFrameAlignment != 0) {
     return Status::kInvalidArgument;
@@ -457,8 +456,7 @@ Status BatchEncoder::write(RingProducer& producer, const uint8_t* layout, size_t
   if (b.bound <= producer.max_content_bytes()) {
     uint8_t* slot = nullptr;
     if (Status s = producer.reserve(b.bound, &slot); s != Status::kOk) return s;
-    const Status built =
-        build(b, payloads, payload_count, slot, b.bound, &offset, &length, false);
+    const Status built = build(b, payloads, payload_count, slot, b.bound, &offset, &length, false);
     if (built != Status::kOk) {
       producer.abandon();
       return built;
