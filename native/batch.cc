@@ -469,11 +469,12 @@ Status BatchEncoder::write(RingProducer& producer, const uint8_t* layout, size_t
     if (s == Status::kWritePending) return Status::kRingFull;
     if (s != Status::kOk) return s;
   }
-  auto* block = static_cast<uint8_t*>(std::aligned_alloc(kFrameAlignment, b.bound));
+  static_assert(kFrameAlignment == kRecordAlignment, "take_block() aligns for frames");
+  uint8_t* block = producer.take_block(b.bound);
   if (block == nullptr) return Status::kNoMemory;
   Status s = build(b, payloads, payload_count, block, b.bound, &offset, &length, false);
-  if (s == Status::kOk) s = producer.write_message_chunked(block, offset, length);
-  if (s != Status::kOk && s != Status::kWritePending) std::free(block);
+  if (s == Status::kOk) s = producer.write_message_chunked(block, offset, length, b.bound);
+  if (s != Status::kOk && s != Status::kWritePending) producer.give_block(block, b.bound);
   return s;
 }
 
