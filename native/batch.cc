@@ -391,7 +391,7 @@ class BatchBuild {
 
 Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
                            size_t payload_count, uint8_t* region, size_t region_bytes,
-                           size_t* frame_offset, size_t* frame_length) noexcept {
+                           size_t* frame_offset, size_t* frame_length, bool checksum) noexcept {
   if (region == nullptr || region_bytes < b.bound || region_bytes % kFrameAlignment != 0 ||
       reinterpret_cast<uintptr_t>(region) % kFrameAlignment != 0) {
     return Status::kInvalidArgument;
@@ -438,10 +438,12 @@ Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
   }
   if (status != Status::kOk) return status;
   const size_t offset = region_bytes - body_size - kFrameHeaderBytes;
-  const Status sealed = seal_frame(region + offset, body_size + kFrameHeaderBytes);
+  const size_t length = body_size + kFrameHeaderBytes;
+  const Status sealed = checksum ? seal_frame(region + offset, length)
+                                 : seal_frame_unchecked(region + offset, length);
   if (sealed != Status::kOk) return sealed;
   *frame_offset = offset;
-  *frame_length = body_size + kFrameHeaderBytes;
+  *frame_length = length;
   return Status::kOk;
 }
 
@@ -454,7 +456,7 @@ Status BatchEncoder::write(RingProducer& producer, const uint8_t* layout, size_t
   if (b.bound <= producer.max_content_bytes()) {
     uint8_t* slot = nullptr;
     if (Status s = producer.reserve(b.bound, &slot); s != Status::kOk) return s;
-    const Status built = build(b, payloads, payload_count, slot, b.bound, &offset, &length);
+    const Status built = build(b, payloads, payload_count, slot, b.bound, &offset, &length, false);
     if (built != Status::kOk) {
       producer.abandon();
       return built;
@@ -467,11 +469,12 @@ Status BatchEncoder::write(RingProducer& producer, const uint8_t* layout, size_t
     if (s == Status::kWritePending) return Status::kRingFull;
     if (s != Status::kOk) return s;
   }
-  auto* block = static_cast<uint8_t*>(std::aligned_alloc(kFrameAlignment, b.bound));
+  static_assert(kFrameAlignment == kRecordAlignment, "take_block() aligns for frames");
+  uint8_t* block = producer.take_block(b.bound);
   if (block == nullptr) return Status::kNoMemory;
-  Status s = build(b, payloads, payload_count, block, b.bound, &offset, &length);
-  if (s == Status::kOk) s = producer.write_message_chunked(block, offset, length);
-  if (s != Status::kOk && s != Status::kWritePending) std::free(block);
+  Status s = build(b, payloads, payload_count, block, b.bound, &offset, &length, false);
+  if (s == Status::kOk) s = producer.write_message_chunked(block, offset, length, b.bound);
+  if (s != Status::kOk && s != Status::kWritePending) producer.give_block(block, b.bound);
   return s;
 }
 

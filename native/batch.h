@@ -178,12 +178,15 @@ class BatchEncoder {
   /// `*frame_offset` is where it starts (a multiple of 8). kBoundExceeded if the builder needed
   /// more than the region (a bug in the bound; the region's bytes are then garbage), kBadBatch
   /// if the staging buffer changed since prepare() in a way that makes it malformed.
+  /// `checksum` false seals with seal_frame_unchecked() (frames that only travel in a ring).
   [[nodiscard]] Status build(const PreparedBatch& batch, const PayloadSpan* payloads,
                              size_t payload_count, uint8_t* region, size_t region_bytes,
-                             size_t* frame_offset, size_t* frame_length) noexcept;
+                             size_t* frame_offset, size_t* frame_length,
+                             bool checksum = true) noexcept;
 
   /// prepare() + build() into `producer`: in place in one record when the bound fits a record,
-  /// else into the heap and on as chunks. kOk, kWritePending (chunks still to go), kRingFull
+  /// else into the heap and on as chunks. The frame is sealed without a checksum (frame.h
+  /// ring_verify_options()). kOk, kWritePending (chunks still to go), kRingFull
   /// (nothing written; the strings are defined, a retry may repeat them), or a failure.
   [[nodiscard]] Status write(RingProducer& producer, const uint8_t* layout, size_t bytes,
                              const PayloadSpan* payloads, size_t payload_count) noexcept;

@@ -685,6 +685,7 @@ class RingConsumerWrap final : public Napi::ObjectWrap<RingConsumerWrap> {
     return check_this(info, kConsumerTag, "RingConsumer");
   }
   void release_batch();
+  Napi::Value BindOutput(const Napi::CallbackInfo& info);
   Napi::Value ReadBatch(const Napi::CallbackInfo& info);
   Napi::Value Release(const Napi::CallbackInfo& info);
   Napi::Value DoorbellFd(const Napi::CallbackInfo& info);
@@ -699,6 +700,11 @@ class RingConsumerWrap final : public Napi::ObjectWrap<RingConsumerWrap> {
   std::shared_ptr<ViewHint> hint_;
   RecordBatch batch_;
   bool has_batch_ = false;
+  // The output arrays of bindOutput(): heap memory owned by this hint and by the external
+  // ArrayBuffer JS sees them through, whichever lets go last. The decoder writes memory that
+  // is ours whatever JS does with that buffer, so readBatch(maxBytes) checks no arrays.
+  std::shared_ptr<ViewHint> output_;
+  DecodeTarget output_target_;
 };
 
 /// A staging layout -> sealed frame encoder with its own string table, for links that are not
@@ -1189,6 +1195,7 @@ Napi::Value RingProducerWrap::GetClosed(const Napi::CallbackInfo& info) {
 Napi::Function RingConsumerWrap::Define(Napi::Env env) {
   return DefineClass(env, "RingConsumer",
                      {
+                         InstanceMethod<&RingConsumerWrap::BindOutput>("bindOutput"),
                          InstanceMethod<&RingConsumerWrap::ReadBatch>("readBatch"),
                          InstanceMethod<&RingConsumerWrap::Release>("release"),
                          InstanceMethod<&RingConsumerWrap::DoorbellFd>("doorbellFd"),
@@ -1230,13 +1237,91 @@ void RingConsumerWrap::release_batch() {
   (void)core_->ring->release(batch_);
 }
 
+/// bindOutput(envelopes, headers, strings, frames): allocates the six output arrays of a decode
+/// with room for that many of each, makes readBatch(maxBytes) write into them from now on, and
+/// returns them as { summary, frames, envelopes, epochs, headers, strings }. Called again (to
+/// grow), it replaces them; arrays handed out before stay valid memory but are no longer written.
+Napi::Value RingConsumerWrap::BindOutput(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  const Napi::Env env = info.Env();
+  constexpr double kMaxItems = 1 << 24;
+  double envelopes = 0, headers = 0, strings = 0, frames = 0;
+  if (!get_integer(info, 0, "bindOutput", "envelopes", 1, kMaxItems, &envelopes) ||
+      !get_integer(info, 1, "bindOutput", "headers", 0, kMaxItems, &headers) ||
+      !get_integer(info, 2, "bindOutput", "strings", 0, kMaxItems, &strings) ||
+      !get_integer(info, 3, "bindOutput", "frames", 1, kMaxItems, &frames)) {
+    return Napi::Value();
+  }
+  const auto e = static_cast<size_t>(envelopes), h = static_cast<size_t>(headers),
+             st = static_cast<size_t>(strings), f = static_cast<size_t>(frames);
+  // Epochs first, so that the f64s are 8-byte aligned; u32 arrays after them.
+  struct Part {
+    const char* name;
+    napi_typedarray_type type;
+    size_t count;
+    size_t offset;
+  };
+  Part parts[] = {{"epochs", napi_float64_array, e, 0},
+                  {"summary", napi_uint32_array, kSummaryWords, 0},
+                  {"frames", napi_uint32_array, f * kFrameWords, 0},
+                  {"envelopes", napi_uint32_array, e * kEnvelopeWords, 0},
+                  {"headers", napi_uint32_array, 2 * h, 0},
+                  {"strings", napi_uint32_array, 2 * st, 0}};
+  size_t bytes = 0;
+  for (Part& p : parts) {
+    p.offset = bytes;
+    bytes += p.count * element_size(p.type);
+  }
+  auto hint = std::make_shared<ViewHint>();
+  hint->owned = static_cast<uint8_t*>(std::calloc(bytes, 1));
+  if (hint->owned == nullptr) return throw_type_error(env, "bindOutput: out of memory");
+  auto* holder = new std::shared_ptr<ViewHint>(hint);
+  napi_value ab = nullptr;
+  if (napi_create_external_arraybuffer(env, hint->owned, bytes, finalize_view, holder, &ab) !=
+      napi_ok) {
+    delete holder;
+    return Napi::Value();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  for (const Part& p : parts) {
+    napi_value array = nullptr;
+    if (napi_create_typedarray(env, p.type, p.count, ab, p.offset, &array) != napi_ok) {
+      return Napi::Value();
+    }
+    out.Set(p.name, Napi::Value(env, array));
+  }
+  uint8_t* base = hint->owned;
+  DecodeTarget t;
+  t.epochs = reinterpret_cast<double*>(base + parts[0].offset);
+  t.summary = reinterpret_cast<uint32_t*>(base + parts[1].offset);
+  t.frames = reinterpret_cast<uint32_t*>(base + parts[2].offset);
+  t.frame_capacity = f;
+  t.envelopes = reinterpret_cast<uint32_t*>(base + parts[3].offset);
+  t.envelope_capacity = e;
+  t.headers = reinterpret_cast<uint32_t*>(base + parts[4].offset);
+  t.header_capacity = h;
+  t.strings = reinterpret_cast<uint32_t*>(base + parts[5].offset);
+  t.string_capacity = st;
+  output_ = std::move(hint);
+  output_target_ = t;
+  return out;
+}
+
+/// readBatch(maxBytes) into the arrays of bindOutput(), or readBatch(summary, frames, envelopes,
+/// epochs, headers, strings, maxBytes) into the arrays given (checked on every call).
 Napi::Value RingConsumerWrap::ReadBatch(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
   const Napi::Env env = info.Env();
   DecodeTarget target;
   double max_bytes = 0;
-  if (!get_decode_target(info, 0, "readBatch", &target) ||
-      !get_integer(info, 6, "readBatch", "maxBytes", 1, 9007199254740991.0, &max_bytes)) {
+  if (info.Length() <= 1) {
+    if (!output_) return throw_type_error(env, "readBatch: call bindOutput() first");
+    if (!get_integer(info, 0, "readBatch", "maxBytes", 1, 9007199254740991.0, &max_bytes)) {
+      return Napi::Value();
+    }
+    target = output_target_;
+  } else if (!get_decode_target(info, 0, "readBatch", &target) ||
+             !get_integer(info, 6, "readBatch", "maxBytes", 1, 9007199254740991.0, &max_bytes)) {
     return Napi::Value();
   }
   release_batch();

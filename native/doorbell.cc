@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -11,6 +12,9 @@
 
 #include <cerrno>
 #include <climits>
+#include <mutex>
+#include <new>
+#include <unordered_map>
 
 namespace disco {
 
@@ -53,6 +57,133 @@ inline void cpu_relax() noexcept {
   asm volatile("yield" ::: "memory");
 #endif
 }
+
+/// Polls between liveness checks while the peer's exit is watched by the ExitWatcher: only a
+/// backstop, since the watcher wakes the thread when the peer exits.
+constexpr uint64_t kWatchedCheckNs = 1'000'000'000u;
+
+/// armed_ value the ExitWatcher leaves to make a parked thread return (see Doorbell::run).
+constexpr uint32_t kPoked = 3;
+
+// ---- ExitWatcher -----------------------------------------------------------------------------
+//
+// One thread per process sleeps in epoll_wait on a pidfd per watched peer process (readable
+// once that process has exited) and calls the watch's callback then. It replaces the periodic
+// liveness polls of every Doorbell thread (20 wake-ups a second each while idle) with one
+// blocking wait, and reports an exit as soon as the kernel does. Without pidfds (kernels before
+// 5.3, or a seccomp filter refusing them) watch() returns 0 and Doorbells keep polling.
+//
+// Threads: watch() and unwatch() come from Doorbell threads; callbacks run on the watcher's
+// thread under its mutex, so that once unwatch() returns its callback is not running and never
+// will. The watcher and its thread live until the process exits (never destroyed: a Doorbell
+// thread may still call in while static destructors run). After fork() the child starts afresh.
+class ExitWatcher {
+ public:
+  using Callback = void (*)(void* context);
+
+  /// The process's watcher; null only if it could not be allocated.
+  static ExitWatcher* instance() noexcept {
+    static ExitWatcher* const watcher = new (std::nothrow) ExitWatcher();
+    return watcher;
+  }
+
+  /// Watches the process of `identity` (shm.h); a token > 0, or 0 when it cannot (no pidfd, or
+  /// the process is gone already: the caller's next liveness check says so).
+  uint64_t watch(uint64_t identity, Callback callback, void* context) noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ready_locked()) return 0;
+    const long fd = ::syscall(SYS_pidfd_open, static_cast<pid_t>(identity_pid(identity)), 0);
+    if (fd < 0) return 0;
+    // The pidfd names whatever process has the pid now; it is the peer only if the peer is
+    // still alive (a pid is not reused while its process lives).
+    if (!is_alive(identity)) {
+      ::close(static_cast<int>(fd));
+      return 0;
+    }
+    const uint64_t token = next_token_++;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = token;
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, static_cast<int>(fd), &ev) != 0) {
+      ::close(static_cast<int>(fd));
+      return 0;
+    }
+    watches_[token] = Watch{static_cast<int>(fd), callback, context};
+    return token;
+  }
+
+  /// Stops watching `token` (0: nothing). After it returns the callback is not called.
+  void unwatch(uint64_t token) noexcept {
+    if (token == 0) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (owner_ != ::getpid()) return;  // a watch of the parent's, gone with the fork
+    const auto it = watches_.find(token);
+    if (it == watches_.end()) return;
+    ::close(it->second.fd);  // also removes it from the epoll set
+    watches_.erase(it);
+  }
+
+ private:
+  struct Watch {
+    int fd;
+    Callback callback;
+    void* context;
+  };
+
+  /// Creates the epoll set and the thread on first use (and again in a forked child).
+  bool ready_locked() noexcept {
+    const pid_t self = ::getpid();
+    if (owner_ == self) return epoll_ >= 0;
+    // First use, or a child after fork(): the parent's watcher thread did not come along.
+    if (epoll_ >= 0) ::close(epoll_);
+    for (auto& w : watches_) ::close(w.second.fd);
+    watches_.clear();
+    owner_ = self;
+    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_ < 0) return false;
+    pthread_t thread;
+    if (::pthread_create(&thread, nullptr, &ExitWatcher::thread_main, this) != 0) {
+      ::close(epoll_);
+      epoll_ = -1;
+      return false;
+    }
+    ::pthread_detach(thread);
+    return true;
+  }
+
+  static void* thread_main(void* self) noexcept {
+    static_cast<ExitWatcher*>(self)->run(::getpid());
+    return nullptr;
+  }
+
+  void run(pid_t owner) noexcept {
+    int fd = -1;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fd = epoll_;
+    }
+    epoll_event events[16];
+    for (;;) {
+      const int n = ::epoll_wait(fd, events, 16, -1);
+      if (n < 0 && errno != EINTR) return;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (owner_ != owner) return;  // cannot happen in this process; defensive
+      for (int i = 0; i < n; ++i) {
+        const auto it = watches_.find(events[i].data.u64);
+        if (it == watches_.end()) continue;  // unwatched after the event was queued
+        it->second.callback(it->second.context);
+        ::close(it->second.fd);
+        watches_.erase(it);
+      }
+    }
+  }
+
+  std::mutex mu_;
+  pid_t owner_ = 0;
+  int epoll_ = -1;
+  uint64_t next_token_ = 1;
+  std::unordered_map<uint64_t, Watch> watches_;
+};
 
 }  // namespace
 
@@ -206,10 +337,35 @@ void Doorbell::end_sleep() const noexcept {
 void Doorbell::park(uint64_t timeout_ns) noexcept {
   parked_.store(1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in arm()
-  if (armed_.load(std::memory_order_relaxed) == 0 && !stop_.load(std::memory_order_relaxed)) {
+  // A peer exit found after this check pokes armed_ (0 -> kPoked) before it wakes: the wait
+  // then returns at once or is woken.
+  if (armed_.load(std::memory_order_relaxed) == 0 && !stop_.load(std::memory_order_relaxed) &&
+      !peer_exited_.load(std::memory_order_seq_cst)) {
     futex_wait_private(&armed_, 0, timeout_ns);
   }
   parked_.store(0, std::memory_order_relaxed);
+}
+
+void Doorbell::on_peer_exit(void* self) noexcept {
+  // On the ExitWatcher's thread. The flag first, then the words the thread may sleep on, so a
+  // sleep that starts after the flag check below sees a changed word (see run()).
+  auto* d = static_cast<Doorbell*>(self);
+  d->peer_exited_.store(true, std::memory_order_seq_cst);
+  uint32_t idle = 0;
+  d->armed_.compare_exchange_strong(idle, kPoked, std::memory_order_seq_cst);
+  futex_wake_private(&d->armed_);
+  d->bell()->fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_shared(d->bell(), INT_MAX);
+}
+
+uint64_t Doorbell::watch_peer() noexcept {
+  const RingHeader* h = memory_.header;
+  const bool consumer_side = side_ == Side::kConsumer;
+  const uint64_t peer = consumer_side ? h->producer.load(std::memory_order_acquire)
+                                      : h->consumer.load(std::memory_order_acquire);
+  if (peer == 0) return 0;  // not attached yet: keep polling until it is
+  ExitWatcher* watcher = ExitWatcher::instance();
+  return watcher == nullptr ? 0 : watcher->watch(peer, &Doorbell::on_peer_exit, this);
 }
 
 void Doorbell::fire() noexcept {
@@ -219,15 +375,26 @@ void Doorbell::fire() noexcept {
 
 void Doorbell::run() noexcept {
   const uint64_t liveness_ns = uint64_t{options_.liveness_ms} * 1'000'000u;
-  uint64_t next_check = monotonic_ns() + liveness_ns;
+  uint64_t watch = 0;       // ExitWatcher token while the peer's exit is watched
+  uint64_t next_check = 0;  // check (and start watching) at once
   while (!stop_.load(std::memory_order_acquire)) {
+    // Take back a poke of the ExitWatcher (a concurrent arm() wins: its 1 stays).
+    uint32_t poked = kPoked;
+    armed_.compare_exchange_strong(poked, 0, std::memory_order_acq_rel);
     uint64_t now = monotonic_ns();
-    if (now >= next_check) {
+    const bool exited = peer_exited_.exchange(false, std::memory_order_acq_rel);
+    if (exited) watch = 0;  // the watcher dropped it
+    if (exited || now >= next_check) {
       if (!peer_alive()) {
+        ExitWatcher* watcher = ExitWatcher::instance();
+        if (watcher != nullptr) watcher->unwatch(watch);
         callback_(context_, DoorbellEvent::kPeerDead);
         return;
       }
-      next_check = now + liveness_ns;
+      // A watched exit wakes this thread at once, so the polls can be rare; a peer that exits
+      // after closing its end is not dead and needs no watching either.
+      if (watch == 0 && !exited) watch = watch_peer();
+      next_check = now + (watch != 0 || exited ? kWatchedCheckNs : liveness_ns);
     }
     const uint64_t until_check = next_check - now;
     // Acquire pairs with the release store in arm(): position_ and want_ are the armed ones.
@@ -255,7 +422,8 @@ void Doorbell::run() noexcept {
       }
       cpu_relax();
       if ((i & 63) == 63 &&
-          (monotonic_ns() >= spin_until || stop_.load(std::memory_order_relaxed))) {
+          (monotonic_ns() >= spin_until || stop_.load(std::memory_order_relaxed) ||
+           peer_exited_.load(std::memory_order_relaxed))) {
         break;
       }
     }
@@ -267,7 +435,9 @@ void Doorbell::run() noexcept {
     // Sleep: the handshake of doorbell.h. The bell value is read before announcing, so a ring
     // between here and the wait makes the wait return at once.
     std::atomic<uint32_t>* word = bell();
-    const uint32_t seen = word->load(std::memory_order_acquire);
+    const uint32_t seen = word->load(std::memory_order_seq_cst);
+    // An exit flagged after this load bumps the word after it: the wait returns at once.
+    if (peer_exited_.load(std::memory_order_seq_cst)) continue;
     if (!announce_sleep()) {
       fire();
       continue;
@@ -276,6 +446,9 @@ void Doorbell::run() noexcept {
     futex_wait_shared(word, seen, next_check > now ? next_check - now : 1);
     end_sleep();
   }
+  // Stopped: after this the watcher never calls back into this Doorbell.
+  ExitWatcher* watcher = ExitWatcher::instance();
+  if (watcher != nullptr) watcher->unwatch(watch);
 }
 
 }  // namespace disco

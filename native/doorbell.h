@@ -25,13 +25,19 @@
 // between C1 and C5, consumer_bell is no longer v and FUTEX_WAIT returns at once; if it rings
 // after C5 started, FUTEX_WAKE wakes it. The exchange makes one wake-up per sleep: a producer
 // committing many batches to a sleeping consumer pays one syscall, and none while it is awake.
-// The timeout (<= 50 ms) bounds the damage of any bug here and paces the liveness checks.
+// The timeout (<= 50 ms, or 1 s once the peer's exit is watched, below) bounds the damage of
+// any bug here and paces the liveness checks.
 // Space for a producer uses the same handshake mirrored: producer_waiting, producer_bell, the
 // consumer ringing after it releases.
 //
-// Liveness: at every timeout (at most liveness_ms, 50 by default) the thread checks the peer's
-// identity (shm.h is_alive) and reports kPeerDead once, then stops. A peer that closed is not
-// dead: its closed flag makes the end "ready", and the next read or write returns kPeerClosed.
+// Liveness: the peer's exit is watched by one thread per process (doorbell.cc ExitWatcher)
+// sleeping on a pidfd per peer, which wakes the Doorbell thread as soon as the kernel reports
+// the exit; the thread then checks the peer's identity (shm.h is_alive) and reports kPeerDead
+// once, then stops. So an idle ring end costs no wake-ups for liveness: it checks every second
+// only as a backstop. Until the peer has attached, and where pidfds are unavailable, it checks
+// at every timeout instead (at most liveness_ms, 50 by default). A peer that closed
+// is not dead: its closed flag makes the end "ready", and the next read or write returns
+// kPeerClosed.
 //
 // Threads: the Doorbell thread reads the shared positions and flags and writes the bell words;
 // it calls `callback` from its own thread and never touches JavaScript (the binding's callback
@@ -88,7 +94,8 @@ struct DoorbellOptions {
   uint32_t spin_ns = 5'000;
   /// Never sleep on the futex: spin until ready (one core per ring end, lowest latency).
   bool spin_mode = false;
-  /// Peer liveness is checked at least this often; also the longest futex wait.
+  /// Peer liveness is checked at least this often, and no futex wait is longer, while the
+  /// peer's exit is not watched (peer not attached yet, or no pidfds); 1 s once it is.
   uint32_t liveness_ms = 50;
   /// False: the thread only watches liveness (the pipe doorbell wakes JS for data).
   bool watch_data = true;
@@ -133,6 +140,10 @@ class Doorbell {
   void run() noexcept;
   [[nodiscard]] bool ready() const noexcept;
   [[nodiscard]] bool peer_alive() const noexcept;
+  /// Has the process-wide exit watcher watch the peer; its token, 0 when not watched.
+  [[nodiscard]] uint64_t watch_peer() noexcept;
+  /// The exit watcher's callback (its thread): flags the exit and wakes this thread.
+  static void on_peer_exit(void* self) noexcept;
   [[nodiscard]] bool announce_sleep() const noexcept;
   void end_sleep() const noexcept;
   void park(uint64_t timeout_ns) noexcept;
@@ -148,8 +159,9 @@ class Doorbell {
   bool started_ = false;
   bool joined_ = false;
   // Process-local words; armed_ and parked_ form the same handshake as the shared ones.
-  std::atomic<uint32_t> armed_{0};
+  std::atomic<uint32_t> armed_{0};  // 0 idle, 1 armed, 2 stopping, 3 poked by on_peer_exit
   std::atomic<uint32_t> parked_{0};
+  std::atomic<bool> peer_exited_{false};  // set by on_peer_exit, taken by the thread
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> position_{0};
   std::atomic<uint64_t> want_{0};

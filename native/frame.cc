@@ -86,7 +86,8 @@ Status verify_frame(const uint8_t* p, size_t len, const VerifyOptions& opts) noe
   if (!is_aligned(p)) return Status::kBadAlignment;
 
   const uint8_t* body = p + kFrameHeaderBytes;
-  if (load_le64(p + offsetof(FrameHeader, checksum)) != frame_checksum(body, body_len)) {
+  if (opts.check_checksum &&
+      load_le64(p + offsetof(FrameHeader, checksum)) != frame_checksum(body, body_len)) {
     return Status::kChecksumMismatch;
   }
   if (std::memcmp(body + kIdentifierOffset, wire::FrameIdentifier(),
@@ -101,15 +102,30 @@ Status verify_frame(const uint8_t* p, size_t len) noexcept {
   return verify_frame(p, len, VerifyOptions{});
 }
 
-Status seal_frame(uint8_t* p, size_t len) noexcept {
+VerifyOptions ring_verify_options() noexcept {
+  VerifyOptions opts;
+  opts.check_checksum = false;
+  return opts;
+}
+
+namespace {
+
+Status seal(uint8_t* p, size_t len, bool checksum) noexcept {
   if (p == nullptr || len < kMinFrameBytes) return Status::kTooShort;
   const size_t body_len = len - kFrameHeaderBytes;
   if (body_len > kDefaultMaxBodyBytes) return Status::kTooLarge;
 
   store_le32(p + offsetof(FrameHeader, magic), kFrameMagic);
   store_le32(p + offsetof(FrameHeader, body_length), static_cast<uint32_t>(body_len));
-  store_le64(p + offsetof(FrameHeader, checksum), frame_checksum(p + kFrameHeaderBytes, body_len));
+  store_le64(p + offsetof(FrameHeader, checksum),
+             checksum ? frame_checksum(p + kFrameHeaderBytes, body_len) : 0);
   return Status::kOk;
 }
+
+}  // namespace
+
+Status seal_frame(uint8_t* p, size_t len) noexcept { return seal(p, len, true); }
+
+Status seal_frame_unchecked(uint8_t* p, size_t len) noexcept { return seal(p, len, false); }
 
 }  // namespace disco

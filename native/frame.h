@@ -95,6 +95,13 @@ inline constexpr uint64_t kMaxVerifiableBodyBytes = 0x7FFFFFFEu;
 
 /// Limits for verify_frame(). The defaults accept batches of about 100k envelopes.
 struct VerifyOptions {
+  /// Compare the header checksum with the body. Byte streams (sockets, gRPC) keep it on: it
+  /// catches torn or misframed bytes cheaply. Ring records turn it off (ring_verify_options()):
+  /// the bytes sit in memory both ends mapped, where nothing tears them, and a hostile producer
+  /// could write a matching checksum anyway; the FlatBuffers verifier and the record bounds
+  /// checks are what keep a bad record from being read out of bounds. Off, the checksum field
+  /// is not read at all.
+  bool check_checksum = true;
   /// Bodies larger than this are kTooLarge; clamped to kMaxVerifiableBodyBytes.
   uint64_t max_body_bytes = kDefaultMaxBodyBytes;
   /// Nesting limit of tables in the verifier. Our schema nests Frame > Envelope > Header or
@@ -108,7 +115,8 @@ struct VerifyOptions {
 
 /// Checks one frame of exactly `len` bytes at `p`, in this order: length >= kMinFrameBytes
 /// (kTooShort), magic (kBadMagic), body size <= max (kTooLarge), header body_length equals
-/// len - 16 (kBadLength), alignment of `p` (kBadAlignment), checksum (kChecksumMismatch),
+/// len - 16 (kBadLength), alignment of `p` (kBadAlignment), checksum (kChecksumMismatch, only
+/// with opts.check_checksum),
 /// file identifier (kBadIdentifier), FlatBuffers verifier with `opts` limits (kVerifyFailed).
 /// Never reads outside [p, p + len). `p` may be null only when `len` is 0.
 [[nodiscard]] Status verify_frame(const uint8_t* p, size_t len, const VerifyOptions& opts) noexcept;
@@ -116,11 +124,19 @@ struct VerifyOptions {
 /// verify_frame() with the default limits.
 [[nodiscard]] Status verify_frame(const uint8_t* p, size_t len) noexcept;
 
+/// The options a ring consumer verifies its records with: the default limits, no checksum.
+[[nodiscard]] VerifyOptions ring_verify_options() noexcept;
+
 /// Seals a frame in place: `p[0..16)` is reserved for the header and `p[16..len)` already holds
 /// a finished FlatBuffers body. Writes magic, body_length and the checksum of the body.
 /// Returns kTooShort when len < kMinFrameBytes and kTooLarge when the body exceeds
 /// kDefaultMaxBodyBytes. Does not look inside the body: verification is the reader's job.
 [[nodiscard]] Status seal_frame(uint8_t* p, size_t len) noexcept;
+
+/// seal_frame() for a frame that only travels through a ring (read with
+/// ring_verify_options()): the checksum field is written as 0 and the body is not read, so
+/// sealing costs the same for 64 bytes as for 64 MiB.
+[[nodiscard]] Status seal_frame_unchecked(uint8_t* p, size_t len) noexcept;
 
 /// XXH3_64bits of `len` bytes at `p` (seed 0): the header checksum of a body.
 [[nodiscard]] uint64_t frame_checksum(const uint8_t* p, size_t len) noexcept;

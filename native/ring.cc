@@ -391,15 +391,41 @@ Status RingProducer::write_frame(const uint8_t* frame, size_t length) noexcept {
     if (s == Status::kWritePending) return Status::kRingFull;
     if (s != Status::kOk) return s;
   }
-  auto* copy = static_cast<uint8_t*>(std::malloc(length));
+  const size_t bytes = align_record(length);
+  uint8_t* copy = take_block(bytes);
   if (copy == nullptr) return Status::kNoMemory;
   std::memcpy(copy, frame, length);
-  const Status s = write_message_chunked(copy, 0, length);
-  if (s != Status::kOk && s != Status::kWritePending) std::free(copy);
+  const Status s = write_message_chunked(copy, 0, length, bytes);
+  if (s != Status::kOk && s != Status::kWritePending) give_block(copy, bytes);
   return s;
 }
 
-Status RingProducer::write_message_chunked(uint8_t* block, size_t offset, size_t length) noexcept {
+uint8_t* RingProducer::take_block(size_t bytes) noexcept {
+  if (spare_ != nullptr && spare_bytes_ >= bytes) {
+    uint8_t* block = spare_;
+    spare_ = nullptr;
+    spare_bytes_ = 0;
+    return block;
+  }
+  std::free(spare_);
+  spare_ = nullptr;
+  spare_bytes_ = 0;
+  return static_cast<uint8_t*>(std::aligned_alloc(kRecordAlignment, align_record(bytes)));
+}
+
+void RingProducer::give_block(uint8_t* block, size_t bytes) noexcept {
+  if (block == nullptr) return;
+  if (closed_ || bytes == 0 || bytes > kSpareBlockMaxBytes || bytes <= spare_bytes_) {
+    std::free(block);
+    return;
+  }
+  std::free(spare_);
+  spare_ = block;
+  spare_bytes_ = bytes;
+}
+
+Status RingProducer::write_message_chunked(uint8_t* block, size_t offset, size_t length,
+                                           size_t block_bytes) noexcept {
   if (block == nullptr || length == 0) return Status::kInvalidArgument;
   if (Status s = usable(); s != Status::kOk) return s;
   if (length > kMaxMessageBytes) return Status::kTooLarge;
@@ -410,6 +436,7 @@ Status RingProducer::write_message_chunked(uint8_t* block, size_t offset, size_t
   }
   reserved_at_ = kNoReservation;
   pending_block_ = block;
+  pending_block_bytes_ = block_bytes;
   pending_ = block + offset;
   pending_length_ = length;
   pending_done_ = 0;
@@ -467,8 +494,9 @@ Status RingProducer::write_chunks() noexcept {
     wrote = true;
   }
   if (pending_done_ == pending_length_) {
-    std::free(pending_block_);
+    give_block(pending_block_, pending_block_bytes_);
     pending_block_ = nullptr;
+    pending_block_bytes_ = 0;
     pending_ = nullptr;
     return Status::kOk;
   }
@@ -485,7 +513,11 @@ void RingProducer::close() noexcept {
   reserved_at_ = kNoReservation;
   std::free(pending_block_);
   pending_block_ = nullptr;
+  pending_block_bytes_ = 0;
   pending_ = nullptr;
+  std::free(spare_);
+  spare_ = nullptr;
+  spare_bytes_ = 0;
   RingHeader* h = memory_.header;
   // Release: a consumer that sees the flag sees every record committed before it.
   h->producer_closed.store(1, std::memory_order_release);
@@ -596,6 +628,7 @@ void RingConsumer::consume(uint64_t new_read_pos) noexcept {
 uint8_t* RingConsumer::take_message() noexcept {
   uint8_t* message = message_;
   message_ = nullptr;
+  message_capacity_ = 0;
   message_length_ = 0;
   message_filled_ = 0;
   message_complete_ = false;
@@ -604,8 +637,17 @@ uint8_t* RingConsumer::take_message() noexcept {
 }
 
 void RingConsumer::free_message() noexcept {
-  std::free(message_);
+  // Keep the block for the next chunked message (kSpareBlockMaxBytes) unless closing.
+  if (message_ != nullptr && !closed_ && message_capacity_ <= kSpareBlockMaxBytes &&
+      message_capacity_ > spare_bytes_) {
+    std::free(spare_);
+    spare_ = message_;
+    spare_bytes_ = message_capacity_;
+  } else {
+    std::free(message_);
+  }
   message_ = nullptr;
+  message_capacity_ = 0;
   message_length_ = 0;
   message_filled_ = 0;
 }
@@ -625,7 +667,16 @@ Status RingConsumer::take_chunk(uint64_t position, uint16_t flags, uint32_t offs
     if (message_ != nullptr || total == 0 || total > kMaxMessageBytes) {
       return fail(Status::kCorruptRecord);
     }
-    message_ = static_cast<uint8_t*>(std::malloc(static_cast<size_t>(total)));
+    if (spare_ != nullptr && spare_bytes_ >= total) {
+      message_ = spare_;
+      message_capacity_ = spare_bytes_;
+    } else {
+      std::free(spare_);
+      message_ = static_cast<uint8_t*>(std::malloc(static_cast<size_t>(total)));
+      message_capacity_ = static_cast<size_t>(total);
+    }
+    spare_ = nullptr;
+    spare_bytes_ = 0;
     if (message_ == nullptr) return fail(Status::kNoMemory);
     message_length_ = static_cast<size_t>(total);
     message_filled_ = 0;
@@ -730,7 +781,7 @@ Status RingConsumer::read_batch(size_t max_records, size_t max_bytes, RecordSpan
       pos += f.record_bytes;
       consume(pos);
       if (!complete) continue;
-      const Status verified = verify_frame(message_, message_length_);
+      const Status verified = verify_frame(message_, message_length_, ring_verify_options());
       if (verified != Status::kOk) {
         free_message();
         return fail(verified);
@@ -745,7 +796,7 @@ Status RingConsumer::read_batch(size_t max_records, size_t max_bytes, RecordSpan
     }
     if (count == max_records || (count > 0 && bytes + f.content_length > max_bytes)) break;
     const uint8_t* frame = record + f.content_offset;
-    const Status verified = verify_frame(frame, f.content_length);
+    const Status verified = verify_frame(frame, f.content_length, ring_verify_options());
     if (verified != Status::kOk) {
       stop_status = verified;
       break;
@@ -821,6 +872,9 @@ void RingConsumer::close() noexcept {
   message_ready_ = false;
   message_complete_ = false;
   free_message();
+  std::free(spare_);
+  spare_ = nullptr;
+  spare_bytes_ = 0;
   RingHeader* h = memory_.header;
   h->consumer_closed.store(1, std::memory_order_release);
   // Wake a producer waiting for space so that it sees the flag.

@@ -48,8 +48,12 @@
 //                         max_record_bytes() = capacity / 2 (so a record always fits once the
 //                         ring has drained, wherever the tail is).
 //   type             u16  1 FRAME: the content is one sealed frame (frame.h), verified by the
-//                           consumer before anyone sees it. It may sit anywhere in the record:
-//                           the in-place builder (batch.h) builds downward from the record end.
+//                           consumer before anyone sees it, with ring_verify_options(): the
+//                           frame's checksum is neither needed nor checked (the in-place
+//                           builder writes 0), the FlatBuffers verifier and the bounds checks
+//                           here are what make a hostile record harmless. It may sit
+//                           anywhere in the record: the in-place builder (batch.h) builds
+//                           downward from the record end.
 //                         2 PADDING: fills the data area from here to its end; only the first
 //                           8 bytes (record_bytes, type) are meaningful, since as few as 8
 //                           bytes may remain before the end.
@@ -103,6 +107,11 @@ inline constexpr size_t kRecordAlignment = 8;
 inline constexpr size_t kRecordHeaderBytes = 16;
 /// Bytes of a CHUNK record's content before the piece: the u64 total message length.
 inline constexpr size_t kChunkPrefixBytes = 8;
+
+/// Largest heap block a ring end keeps for its next chunked message (one per end): a fresh
+/// block costs far more than the copy into it (page faults and zeroing: about 5x the memcpy of
+/// 64 MiB here), so the block of a message this size or smaller is reused.
+inline constexpr size_t kSpareBlockMaxBytes = size_t{128} << 20;
 
 /// Largest message accepted (sent chunked or reassembled): a sealed frame with the largest
 /// body frame.h allows, 1 GiB of data plus envelope overhead.
@@ -228,13 +237,24 @@ class RingProducer {
   /// taken; retry later), or a failure.
   [[nodiscard]] Status write_frame(const uint8_t* frame, size_t length) noexcept;
 
-  /// Takes `block` (memory from std::malloc, freed with std::free when written or on close)
-  /// holding a sealed frame of `length` bytes at `block + offset`, and writes the frame as
-  /// CHUNK records, as many as fit now. kOk when every chunk is in the ring; kWritePending
-  /// when the rest waits for space (flush() continues; later writes queue behind it);
-  /// kRingFull when an earlier message is still pending; kTooLarge above kMaxMessageBytes.
-  /// Only kOk and kWritePending take the block; otherwise it stays the caller's.
-  [[nodiscard]] Status write_message_chunked(uint8_t* block, size_t offset, size_t length) noexcept;
+  /// Takes `block` (memory from std::malloc or take_block(), freed with std::free when written
+  /// or on close, or kept for take_block() when `block_bytes`, its size, is known and at most
+  /// kSpareBlockMaxBytes) holding a sealed frame of `length` bytes at `block + offset`, and
+  /// writes the frame as CHUNK records, as many as fit now. kOk when every chunk is in the
+  /// ring; kWritePending when the rest waits for space (flush() continues; later writes queue
+  /// behind it); kRingFull when an earlier message is still pending; kTooLarge above
+  /// kMaxMessageBytes. Only kOk and kWritePending take the block; otherwise it stays the
+  /// caller's (give it back with give_block()).
+  [[nodiscard]] Status write_message_chunked(uint8_t* block, size_t offset, size_t length,
+                                             size_t block_bytes = 0) noexcept;
+
+  /// An 8-byte aligned heap block of at least `bytes` (a multiple of 8) for a chunked message:
+  /// the spare of an earlier message when it is large enough, else a new one. Null when out of
+  /// memory. Hand it to write_message_chunked() with its size, or back with give_block().
+  [[nodiscard]] uint8_t* take_block(size_t bytes) noexcept;
+
+  /// Takes back a block of take_block() that was not written: kept as the spare or freed.
+  void give_block(uint8_t* block, size_t bytes) noexcept;
 
   /// Writes more chunks of the pending message. kOk when nothing is pending any more,
   /// kWritePending when chunks remain, or a failure.
@@ -283,7 +303,10 @@ class RingProducer {
   uint64_t reserved_bytes_ = 0;
   uint64_t reserved_pad_ = 0;
   uint8_t* pending_block_ = nullptr;  // malloc'd block of the chunked message being written
+  size_t pending_block_bytes_ = 0;    // its size, 0 when not known
   const uint8_t* pending_ = nullptr;  // the message inside it
+  uint8_t* spare_ = nullptr;          // a written message's block, kept for the next one
+  size_t spare_bytes_ = 0;
   size_t pending_length_ = 0;
   size_t pending_done_ = 0;
   uint64_t last_liveness_check_ns_ = 0;
@@ -369,7 +392,8 @@ class RingConsumer {
   /// kOk while the producer end is usable or not yet attached; kPeerDead when its holder died.
   [[nodiscard]] Status check_producer() noexcept;
 
-  /// Sets consumer_closed, wakes a producer waiting for space, frees the reassembly buffer.
+  /// Sets consumer_closed, wakes a producer waiting for space, frees the reassembly buffer
+  /// and the spare block.
   /// Batches already returned stay readable until the memory is unmapped. Idempotent.
   void close() noexcept;
 
@@ -395,7 +419,10 @@ class RingConsumer {
   uint64_t read_pos_;    // next record to read; head_ <= read_pos_
   uint64_t tail_cache_;  // last tail loaded from the segment
   uint64_t batch_end_;   // end of the newest batch returned; == head_ when none is outstanding
-  uint8_t* message_ = nullptr;  // reassembly buffer (malloc'd)
+  uint8_t* message_ = nullptr;   // reassembly buffer (malloc'd)
+  size_t message_capacity_ = 0;  // its size; the message may be shorter (a reused block)
+  uint8_t* spare_ = nullptr;     // a released message's block, kept for the next one
+  size_t spare_bytes_ = 0;
   size_t message_length_ = 0;
   size_t message_filled_ = 0;
   uint64_t message_end_ = 0;       // read position after the message's last chunk

@@ -134,6 +134,12 @@ class ByteBuffer {
   }
 }
 
+/** The string an address slot of the previous envelope named, and its id. */
+class LastId {
+  key: string | null = null;
+  id = 0;
+}
+
 /**
  * Writes batches of envelopes in the staging layout (native/batch.h), one batch at a time. Reuses
  * its buffers: after warm-up, adding an envelope allocates nothing (new strings aside).
@@ -151,6 +157,13 @@ export class BatchWriter {
   private readonly out: ByteBuffer;
   private readonly definitions = new ByteBuffer(4096);
   private readonly ids = new Map<string, number>();
+  // One per address slot (sender node and simproc, target node and simproc): consecutive
+  // envelopes of a batch mostly repeat them, and a comparison is cheaper than a Map lookup.
+  // Valid while `ids` is not reset.
+  private readonly lastSenderNode = new LastId();
+  private readonly lastSenderSimproc = new LastId();
+  private readonly lastTargetNode = new LastId();
+  private readonly lastTargetSimproc = new LastId();
   private readonly encoder = new TextEncoder();
   private readonly externalBytes: number;
   private readonly external: Uint8Array[] = [];
@@ -200,6 +213,10 @@ export class BatchWriter {
     }
     if (this.resetNext) {
       this.ids.clear();
+      this.lastSenderNode.key = null;
+      this.lastSenderSimproc.key = null;
+      this.lastTargetNode.key = null;
+      this.lastTargetSimproc.key = null;
       this.stringBytes = 0;
       this.resetNext = false;
       this.resetThis = true;
@@ -353,10 +370,10 @@ export class BatchWriter {
     targetSimproc: string,
   ): number {
     // Ids first: defining a string never touches `out`, so `at` stays valid.
-    const a = this.id(senderNode);
-    const b = this.id(senderSimproc);
-    const c = this.id(targetNode);
-    const d = this.id(targetSimproc);
+    const a = this.slotId(this.lastSenderNode, senderNode);
+    const b = this.slotId(this.lastSenderSimproc, senderSimproc);
+    const c = this.slotId(this.lastTargetNode, targetNode);
+    const d = this.slotId(this.lastTargetSimproc, targetSimproc);
     const out = this.out;
     out.reserve(BATCH_ENVELOPE_FIXED_BYTES);
     const at = out.used;
@@ -383,6 +400,15 @@ export class BatchWriter {
       n++;
     }
     return n;
+  }
+
+  /** The id of `s` through the cache of one address slot. */
+  private slotId(last: LastId, s: string): number {
+    if (last.key === s) return last.id;
+    const id = this.id(s);
+    last.key = s;
+    last.id = id;
+    return id;
   }
 
   /** The id of `s`, defining it in this batch when new. */
@@ -424,7 +450,7 @@ export interface BatchReaderCapacity {
  * accessors by envelope index (0 .. `envelopeCount - 1`). Accessors read the current batch only.
  */
 export class BatchReader {
-  readonly summary = new Uint32Array(SUMMARY_WORDS);
+  summary: Uint32Array = new Uint32Array(SUMMARY_WORDS);
   frames: Uint32Array;
   envelopes: Uint32Array;
   epochs: Float64Array;
@@ -434,6 +460,8 @@ export class BatchReader {
   view: Uint8Array | null = null;
   private readonly table: string[] = [];
   private readonly decoder = new TextDecoder();
+  /** The ring end whose `bindOutput` arrays these are, or null for arrays of our own. */
+  private boundTo: NativeRingConsumer | null = null;
 
   constructor(capacity: BatchReaderCapacity = {}) {
     const envelopes = capacity.envelopes ?? 4096;
@@ -472,23 +500,34 @@ export class BatchReader {
    * @throws TypeError when the consumer refuses the arrays (a bug).
    */
   read(consumer: NativeRingConsumer, maxBytes = 16 * 2 ** 20): number {
+    if (this.boundTo !== consumer) this.bind(consumer);
     for (;;) {
       this.view = null;
-      const r = consumer.readBatch(
-        this.summary,
-        this.frames,
-        this.envelopes,
-        this.epochs,
-        this.headerIds,
-        this.strings,
-        maxBytes,
-      );
+      const r = consumer.readBatch(maxBytes);
       if (typeof r !== 'number') {
         this.accept(r);
         return NativeStatus.OK;
       }
       if (r !== NativeStatus.OUTPUT_TOO_SMALL || !this.grow()) return r;
+      this.bind(consumer);
     }
+  }
+
+  /** Swaps the arrays for ones `consumer` decodes into, of the same capacities. */
+  private bind(consumer: NativeRingConsumer): void {
+    const o = consumer.bindOutput(
+      this.epochs.length,
+      this.headerIds.length / 2,
+      this.strings.length / 2,
+      this.frames.length / FRAME_WORDS,
+    );
+    this.summary = o.summary;
+    this.frames = o.frames;
+    this.envelopes = o.envelopes;
+    this.epochs = o.epochs;
+    this.headerIds = o.headers;
+    this.strings = o.strings;
+    this.boundTo = consumer;
   }
 
   /**
@@ -686,6 +725,7 @@ export class BatchReader {
     this.epochs = new Float64Array(envelopes);
     this.headerIds = new Uint32Array(2 * headers);
     this.strings = new Uint32Array(2 * strings);
+    this.boundTo = null;
     return true;
   }
 }

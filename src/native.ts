@@ -164,9 +164,10 @@ export type RingEventCode = (typeof RingEvent)[keyof typeof RingEvent];
 /** How a ring end waits (native/doorbell.h). */
 export interface RingDoorbellOptions {
   /**
-   * Consumer only. `'futex'` (default): a native thread sleeps on a futex in the segment and wakes
-   * JS through a threadsafe function. `'pipe'`: the producer writes a byte into a FIFO whose
-   * descriptor `doorbellFd()` hands to the event loop; a native thread still watches liveness.
+   * Consumer only. `'futex'` (the addon's default): a native thread sleeps on a futex in the
+   * segment and wakes JS through a threadsafe function. `'pipe'` (ShmTransport's default): the
+   * producer writes a byte into a FIFO whose descriptor `doorbellFd()` hands to the event loop;
+   * a native thread still watches liveness.
    */
   readonly doorbell?: 'futex' | 'pipe';
   /** Nanoseconds to spin before sleeping (default 5000). */
@@ -236,8 +237,34 @@ export interface NativeRingProducer {
   readonly closed: boolean;
 }
 
+/** The output arrays of a decode (layout in native/batch.h), as `bindOutput` allocates them. */
+export interface NativeBatchOutput {
+  readonly summary: Uint32Array;
+  readonly frames: Uint32Array;
+  readonly envelopes: Uint32Array;
+  readonly epochs: Float64Array;
+  readonly headers: Uint32Array;
+  readonly strings: Uint32Array;
+}
+
 /** The reading end of a ring (one consumer process per ring). */
 export interface NativeRingConsumer {
+  /**
+   * Allocates output arrays with room for that many envelopes, header pairs, new strings and
+   * frames, and makes `readBatch(maxBytes)` decode into them from now on (no arrays to check per
+   * call). Called again, e.g. to grow after `OUTPUT_TOO_SMALL`, it replaces them: the arrays
+   * returned before are not written any more.
+   *
+   * @throws TypeError for counts that are not integers in range (envelopes and frames >= 1).
+   */
+  bindOutput(
+    envelopes: number,
+    headers: number,
+    strings: number,
+    frames: number,
+  ): NativeBatchOutput;
+  /** As the seven-argument form, into the arrays of `bindOutput`. @throws TypeError before it. */
+  readBatch(maxBytes: number): Uint8Array | number;
   /**
    * Releases the previous batch, reads the next one, verifies and decodes its frames into the
    * output arrays (layout in native/batch.h, read by `BatchReader`), and returns one view over

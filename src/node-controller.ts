@@ -583,6 +583,16 @@ export class NodeController extends EventEmitter implements InProcessSink {
       );
       return;
     }
+    // Raw bytes off a wire are a view into the transport's buffer (shared memory for a ring),
+    // valid only until the batch is released, which is long before setInbox hands them over.
+    // In-process data is the sender's own object and passes untouched.
+    if (
+      env instanceof EventEnvelope &&
+      env.dataFormat === DataFormat.Raw &&
+      env.data instanceof Uint8Array
+    ) {
+      env.data = env.data.slice();
+    }
     let list = this.held.get(env.simproc);
     if (list === undefined) {
       list = [];

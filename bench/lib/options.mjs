@@ -24,7 +24,8 @@ const USAGE = `usage: node bench/run.mjs [suite ...] [options]
   --rounds N        rounds per case, median reported (default ${ROUNDS_MIN}, at least ${ROUNDS_MIN}
                     unless --quick)
   --max-time S      benchmark.js maxTime per round, seconds (default ${MAX_TIME_S})
-  --filter TEXT     only cases whose name contains TEXT (their baselines run too)
+  --filter TEXT     only cases whose name contains TEXT (their baselines run too); A|B for
+                    either of two texts
   --profile         write V8 CPU profiles to bench/results/profiles/ (one per process);
                     summarise one with node bench/lib/profile-summary.mjs <file>
   --isolate MODE    round: a fresh process per round of each case, rounds interleaved

@@ -72,10 +72,17 @@ export function killRunning(signal = 'SIGTERM') {
   );
 }
 
-/** The cases `filter` selects, plus the baselines they are compared with. */
+/**
+ * The cases `filter` selects, plus the baselines they are compared with. `filter` may list
+ * alternatives separated by `|` ("tput.ring|rtt.ring"): a case matches when its name contains
+ * any of them.
+ */
 export function selectCases(specs, filter) {
   if (filter === undefined) return specs;
-  const wanted = new Set(specs.filter((s) => s.name.includes(filter)).map((s) => s.name));
+  const parts = filter.split('|').filter((p) => p !== '');
+  const wanted = new Set(
+    specs.filter((s) => parts.some((p) => s.name.includes(p))).map((s) => s.name),
+  );
   for (const s of specs) if (wanted.has(s.name) && s.baseline !== undefined) wanted.add(s.baseline);
   return specs.filter((s) => wanted.has(s.name));
 }

@@ -67,6 +67,11 @@ export interface ShmTransportOptions {
   /** Endpoint id of the process hosting (repid, node), or undefined when not a ring peer. Pure. */
   locate(repid: number, node: string): string | undefined;
   limits?: LinkLimits;
+  /**
+   * How inbound rings wake this process. Default: the pipe doorbell (the event loop watches a
+   * FIFO), which had the lower round-trip latency in bench/macro (rtt.ring); with `spinMode`
+   * and no `doorbell`, the futex doorbell (spinning needs its thread).
+   */
   doorbell?: RingDoorbellOptions;
   /** How long `close()` waits for peers to read what is queued. Default 10 s. */
   closeTimeoutMs?: number;
@@ -75,6 +80,12 @@ export interface ShmTransportOptions {
 /** The name of the ring from endpoint `from` to endpoint `to` of `cluster`. */
 export function ringName(cluster: string, from: string, to: string): string {
   return ringSegmentName(cluster, from, to);
+}
+
+/** The doorbell options of an inbound ring: `options` with the default doorbell filled in. */
+function consumerDoorbell(options: RingDoorbellOptions | undefined): RingDoorbellOptions {
+  if (options?.doorbell !== undefined || options?.spinMode === true) return options ?? {};
+  return { ...options, doorbell: 'pipe' };
 }
 
 /** One outbound ring: this process -> a peer. */
@@ -238,7 +249,7 @@ class ShmInbound {
     if (fd >= 0) {
       // Pipe doorbell: the producer writes a byte into a FIFO this event loop watches.
       const bell = new Socket({ fd, readable: true, writable: false });
-      bell.on('data', () => this.schedule());
+      bell.on('data', () => this.drain());
       bell.on('error', (err: Error) =>
         this.owner.reportError(
           new LinkClosedError(`ring ${ring}`, `doorbell failed: ${err.message}`),
@@ -256,8 +267,10 @@ class ShmInbound {
     this.consumer.close();
   }
 
+  // A wake-up is its own event-loop callback, never inside a sender's stack: it reads at once
+  // rather than one more turn of the loop later.
   private onEvent(ev: RingEventCode): void {
-    if (ev === RingEvent.READY) this.schedule();
+    if (ev === RingEvent.READY) this.drain();
     else if (!this.closed) {
       this.drain(); // what the dead producer committed is complete and still delivered
       this.owner.reportError(new PeerDeadError(`ring ${this.ring}`, 'the producing process died'));
@@ -385,7 +398,7 @@ export class ShmTransport extends EventEmitter implements Transport {
     for (const peer of this.options.peers) {
       if (peer === this.options.self) continue;
       const ring = ringName(this.options.cluster, peer, this.options.self);
-      this.inbound.push(new ShmInbound(ring, this, this.options.doorbell));
+      this.inbound.push(new ShmInbound(ring, this, consumerDoorbell(this.options.doorbell)));
       if (tracer.enabled) tracer.log(`consuming ${ring}`);
     }
   }

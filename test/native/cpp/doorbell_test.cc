@@ -195,7 +195,14 @@ void rings_the_pipe_of_a_sleeping_pipe_consumer() {
 }
 
 void reports_a_killed_producer_as_dead() {
-  for (const bool watch_data : {true, false}) {
+  // With a liveness poll of a minute, only the process-wide exit watcher (a pidfd per peer)
+  // can report the death before the deadline: an idle end does not poll to find it.
+  struct Case {
+    bool watch_data;
+    uint32_t liveness_ms;
+  };
+  for (const Case k : {Case{true, 50}, Case{false, 50}, Case{true, 60'000}, Case{false, 60'000}}) {
+    const bool watch_data = k.watch_data;
     const std::string name = disco::test::unique_name("dead");
     int err = 0;
     CHECK_EQ(disco::create_ring(name, 1 << 16, &err), Status::kOk);
@@ -219,6 +226,7 @@ void reports_a_killed_producer_as_dead() {
     Events events;
     disco::DoorbellOptions options;
     options.watch_data = watch_data;
+    options.liveness_ms = k.liveness_ms;
     Doorbell bell(consumer->memory(), Doorbell::Side::kConsumer, options, &Events::on_event,
                   &events);
     CHECK_EQ(bell.start(&err), Status::kOk);
@@ -231,8 +239,8 @@ void reports_a_killed_producer_as_dead() {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - killed)
                         .count();
-    std::printf("peer death reported after %lld ms (watch_data=%d)\n", static_cast<long long>(ms),
-                watch_data ? 1 : 0);
+    std::printf("peer death reported after %lld ms (watch_data=%d, liveness_ms=%u)\n",
+                static_cast<long long>(ms), watch_data ? 1 : 0, k.liveness_ms);
     CHECK_EQ(consumer->check_producer(), Status::kPeerDead);
     bell.join();  // the thread ends by itself after reporting
     ::close(ready_pipe[0]);

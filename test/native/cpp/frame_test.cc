@@ -132,6 +132,19 @@ void rejects_a_checksum_mismatch() {
   CHECK_EQ(verify(frame), Status::kChecksumMismatch);
 }
 
+void ring_options_skip_the_checksum_and_nothing_else() {
+  auto frame = disco::testing::build_sample_frame();
+  CHECK_EQ(disco::seal_frame_unchecked(frame.data(), frame.size()), Status::kOk);
+  CHECK_EQ(disco::load_le64(frame.data() + 8), 0u);
+  CHECK_EQ(verify(frame, disco::ring_verify_options()), Status::kOk);
+  CHECK_EQ(verify(frame), Status::kChecksumMismatch);  // a byte stream would refuse it
+  frame[0] ^= 0x01;
+  CHECK_EQ(verify(frame, disco::ring_verify_options()), Status::kBadMagic);
+  frame[0] ^= 0x01;
+  frame[disco::kFrameHeaderBytes + 3] ^= 0x40;  // the root offset now points past the body
+  CHECK_EQ(verify(frame, disco::ring_verify_options()), Status::kVerifyFailed);
+}
+
 void rejects_a_foreign_file_identifier() {
   auto frame = disco::testing::build_sample_frame();
   std::vector<uint8_t> body(frame.begin() + disco::kFrameHeaderBytes, frame.end());
@@ -212,6 +225,7 @@ int main() {
   rejects_a_header_length_that_disagrees_with_the_buffer();
   rejects_a_body_over_the_limit();
   rejects_a_checksum_mismatch();
+  ring_options_skip_the_checksum_and_nothing_else();
   rejects_a_foreign_file_identifier();
   rejects_a_misaligned_frame();
   rejects_a_sealed_body_the_verifier_refuses();

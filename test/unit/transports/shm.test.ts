@@ -105,6 +105,19 @@ describe('ShmTransport', () => {
     await cleanup();
   });
 
+  it('hands over intact the raw bytes it held for a simproc that had no inbox yet', async () => {
+    const { A, B, cleanup } = pair();
+    const b1 = B.server.controller('b1');
+    A.server.controller('a1').sendEvent('b1/p', 0, new Uint8Array([4, 5, 6]));
+    await until(() => b1.metrics().heldMessages === 1);
+    // The ring batch the event came in is released by now: a held view would be detached.
+    const inbox = new RecordingInbox();
+    b1.setInbox('p', inbox);
+    await until(() => inbox.events.length === 1);
+    expect([...(inbox.events[0]!.data as Uint8Array)]).toEqual([4, 5, 6]);
+    await cleanup();
+  });
+
   it('keeps FIFO and exactly-once for 50,000 events through a small ring that fills up', async () => {
     const { A, B, cleanup } = pair(1 << 16);
     const got: Record<string, number[]> = { a1: [], a2: [] };
