@@ -286,8 +286,18 @@ class ShmInbound {
     });
   }
 
+  /** Reading stops while paused; what peers write waits in the rings. */
+  paused = false;
+
+  /** Resumes reading: what arrived meanwhile is read on the next turn. */
+  resume(): void {
+    this.paused = false;
+    this.schedule();
+  }
+
   private drain(): void {
     for (let n = 0; n < READS_PER_WAKEUP && !this.closed; n++) {
+      if (this.paused) return; // resume() schedules a read
       const status = this.reader.read(this.consumer, READ_BATCH_BYTES);
       if (status === NativeStatus.OK) {
         this.deliverBatch();
@@ -418,6 +428,15 @@ export class ShmTransport extends EventEmitter implements Transport {
 
   setFallback(sink: LocalNode | null): void {
     this.nodes.setFallback(sink);
+  }
+
+  /** Stops reading the inbound rings; their producers wait when the rings are full. */
+  pauseInbound(): void {
+    for (const i of this.inbound) i.paused = true;
+  }
+
+  resumeInbound(): void {
+    for (const i of this.inbound) i.resume();
   }
 
   handlesNode(repid: number, node: string): boolean {

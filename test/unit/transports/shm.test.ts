@@ -67,6 +67,22 @@ function pair(
 }
 
 describe('ShmTransport', () => {
+  it('stops reading while paused: what is sent waits in the ring, then arrives in order', async () => {
+    const { A, B, cleanup } = pair();
+    const inbox = new RecordingInbox();
+    B.server.controller('b1').setInbox('p', inbox);
+    B.shm.pauseInbound();
+    const a1 = A.server.controller('a1');
+    for (let i = 0; i < 500; i++) a1.sendEvent('b1/p', i, i);
+    await A.server.flush(); // written into the ring
+    await new Promise((r) => setTimeout(r, 100));
+    expect(inbox.events).toHaveLength(0);
+    B.shm.resumeInbound();
+    await until(() => inbox.events.length === 500);
+    expect(inbox.events.map((e) => e.data)).toEqual([...Array(500).keys()]);
+    await cleanup();
+  });
+
   it('carries events and promises between Servers with every field intact', async () => {
     const { A, B, cleanup } = pair();
     const inbox = new RecordingInbox();
