@@ -63,3 +63,11 @@ export {
 export { InProcessTransport, type InProcessTransportOptions } from './transports/inprocess.js';
 export type { LocalNode, Transport, TransportMetrics } from './transports/transport.js';
 export { Server, type ServerOptions, type StandaloneOptions } from './runtime/server.js';
+export {
+  GrpcTransport,
+  type GrpcLinkMetrics,
+  type GrpcReliabilityOptions,
+  type GrpcTransportOptions,
+} from './transports/grpc.js';
+export type { GrpcSecurityOptions } from './transports/grpc-security.js';
+export type { LinkLimits } from './transports/outbound-queue.js';

@@ -3,8 +3,9 @@
  *
  * The 16-byte frame header carries the magic and the body length, so the reader
  * knows where each frame ends before it has the whole frame. It checks the magic
- * and the announced length (never more than FRAME_MAX_BODY_BYTES) as soon as the
- * header is in, so a peer cannot make it buffer without bound. Frames are returned
+ * and the announced length (never more than FRAME_MAX_BODY_BYTES, or the smaller
+ * limit the caller gives) as soon as the header is in, so a peer cannot make it
+ * buffer without bound. Frames are returned
  * 8-byte aligned, as the native verifier requires: a frame that sits at an aligned
  * offset of one received chunk is returned as a view, any other is copied once.
  *
@@ -26,7 +27,14 @@ export class FrameStreamReader {
   /** Total length of the frame at the front, once its header has been read. */
   private pending = -1;
 
-  constructor(private readonly peer: string) {}
+  /**
+   * @param peer - named in errors.
+   * @param maxBodyBytes - largest body a frame may announce; at most FRAME_MAX_BODY_BYTES.
+   */
+  constructor(
+    private readonly peer: string,
+    private readonly maxBodyBytes = FRAME_MAX_BODY_BYTES,
+  ) {}
 
   /** Bytes received and not yet returned as frames. */
   get bufferedBytes(): number {
@@ -63,10 +71,11 @@ export class FrameStreamReader {
       );
     }
     const body = view.getUint32(4, true);
-    if (body > FRAME_MAX_BODY_BYTES) {
+    const limit = Math.min(this.maxBodyBytes, FRAME_MAX_BODY_BYTES);
+    if (body > limit) {
       throw new FrameCorruptError(
         this.peer,
-        `frame header announces ${body} body bytes, over the limit of ${FRAME_MAX_BODY_BYTES}`,
+        `frame header announces ${body} body bytes, over the limit of ${limit}`,
       );
     }
     return FRAME_HEADER_BYTES + body;
@@ -85,7 +94,8 @@ export class FrameStreamReader {
     let out: Uint8Array;
     if (first.length >= n) {
       out = first.subarray(0, n);
-      if (out.byteOffset % FRAME_ALIGNMENT_BYTES !== 0) out = out.slice();
+      // A copy: `slice` of a Buffer (what sockets and grpc-js hand out) is another view.
+      if (out.byteOffset % FRAME_ALIGNMENT_BYTES !== 0) out = new Uint8Array(out);
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
     } else {

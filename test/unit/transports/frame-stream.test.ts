@@ -75,3 +75,24 @@ describe('FrameStreamReader', () => {
     );
   });
 });
+
+describe('FrameStreamReader with Buffer chunks and a body limit', () => {
+  it('copies a frame that sits at an unaligned offset of a Buffer chunk, so it verifies', () => {
+    const f = frame(4, 10);
+    const backing = Buffer.alloc(f.length + 3);
+    backing.set(f, 3);
+    const chunk = backing.subarray(3); // a Buffer view at an odd offset
+    const out: Uint8Array[] = [];
+    new FrameStreamReader('peer').push(chunk, (x) => out.push(x));
+    expect(out).toHaveLength(1);
+    expect(out[0]!.byteOffset % 8).toBe(0);
+    expect(() => assertFrame(out[0]!, 'peer')).not.toThrow();
+  });
+
+  it('rejects a frame whose body is over the limit the caller gave', () => {
+    const f = frame(5, 100);
+    const reader = new FrameStreamReader('peer', 64);
+    expect(() => reader.push(f, () => undefined)).toThrow(/over the limit of 64/);
+    expect(() => new FrameStreamReader('peer', 4096).push(f, () => undefined)).not.toThrow();
+  });
+});

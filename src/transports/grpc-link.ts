@@ -1,0 +1,421 @@
+/**
+ * GrpcLink: the reliable outbound half of one directed gRPC link (this process → one
+ * peer), DESIGN §6. GrpcTransport owns one per peer; nothing else uses it.
+ *
+ * ```
+ *  push ─► OutboundQueue ─► writeFrame: link_seq, encode, seal ─► resend buffer ─► call.write
+ *          (two lanes,       (one counter per link, both lanes,    (bounded bytes;   (slices of
+ *           bounded)          starting at 1)                        trimmed by acks)  ≤ chunkBytes)
+ * ```
+ *
+ * Invariants:
+ * - Frames leave in link_seq order on every call; a new call first resends every
+ *   unacknowledged frame, in order, and only then takes new frames from the queue.
+ * - A call counts as established when the receiver's first ack arrives (it acks at
+ *   once on every new call), so a reconnecting link trims before it resends.
+ * - Acks are cumulative; an ack above the last link_seq sent is a protocol error.
+ * - `ready` is false while no call is established, the call's write buffer wants a
+ *   'drain', a resend is in progress, the resend buffer is full, or a short batching
+ *   hold is on; frames then wait in the OutboundQueue (back-pressure as usual).
+ * - When no call has been established for `peerDeadlineMs`, the link fails with
+ *   LinkClosedError counting every message not acknowledged (resend buffer + queue).
+ *   A call the receiver ends with DATA_LOSS (it refused a frame) fails the link at
+ *   once: resending the same bytes would be refused again.
+ * - With reliability off there is no resend buffer and no acks; link_seq is 0.
+ */
+
+import {
+  Metadata,
+  status as GrpcStatus,
+  type ChannelCredentials,
+  type ChannelOptions,
+  type Client,
+  type ClientDuplexStream,
+  type StatusObject,
+} from '@grpc/grpc-js';
+import { decodeFrame, FrameEncoder, type Envelope, type Lane } from '../envelope.js';
+import { DiscoError, FrameCorruptError, LinkClosedError } from '../errors.js';
+import { assertFrame, sealFrame } from '../native.js';
+import { tracerFor } from '../trace.js';
+import { FrameStreamReader } from './frame-stream.js';
+import {
+  CLUSTER_METADATA_KEY,
+  LINK_METHOD,
+  LinkClient,
+  SENDER_METADATA_KEY,
+  SESSION_METADATA_KEY,
+} from './grpc-service.js';
+import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
+
+const tracer = tracerFor('grpc');
+
+/** A frame written after its link's `flushDelayMs` hold only when it is smaller than this. */
+const SMALL_FRAME_BYTES = 64 * 1024;
+
+/** What a link needs from its transport, resolved (defaults filled in). */
+export interface GrpcLinkConfig {
+  readonly cluster: string;
+  readonly self: string;
+  readonly session: string;
+  readonly address: string;
+  readonly credentials: ChannelCredentials;
+  readonly channelOptions: ChannelOptions;
+  readonly limits: LinkLimits | undefined;
+  readonly reliable: boolean;
+  readonly resendBufferBytes: number;
+  readonly peerDeadlineMs: number;
+  readonly backoffInitialMs: number;
+  readonly backoffMaxMs: number;
+  readonly flushDelayMs: number;
+  readonly chunkBytes: number;
+}
+
+/** A sealed frame kept until the peer acknowledges it. */
+interface SentFrame {
+  readonly seq: number;
+  readonly frame: Buffer;
+  readonly count: number;
+  written: boolean;
+}
+
+/** Outbound counters of one link; plain data. */
+export interface GrpcOutboundCounters {
+  framesSent: number;
+  bytesSent: number;
+  resends: number;
+  reconnects: number;
+  unacknowledged: number;
+  acked: number;
+}
+
+/** The reliable outbound link to one peer; see the file header. */
+export class GrpcLink implements LinkChannel {
+  readonly queue: OutboundQueue;
+  readonly counters: GrpcOutboundCounters = {
+    framesSent: 0,
+    bytesSent: 0,
+    resends: 0,
+    reconnects: 0,
+    unacknowledged: 0,
+    acked: 0,
+  };
+  private readonly name: string;
+  private readonly encoder = new FrameEncoder();
+  private readonly client: Client;
+  private call: ClientDuplexStream<Buffer, Buffer> | null = null;
+  private established = false;
+  private writeBlocked = false;
+  /** Unacknowledged frames are `frames[head..]`; `frames[cursor..]` are not written on this call. */
+  private frames: SentFrame[] = [];
+  private head = 0;
+  private cursor = 0;
+  private bufferedBytes = 0;
+  private lastSeq = 0;
+  private backoffMs: number;
+  private lastStatus = 'no call was answered';
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private holdTimer: NodeJS.Timeout | null = null;
+  private failure: DiscoError | null = null;
+  private closed = false;
+  private settledWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly peer: string,
+    private readonly config: GrpcLinkConfig,
+    private readonly report: (err: DiscoError) => void,
+  ) {
+    this.name = `grpc:${peer}`;
+    this.backoffMs = config.backoffInitialMs;
+    this.queue = new OutboundQueue(`grpc link to ${peer}`, this, config.limits);
+    this.queue.on('failed', (err: DiscoError) => this.fail(err));
+    this.client = new LinkClient(config.address, config.credentials, config.channelOptions);
+    this.armDeadline();
+    this.openCall();
+  }
+
+  get ready(): boolean {
+    return (
+      this.established &&
+      !this.writeBlocked &&
+      this.cursor === this.frames.length &&
+      this.bufferedBytes < this.config.resendBufferBytes &&
+      this.holdTimer === null
+    );
+  }
+
+  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
+    const seq = this.config.reliable ? ++this.lastSeq : 0;
+    const encoded = this.encoder.encode(envelopes, lane, BigInt(seq), 0n, start, end);
+    sealFrame(encoded);
+    const frame = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.length);
+    const count = end - start;
+    this.counters.framesSent++;
+    if (this.config.reliable) {
+      this.frames.push({ seq, frame, count, written: false });
+      this.bufferedBytes += frame.length;
+      this.counters.unacknowledged += count;
+      this.writePending();
+    } else if (!this.writeOnCall(frame)) {
+      this.writeBlocked = true;
+    }
+    if (
+      this.config.flushDelayMs > 0 &&
+      frame.length < SMALL_FRAME_BYTES &&
+      this.holdTimer === null
+    ) {
+      this.hold();
+    }
+    return count;
+  }
+
+  /** Messages accepted and not acknowledged: in the resend buffer or still queued. */
+  get unacknowledged(): number {
+    return this.counters.unacknowledged + this.queue.queued;
+  }
+
+  /** Resolves when everything accepted was acknowledged (written, when unreliable) or the link failed. */
+  async settled(): Promise<void> {
+    await this.queue.flushed();
+    while (!this.isSettled()) {
+      await new Promise<void>((resolve) => this.settledWaiters.push(resolve));
+    }
+  }
+
+  /** Waits up to `timeoutMs` for everything to be acknowledged, then ends the call. Idempotent. */
+  async close(timeoutMs: number): Promise<void> {
+    if (this.closed) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    await Promise.race([this.settled(), timeout]);
+    clearTimeout(timer);
+    this.closed = true;
+    if (this.failure === null) {
+      const lost = this.unacknowledged;
+      this.failure = new LinkClosedError(this.name, 'the transport was closed', lost);
+      this.queue.fail(this.failure);
+      if (lost > 0) this.report(this.failure);
+    }
+    this.shutdown();
+  }
+
+  private isSettled(): boolean {
+    if (this.failure !== null) return true;
+    if (this.queue.queued > 0) return false;
+    return this.config.reliable ? this.head === this.frames.length : true;
+  }
+
+  private wakeSettled(): void {
+    if (this.settledWaiters.length === 0 || !this.isSettled()) return;
+    const waiters = this.settledWaiters;
+    this.settledWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Keeps small frames from going one by one: the next frame waits `flushDelayMs`. */
+  private hold(): void {
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = null;
+      this.queue.resume();
+    }, this.config.flushDelayMs);
+  }
+
+  private openCall(): void {
+    const md = new Metadata({ waitForReady: true });
+    md.set(CLUSTER_METADATA_KEY, this.config.cluster);
+    md.set(SENDER_METADATA_KEY, this.config.self);
+    md.set(SESSION_METADATA_KEY, this.config.session);
+    const call = this.client.makeBidiStreamRequest(
+      LINK_METHOD.path,
+      LINK_METHOD.requestSerialize,
+      LINK_METHOD.responseDeserialize,
+      md,
+      {},
+    );
+    this.call = call;
+    this.established = false;
+    this.writeBlocked = false;
+    this.cursor = this.head;
+    const reader = new FrameStreamReader(this.name);
+    call.on('data', (chunk: Buffer) => {
+      if (this.call !== call) return;
+      try {
+        reader.push(chunk, (frame) => this.onAckFrame(frame));
+      } catch (err) {
+        this.protocolError(err);
+      }
+    });
+    call.on('drain', () => {
+      if (this.call !== call) return;
+      this.writeBlocked = false;
+      this.writePending();
+      this.queue.resume();
+    });
+    call.on('error', () => {
+      // The 'status' that follows carries the same information and drives the reconnect.
+    });
+    call.on('status', (s: StatusObject) => this.onCallEnded(call, s));
+  }
+
+  private onAckFrame(frame: Uint8Array): void {
+    assertFrame(frame, this.name);
+    const info = decodeFrame(frame, () => {
+      throw new FrameCorruptError(this.name, 'an ack frame carries envelopes');
+    });
+    const ack = Number(info.ack);
+    if (ack > this.lastSeq) {
+      throw new FrameCorruptError(
+        this.name,
+        `ack ${ack} is beyond the last link_seq sent (${this.lastSeq})`,
+      );
+    }
+    this.trim(ack);
+    if (!this.established) this.onEstablished();
+    else this.queue.resume();
+    this.wakeSettled();
+  }
+
+  private onEstablished(): void {
+    this.established = true;
+    this.backoffMs = this.config.backoffInitialMs;
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+    if (tracer.enabled) tracer.log(`${this.name}: call established, resending ${this.pending()}`);
+    this.cursor = this.head;
+    this.writePending();
+    this.queue.resume();
+  }
+
+  private pending(): number {
+    return this.frames.length - this.head;
+  }
+
+  /** Drops every frame with link_seq ≤ ack from the resend buffer. */
+  private trim(ack: number): void {
+    const frames = this.frames;
+    while (this.head < frames.length && frames[this.head]!.seq <= ack) {
+      const f = frames[this.head]!;
+      this.bufferedBytes -= f.frame.length;
+      this.counters.unacknowledged -= f.count;
+      this.counters.acked += f.count;
+      frames[this.head] = undefined as unknown as SentFrame; // release the bytes now
+      this.head++;
+    }
+    if (this.cursor < this.head) this.cursor = this.head;
+    if (this.head === frames.length) {
+      this.frames = [];
+      this.cursor -= this.head;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > frames.length) {
+      this.frames = frames.slice(this.head);
+      this.cursor -= this.head;
+      this.head = 0;
+    }
+  }
+
+  /** Writes frames not yet written on this call, in order, while the call takes them. */
+  private writePending(): void {
+    if (!this.established || this.call === null) return;
+    const frames = this.frames;
+    while (!this.writeBlocked && this.cursor < frames.length) {
+      const f = frames[this.cursor++]!;
+      if (f.written) this.counters.resends++;
+      f.written = true;
+      if (!this.writeOnCall(f.frame)) this.writeBlocked = true;
+    }
+  }
+
+  /** Writes one frame in slices of at most chunkBytes; false when the call wants a 'drain'. */
+  private writeOnCall(frame: Buffer): boolean {
+    const call = this.call!;
+    const chunk = this.config.chunkBytes;
+    this.counters.bytesSent += frame.length;
+    if (frame.length <= chunk) return call.write(frame);
+    let ok = true;
+    for (let at = 0; at < frame.length; at += chunk) {
+      ok = call.write(frame.subarray(at, Math.min(at + chunk, frame.length)));
+    }
+    return ok;
+  }
+
+  private onCallEnded(call: ClientDuplexStream<Buffer, Buffer>, s: StatusObject): void {
+    if (this.call !== call) return;
+    this.call = null;
+    this.established = false;
+    this.lastStatus = `${GrpcStatus[s.code] ?? s.code}: ${s.details}`;
+    if (this.closed || this.failure !== null) return;
+    if (tracer.enabled) tracer.log(`${this.name}: call ended (${this.lastStatus})`);
+    if (s.code === GrpcStatus.DATA_LOSS) {
+      // The receiver refused one of our frames; resending the same bytes cannot succeed.
+      this.fail(
+        new LinkClosedError(
+          this.name,
+          `the peer rejected a frame (${s.details})`,
+          this.unacknowledged,
+        ),
+      );
+      return;
+    }
+    this.armDeadline();
+    const delay = this.backoffMs * (0.5 + Math.random() / 2);
+    this.backoffMs = Math.min(this.backoffMs * 2, this.config.backoffMaxMs);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.failure !== null || this.closed) return;
+      this.counters.reconnects++;
+      this.openCall();
+    }, delay);
+  }
+
+  private armDeadline(): void {
+    if (this.deadlineTimer !== null) return;
+    this.deadlineTimer = setTimeout(() => {
+      this.deadlineTimer = null;
+      if (this.established) return;
+      this.fail(
+        new LinkClosedError(
+          this.name,
+          `no call to ${this.config.address} was established for ${this.config.peerDeadlineMs} ms ` +
+            `(last status ${this.lastStatus}); check that the peer runs and is reachable`,
+          this.unacknowledged,
+        ),
+      );
+    }, this.config.peerDeadlineMs);
+  }
+
+  /** Bad bytes from the peer on our own call: report, then fail the link (it cannot be trusted). */
+  private protocolError(err: unknown): void {
+    const e = err instanceof DiscoError ? err : new FrameCorruptError(this.name, String(err));
+    this.report(e);
+    this.fail(
+      new LinkClosedError(this.name, `the peer sent bad data: ${e.message}`, this.unacknowledged),
+    );
+  }
+
+  /** Fails the link for good: later sends throw `err`, which is reported once. */
+  private fail(err: DiscoError): void {
+    if (this.failure !== null) return;
+    this.failure = err;
+    this.queue.fail(err);
+    this.report(err);
+    this.shutdown();
+  }
+
+  private shutdown(): void {
+    for (const t of [this.reconnectTimer, this.deadlineTimer, this.holdTimer]) {
+      if (t !== null) clearTimeout(t);
+    }
+    this.reconnectTimer = this.deadlineTimer = this.holdTimer = null;
+    this.frames = [];
+    this.head = this.cursor = 0;
+    this.bufferedBytes = 0;
+    const call = this.call;
+    this.call = null;
+    if (call !== null) {
+      if (this.closed) call.end();
+      else call.cancel();
+    }
+    this.client.close();
+    this.wakeSettled();
+  }
+}
