@@ -15,26 +15,45 @@
 import { fileURLToPath } from 'node:url';
 import { countPacked, startRawServer } from '../lib/grpc-raw.mjs';
 import { Peer, now } from '../lib/peer.mjs';
+import { acquire } from '../lib/shared.mjs';
 import { countsFor, ROUND_TRIP_COUNTS, sizeLabel } from '../lib/sizes.mjs';
 
 const PEER = fileURLToPath(new URL('../peers/grpc-raw.mjs', import.meta.url));
 
-/** The server end: resolves with the first incoming call and a way to stop everything. */
-async function serverWithPeer(tag, onCall, cmd, args) {
+/**
+ * A gRPC server here and the peer connected to it with `cmd` (its own process, or with `share`
+ * the one consecutive smoke-run cases reuse). Resolves with the peer, the first incoming call
+ * and `stop()`, which ends the call, the server and (unless shared) the peer.
+ */
+async function serverWithPeer(tag, share, onCall, cmd, args) {
   let first;
   const called = new Promise((resolve) => (first = resolve));
   const server = await startRawServer((call) => {
     onCall(call);
     first(call);
   });
-  let peer;
+  let acquired;
   try {
-    peer = await Peer.start(PEER, tag);
+    acquired = await acquire(
+      'grpc-raw',
+      share,
+      () => Peer.start(PEER, tag),
+      (peer) => peer.close(),
+    );
+    const peer = acquired.value;
     await peer.request(cmd, { ...args, port: server.port });
-    return { peer, server, call: await called };
+    const stop = async () => {
+      try {
+        await peer.request('close');
+      } finally {
+        server.close();
+        await acquired.release();
+      }
+    };
+    return { peer, call: await called, stop };
   } catch (err) {
-    await peer?.close();
-    await server.close();
+    server.close();
+    await acquired?.release();
     throw err;
   }
 }
@@ -58,7 +77,7 @@ function callFailure(call) {
 }
 
 /** One-way throughput of `size`-byte payloads: `mode` 'write' or 'packed' (`batch` per message). */
-export function grpcRawThroughputCase({ size, mode, batch = 1 }) {
+export function grpcRawThroughputCase({ size, mode, batch = 1, share = false }) {
   const packed = mode === 'packed';
   return {
     name: `tput.grpc.raw.${mode} size=${sizeLabel(size)}${packed ? ` batch=${batch}` : ''}`,
@@ -78,11 +97,13 @@ export function grpcRawThroughputCase({ size, mode, batch = 1 }) {
           }
         });
       };
-      const { peer, server, call } = await serverWithPeer(`grpc-raw-${mode}`, onCall, 'producer', {
-        size,
-        mode,
-        batch,
-      });
+      const { peer, call, stop } = await serverWithPeer(
+        `grpc-raw-${mode}`,
+        share,
+        onCall,
+        'producer',
+        { size, mode, batch },
+      );
       return {
         bytesPerOp: size,
         ...countsFor(size, packed ? batch : 1),
@@ -103,17 +124,14 @@ export function grpcRawThroughputCase({ size, mode, batch = 1 }) {
             failure.dispose();
           }
         },
-        async teardown() {
-          await peer.close();
-          await server.close();
-        },
+        teardown: stop,
       };
     },
   };
 }
 
 /** 64 B ping-pong on one bidi call: the peer (client) writes, this process echoes. */
-export function grpcRawRoundTripCase() {
+export function grpcRawRoundTripCase({ share = false } = {}) {
   return {
     name: 'rtt.grpc.raw size=64B',
     async setup() {
@@ -123,16 +141,13 @@ export function grpcRawRoundTripCase() {
         });
         call.on('data', (message) => call.write(message));
       };
-      const { peer, server } = await serverWithPeer('grpc-raw-echo', onCall, 'pinger', {});
+      const { peer, stop } = await serverWithPeer('grpc-raw-echo', share, onCall, 'pinger', {});
       return {
         ...ROUND_TRIP_COUNTS,
         async run(count) {
           return peer.request('roundTrips', { count });
         },
-        async teardown() {
-          await peer.close();
-          await server.close();
-        },
+        teardown: stop,
       };
     },
   };

@@ -10,6 +10,7 @@
  *   pinger {port}                       opens the call for the round trips
  *   roundTrips {count}                  `count` 64 B round trips, one at a time: the server
  *                                       echoes each message; { seconds, latency } (µs)
+ *   close                               ends the call (a shared peer then serves the next case)
  */
 
 import { createHistogram } from 'node:perf_hooks';
@@ -41,6 +42,7 @@ serve({
   async producer({ port, size, mode, batch }) {
     const payload = Buffer.from(payloadOf(size).buffer);
     plan = { mode, batch, message: mode === 'packed' ? packedMessage(payload, batch) : payload };
+    stream?.close();
     stream = await openRawStream(port);
     return { messageBytes: plan.message.length };
   },
@@ -56,6 +58,7 @@ serve({
   },
 
   async pinger({ port }) {
+    stream?.close();
     stream = await openRawStream(port);
     return {};
   },
