@@ -34,6 +34,8 @@ export const suite = {
     'One op is one message (tput.*) or one round trip (rtt.*): ops/s are messages/s; MB/s counts',
     'payload bytes only. Each round of each case runs in fresh processes (the case process, which',
     'receives, and its peer, which sends); rounds are interleaved across cases.',
+    'Each case first warms up until its rate settles (bench/macro/lib/warmup.mjs): GrpcTransport',
+    'starts slow for its first ~100 k small events, and the calibration alone would time them.',
     'tput.grpc.raw.write: one gRPC message per payload on one bidi call, identity serializers, the',
     'writer waiting for `drain` whenever write() returns false (grpc-js defaults, retries off).',
     'tput.grpc.raw.packed: `batch` payloads per message, each behind a 4-byte length; the reader',
@@ -47,21 +49,24 @@ export const suite = {
 };
 
 /** The link cases' ratio column: GrpcTransport over raw grpc-js with a write per message. */
-function throughputCases(size, share) {
+function throughputCases(size, quick) {
+  const share = quick;
+  const warm = !quick;
   const batch = batchFor(size);
-  const write = grpcRawThroughputCase({ size, mode: 'write', share });
+  const write = grpcRawThroughputCase({ size, mode: 'write', share, warm });
   const out = [write];
-  if (batch > 1) out.push(grpcRawThroughputCase({ size, mode: 'packed', batch, share }));
+  if (batch > 1) out.push(grpcRawThroughputCase({ size, mode: 'packed', batch, share, warm }));
   out.push(
-    { ...grpcLinkThroughputCase({ size, reliability: false, share }), baseline: write.name },
-    { ...grpcLinkThroughputCase({ size, reliability: true, share }), baseline: write.name },
+    { ...grpcLinkThroughputCase({ size, reliability: false, share, warm }), baseline: write.name },
+    { ...grpcLinkThroughputCase({ size, reliability: true, share, warm }), baseline: write.name },
   );
   return out;
 }
 
-function roundTripCases(share) {
-  const raw = grpcRawRoundTripCase({ share });
-  return [raw, { ...grpcLinkRoundTripCase({ reliability: true, share }), baseline: raw.name }];
+function roundTripCases(quick) {
+  const options = { share: quick, warm: !quick };
+  const raw = grpcRawRoundTripCase(options);
+  return [raw, { ...grpcLinkRoundTripCase({ reliability: true, ...options }), baseline: raw.name }];
 }
 
 /** The processes a smoke-run case shares with its kind: raw, or a link pair per reliability. */

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { startGrpcEnd, SIMPROC, ENDS } from '../lib/grpc-node.mjs';
 import { Peer, now, uniqueCluster } from '../lib/peer.mjs';
 import { acquire } from '../lib/shared.mjs';
+import { warmedUp } from '../lib/warmup.mjs';
 import { countsFor, ROUND_TRIP_COUNTS, sizeLabel } from '../lib/sizes.mjs';
 
 const PEER = fileURLToPath(new URL('../peers/grpc-link.mjs', import.meta.url));
@@ -79,7 +80,7 @@ function acquirePair(reliability, share) {
 }
 
 /** One-way throughput of `size`-byte events from n0 (peer) to n1 (this process). */
-export function grpcLinkThroughputCase({ size, reliability = true, share = false }) {
+export function grpcLinkThroughputCase({ size, reliability = true, share = false, warm = false }) {
   return {
     name: `tput.grpc.link size=${sizeLabel(size)} reliability=${onOff(reliability)}`,
     bytesPerOp: size,
@@ -87,38 +88,47 @@ export function grpcLinkThroughputCase({ size, reliability = true, share = false
       const { value: pair, release } = await acquirePair(reliability, share);
       const { receiver, peer, state } = pair;
       let bad = 0;
-      return {
-        bytesPerOp: size,
-        ...countsFor(size),
-        async run(count) {
-          Object.assign(state, { expected: count, received: 0, size, bad: 0 });
-          const finished = new Promise((resolve) => (state.done = resolve));
-          const [{ t0 }, t1] = await Promise.all([peer.request('send', { count, size }), finished]);
-          const err = receiver.failure();
-          if (err !== undefined) throw err;
-          bad += state.bad;
-          return { seconds: (t1 - t0) / 1e9 };
+      return warmedUp(
+        {
+          bytesPerOp: size,
+          ...countsFor(size),
+          async run(count) {
+            Object.assign(state, { expected: count, received: 0, size, bad: 0 });
+            const finished = new Promise((resolve) => (state.done = resolve));
+            const [{ t0 }, t1] = await Promise.all([
+              peer.request('send', { count, size }),
+              finished,
+            ]);
+            const err = receiver.failure();
+            if (err !== undefined) throw err;
+            bad += state.bad;
+            return { seconds: (t1 - t0) / 1e9 };
+          },
+          check() {
+            if (bad > 0) throw new Error(`${bad} events arrived out of order or with a wrong size`);
+          },
+          teardown: release,
         },
-        check() {
-          if (bad > 0) throw new Error(`${bad} events arrived out of order or with a wrong size`);
-        },
-        teardown: release,
-      };
+        warm,
+      );
     },
   };
 }
 
 /** 64 B round trips n0 -> n1 -> n0 between the two processes, one at a time. */
-export function grpcLinkRoundTripCase({ reliability = true, share = false } = {}) {
+export function grpcLinkRoundTripCase({ reliability = true, share = false, warm = false } = {}) {
   return {
     name: `rtt.grpc.link size=64B reliability=${onOff(reliability)}`,
     async setup() {
       const { value: pair, release } = await acquirePair(reliability, share);
-      return {
-        ...ROUND_TRIP_COUNTS,
-        run: (count) => pair.peer.request('roundTrips', { count }),
-        teardown: release,
-      };
+      return warmedUp(
+        {
+          ...ROUND_TRIP_COUNTS,
+          run: (count) => pair.peer.request('roundTrips', { count }),
+          teardown: release,
+        },
+        warm,
+      );
     },
   };
 }

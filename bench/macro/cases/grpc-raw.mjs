@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { countPacked, startRawServer } from '../lib/grpc-raw.mjs';
 import { Peer, now } from '../lib/peer.mjs';
 import { acquire } from '../lib/shared.mjs';
+import { warmedUp } from '../lib/warmup.mjs';
 import { countsFor, ROUND_TRIP_COUNTS, sizeLabel } from '../lib/sizes.mjs';
 
 const PEER = fileURLToPath(new URL('../peers/grpc-raw.mjs', import.meta.url));
@@ -77,7 +78,7 @@ function callFailure(call) {
 }
 
 /** One-way throughput of `size`-byte payloads: `mode` 'write' or 'packed' (`batch` per message). */
-export function grpcRawThroughputCase({ size, mode, batch = 1, share = false }) {
+export function grpcRawThroughputCase({ size, mode, batch = 1, share = false, warm = false }) {
   const packed = mode === 'packed';
   return {
     name: `tput.grpc.raw.${mode} size=${sizeLabel(size)}${packed ? ` batch=${batch}` : ''}`,
@@ -104,34 +105,37 @@ export function grpcRawThroughputCase({ size, mode, batch = 1, share = false }) 
         'producer',
         { size, mode, batch },
       );
-      return {
-        bytesPerOp: size,
-        ...countsFor(size, packed ? batch : 1),
-        async run(count) {
-          Object.assign(state, { expected: count, received: 0 });
-          const failure = callFailure(call);
-          const finished = new Promise((resolve) => (state.done = resolve));
-          try {
-            const [{ t0 }, t1] = await Promise.race([
-              Promise.all([peer.request('produce', { count }), finished]),
-              failure.promise,
-            ]);
-            if (state.received !== count) {
-              throw new Error(`read ${state.received} messages, expected ${count}`);
+      return warmedUp(
+        {
+          bytesPerOp: size,
+          ...countsFor(size, packed ? batch : 1),
+          async run(count) {
+            Object.assign(state, { expected: count, received: 0 });
+            const failure = callFailure(call);
+            const finished = new Promise((resolve) => (state.done = resolve));
+            try {
+              const [{ t0 }, t1] = await Promise.race([
+                Promise.all([peer.request('produce', { count }), finished]),
+                failure.promise,
+              ]);
+              if (state.received !== count) {
+                throw new Error(`read ${state.received} messages, expected ${count}`);
+              }
+              return { seconds: (t1 - t0) / 1e9 };
+            } finally {
+              failure.dispose();
             }
-            return { seconds: (t1 - t0) / 1e9 };
-          } finally {
-            failure.dispose();
-          }
+          },
+          teardown: stop,
         },
-        teardown: stop,
-      };
+        warm,
+      );
     },
   };
 }
 
 /** 64 B ping-pong on one bidi call: the peer (client) writes, this process echoes. */
-export function grpcRawRoundTripCase({ share = false } = {}) {
+export function grpcRawRoundTripCase({ share = false, warm = false } = {}) {
   return {
     name: 'rtt.grpc.raw size=64B',
     async setup() {
@@ -142,13 +146,16 @@ export function grpcRawRoundTripCase({ share = false } = {}) {
         call.on('data', (message) => call.write(message));
       };
       const { peer, stop } = await serverWithPeer('grpc-raw-echo', share, onCall, 'pinger', {});
-      return {
-        ...ROUND_TRIP_COUNTS,
-        async run(count) {
-          return peer.request('roundTrips', { count });
+      return warmedUp(
+        {
+          ...ROUND_TRIP_COUNTS,
+          async run(count) {
+            return peer.request('roundTrips', { count });
+          },
+          teardown: stop,
         },
-        teardown: stop,
-      };
+        warm,
+      );
     },
   };
 }
