@@ -20,6 +20,7 @@ import { grpcRawRoundTripCase, grpcRawThroughputCase } from './cases/grpc-raw.mj
 import { batchFor } from './lib/frames.mjs';
 import { sizeLabel } from './lib/sizes.mjs';
 import { grpcSections } from './grpc-report.mjs';
+import { TRANSPORT_OVERRIDES } from './lib/grpc-node.mjs';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -44,6 +45,9 @@ export const suite = {
     'Server with its own GrpcTransport (default options); reliability=off: `reliability: {',
     'enabled: false }` on both ends (no acks, no resend buffer). rtt.grpc.link: 64 B events',
     'n0 -> n1 -> n0, one at a time.',
+    ...(Object.keys(TRANSPORT_OVERRIDES).length === 0
+      ? []
+      : [`GrpcTransport options over the defaults: ${JSON.stringify(TRANSPORT_OVERRIDES)}.`]),
   ],
   sections: grpcSections,
 };

@@ -7,6 +7,10 @@
  *
  * Each end learns the other's port after both listen (`connect`), as an address book would
  * give it; the transport dials on its first send.
+ *
+ * Both ends take the transport's defaults. BENCH_GRPC_TRANSPORT (JSON) overrides options of
+ * both ends, to try a variant without editing anything: '{"flushDelayMs":0}' (the suite's notes
+ * then say so).
  */
 
 import { Server } from '../../../dist/runtime/server.js';
@@ -15,6 +19,8 @@ import { GrpcTransport } from '../../../dist/transports/grpc.js';
 import { LOOPBACK } from './grpc-raw.mjs';
 
 export const SIMPROC = 'p';
+/** Options over the transport's defaults, from BENCH_GRPC_TRANSPORT (see the file header). */
+export const TRANSPORT_OVERRIDES = JSON.parse(process.env.BENCH_GRPC_TRANSPORT || '{}');
 /** Where each end lives: its machine, Server (also its peer id on the link) and node. */
 export const ENDS = {
   sender: { machine: 'm0', server: 's0', node: 'n0' },
@@ -52,7 +58,8 @@ export async function startGrpcEnd({ role, cluster, reliability }) {
       }
       return peerAddress;
     },
-    reliability: { enabled: reliability },
+    ...TRANSPORT_OVERRIDES,
+    reliability: { ...TRANSPORT_OVERRIDES.reliability, enabled: reliability },
   });
   const port = await transport.listen();
   const server = new Server({
