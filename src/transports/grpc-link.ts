@@ -16,12 +16,14 @@
  * - Acks are cumulative; an ack above the last link_seq sent is a protocol error.
  * - `ready` is false while no call is established, the call's write buffer wants a
  *   'drain', a resend is in progress, the resend buffer is full, or a short batching
- *   hold is on; frames then wait in the OutboundQueue (back-pressure as usual).
+ *   hold is on; frames then wait in the OutboundQueue (back-pressure as usual). The
+ *   hold follows small frames only while it pays (see `maybeHold`).
  * - When no call has been established for `peerDeadlineMs`, the link fails with
  *   LinkClosedError counting every message not acknowledged (resend buffer + queue).
  *   A call the receiver ends with DATA_LOSS (it refused a frame) fails the link at
  *   once: resending the same bytes would be refused again.
- * - With reliability off there is no resend buffer and no acks; link_seq is 0.
+ * - With reliability off there is no resend buffer and no acks; link_seq is 0, and a
+ *   call that ends after frames went out fails the link (what it lost is unknown).
  */
 
 import {
@@ -46,11 +48,16 @@ import {
   SESSION_METADATA_KEY,
 } from './grpc-service.js';
 import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
+import { ResendBuffer } from './resend-buffer.js';
 
 const tracer = tracerFor('grpc');
 
 /** A frame written after its link's `flushDelayMs` hold only when it is smaller than this. */
 const SMALL_FRAME_BYTES = 64 * 1024;
+/** While holds do not pay, every this many quick small frames one is tried again. */
+const HOLD_PROBE_FRAMES = 16;
+/** Acks are empty frames: a peer announcing more is refused before it is buffered. */
+const ACK_FRAME_MAX_BODY_BYTES = 4096;
 
 /** What a link needs from its transport, resolved (defaults filled in). */
 export interface GrpcLinkConfig {
@@ -68,14 +75,6 @@ export interface GrpcLinkConfig {
   readonly backoffMaxMs: number;
   readonly flushDelayMs: number;
   readonly chunkBytes: number;
-}
-
-/** A sealed frame kept until the peer acknowledges it. */
-interface SentFrame {
-  readonly seq: number;
-  readonly frame: Buffer;
-  readonly count: number;
-  written: boolean;
 }
 
 /** Outbound counters of one link; plain data. */
@@ -105,17 +104,17 @@ export class GrpcLink implements LinkChannel {
   private call: ClientDuplexStream<Buffer, Buffer> | null = null;
   private established = false;
   private writeBlocked = false;
-  /** Unacknowledged frames are `frames[head..]`; `frames[cursor..]` are not written on this call. */
-  private frames: SentFrame[] = [];
-  private head = 0;
-  private cursor = 0;
-  private bufferedBytes = 0;
+  private readonly resend = new ResendBuffer();
   private lastSeq = 0;
   private backoffMs: number;
   private lastStatus = 'no call was answered';
   private reconnectTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private holdTimer: NodeJS.Timeout | null = null;
+  /** Whether the last batching hold collected more than one message. */
+  private batchingPays = true;
+  private smallFramesUnheld = 0;
+  private lastSmallFrameAt = 0;
   private failure: DiscoError | null = null;
   private closed = false;
   private settledWaiters: (() => void)[] = [];
@@ -138,8 +137,8 @@ export class GrpcLink implements LinkChannel {
     return (
       this.established &&
       !this.writeBlocked &&
-      this.cursor === this.frames.length &&
-      this.bufferedBytes < this.config.resendBufferBytes &&
+      this.resend.caughtUp &&
+      this.resend.bytes < this.config.resendBufferBytes &&
       this.holdTimer === null
     );
   }
@@ -152,20 +151,13 @@ export class GrpcLink implements LinkChannel {
     const count = end - start;
     this.counters.framesSent++;
     if (this.config.reliable) {
-      this.frames.push({ seq, frame, count, written: false });
-      this.bufferedBytes += frame.length;
+      this.resend.push(seq, frame, count);
       this.counters.unacknowledged += count;
       this.writePending();
     } else if (!this.writeOnCall(frame)) {
       this.writeBlocked = true;
     }
-    if (
-      this.config.flushDelayMs > 0 &&
-      frame.length < SMALL_FRAME_BYTES &&
-      this.holdTimer === null
-    ) {
-      this.hold();
-    }
+    if (this.config.flushDelayMs > 0 && frame.length < SMALL_FRAME_BYTES) this.maybeHold();
     return count;
   }
 
@@ -202,7 +194,7 @@ export class GrpcLink implements LinkChannel {
   private isSettled(): boolean {
     if (this.failure !== null) return true;
     if (this.queue.queued > 0) return false;
-    return this.config.reliable ? this.head === this.frames.length : true;
+    return this.config.reliable ? this.resend.length === 0 : true;
   }
 
   private wakeSettled(): void {
@@ -212,10 +204,24 @@ export class GrpcLink implements LinkChannel {
     for (const resolve of waiters) resolve();
   }
 
-  /** Keeps small frames from going one by one: the next frame waits `flushDelayMs`. */
-  private hold(): void {
+  /**
+   * After a small frame, decides whether the next one waits `flushDelayMs` so that
+   * sends spread over several turns share a frame. A hold that collected at most one
+   * message only added latency (request/response traffic): holds then stop, and are
+   * tried again after HOLD_PROBE_FRAMES small frames in quick succession.
+   */
+  private maybeHold(): void {
+    if (this.holdTimer !== null) return;
+    const now = Date.now();
+    const quick = now - this.lastSmallFrameAt <= this.config.flushDelayMs;
+    this.lastSmallFrameAt = now;
+    if (!this.batchingPays) {
+      if (!quick || ++this.smallFramesUnheld < HOLD_PROBE_FRAMES) return;
+      this.smallFramesUnheld = 0;
+    }
     this.holdTimer = setTimeout(() => {
       this.holdTimer = null;
+      this.batchingPays = this.queue.queued > 1;
       this.queue.resume();
     }, this.config.flushDelayMs);
   }
@@ -235,8 +241,8 @@ export class GrpcLink implements LinkChannel {
     this.call = call;
     this.established = false;
     this.writeBlocked = false;
-    this.cursor = this.head;
-    const reader = new FrameStreamReader(this.name);
+    this.resend.rewind();
+    const reader = new FrameStreamReader(this.name, ACK_FRAME_MAX_BODY_BYTES);
     call.on('data', (chunk: Buffer) => {
       if (this.call !== call) return;
       try {
@@ -269,7 +275,9 @@ export class GrpcLink implements LinkChannel {
         `ack ${ack} is beyond the last link_seq sent (${this.lastSeq})`,
       );
     }
-    this.trim(ack);
+    const acked = this.resend.trim(ack);
+    this.counters.unacknowledged -= acked;
+    this.counters.acked += acked;
     if (!this.established) this.onEstablished();
     else this.queue.resume();
     this.wakeSettled();
@@ -280,48 +288,20 @@ export class GrpcLink implements LinkChannel {
     this.backoffMs = this.config.backoffInitialMs;
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
-    if (tracer.enabled) tracer.log(`${this.name}: call established, resending ${this.pending()}`);
-    this.cursor = this.head;
+    if (tracer.enabled) tracer.log(`${this.name}: established, resending ${this.resend.length}`);
+    this.resend.rewind();
     this.writePending();
     this.queue.resume();
-  }
-
-  private pending(): number {
-    return this.frames.length - this.head;
-  }
-
-  /** Drops every frame with link_seq ≤ ack from the resend buffer. */
-  private trim(ack: number): void {
-    const frames = this.frames;
-    while (this.head < frames.length && frames[this.head]!.seq <= ack) {
-      const f = frames[this.head]!;
-      this.bufferedBytes -= f.frame.length;
-      this.counters.unacknowledged -= f.count;
-      this.counters.acked += f.count;
-      frames[this.head] = undefined as unknown as SentFrame; // release the bytes now
-      this.head++;
-    }
-    if (this.cursor < this.head) this.cursor = this.head;
-    if (this.head === frames.length) {
-      this.frames = [];
-      this.cursor -= this.head;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > frames.length) {
-      this.frames = frames.slice(this.head);
-      this.cursor -= this.head;
-      this.head = 0;
-    }
   }
 
   /** Writes frames not yet written on this call, in order, while the call takes them. */
   private writePending(): void {
     if (!this.established || this.call === null) return;
-    const frames = this.frames;
-    while (!this.writeBlocked && this.cursor < frames.length) {
-      const f = frames[this.cursor++]!;
-      if (f.written) this.counters.resends++;
-      f.written = true;
-      if (!this.writeOnCall(f.frame)) this.writeBlocked = true;
+    while (!this.writeBlocked) {
+      const next = this.resend.next();
+      if (next === null) break;
+      if (next.resend) this.counters.resends++;
+      if (!this.writeOnCall(next.frame)) this.writeBlocked = true;
     }
   }
 
@@ -345,6 +325,17 @@ export class GrpcLink implements LinkChannel {
     this.lastStatus = `${GrpcStatus[s.code] ?? s.code}: ${s.details}`;
     if (this.closed || this.failure !== null) return;
     if (tracer.enabled) tracer.log(`${this.name}: call ended (${this.lastStatus})`);
+    if (!this.config.reliable && this.counters.framesSent > 0) {
+      // Without acks nobody knows what the broken call delivered: say so instead of guessing.
+      this.fail(
+        new LinkClosedError(
+          this.name,
+          `the call ended (${this.lastStatus}) and reliability is off: frames in flight may be lost`,
+          this.queue.queued,
+        ),
+      );
+      return;
+    }
     if (s.code === GrpcStatus.DATA_LOSS) {
       // The receiver refused one of our frames; resending the same bytes cannot succeed.
       this.fail(
@@ -406,9 +397,7 @@ export class GrpcLink implements LinkChannel {
       if (t !== null) clearTimeout(t);
     }
     this.reconnectTimer = this.deadlineTimer = this.holdTimer = null;
-    this.frames = [];
-    this.head = this.cursor = 0;
-    this.bufferedBytes = 0;
+    this.resend.clear();
     const call = this.call;
     this.call = null;
     if (call !== null) {

@@ -142,8 +142,16 @@ export class GrpcTransport extends EventEmitter implements Transport {
   /** @throws {RangeError} for an option out of its domain. */
   constructor(options: GrpcTransportOptions) {
     super();
-    if (options.cluster === '' || options.self === '') {
-      throw new RangeError('cluster and self must be non-empty strings');
+    for (const [k, v] of [
+      ['cluster', options.cluster],
+      ['self', options.self],
+    ] as const) {
+      // Both travel as gRPC metadata values: printable ASCII only.
+      if (!/^[\x20-\x7e]{1,200}$/.test(v)) {
+        throw new RangeError(
+          `${k} must be 1-200 printable ASCII characters, got ${JSON.stringify(v)}`,
+        );
+      }
     }
     this.options = options;
     this.chunkBytes = positive('chunkBytes', options.chunkBytes, DEFAULT_CHUNK_BYTES, 1024);
@@ -180,6 +188,9 @@ export class GrpcTransport extends EventEmitter implements Transport {
     const address = this.options.listenAddress;
     if (address === undefined) {
       return Promise.reject(new RangeError('listen() needs the listenAddress option'));
+    }
+    if (this.server !== null || this.closing !== null) {
+      return Promise.reject(new RangeError('listen() was called already, or after close()'));
     }
     const server = new Server(serverChannelOptions(this.chunkBytes, this.options.channelOptions));
     server.addService(LINK_SERVICE, { Stream: this.inbound.handle });

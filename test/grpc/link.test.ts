@@ -10,6 +10,7 @@ import {
 } from '../../src/errors.js';
 import { assertFrame, sealFrame } from '../../src/native.js';
 import { FrameStreamReader } from '../../src/transports/frame-stream.js';
+import { GrpcTransport } from '../../src/transports/grpc.js';
 import {
   CLUSTER_METADATA_KEY,
   LINK_METHOD,
@@ -333,6 +334,14 @@ describe('GrpcTransport link', () => {
     expect(A.errors).toHaveLength(1);
     expect((A.errors[0] as LinkClosedError).unacknowledged).toBe(20);
   }, 20_000);
+
+  it('refuses a cluster or identity that cannot travel as call metadata', () => {
+    const base = { locate: () => undefined, addressOf: () => '127.0.0.1:1' };
+    expect(() => new GrpcTransport({ ...base, cluster: 'c', self: 'm\n1' })).toThrow(
+      /self must be 1-200 printable ASCII characters, got "m\\n1"/,
+    );
+    expect(() => new GrpcTransport({ ...base, cluster: '', self: 'm' })).toThrow(/cluster/);
+  });
 
   it('refuses to send after close() and closes idempotently', async () => {
     const { A, B, b1 } = await pair('grpc-close');
