@@ -7,6 +7,7 @@
  *   node bench/run.mjs                  every suite, medians of 5 rounds per case
  *   node bench/run.mjs inprocess        one suite
  *   node bench/run.mjs macro            the multi-process benchmarks (bench/macro)
+ *   node bench/run.mjs grpc             the gRPC link on loopback (bench/macro/grpc.mjs)
  *   node bench/run.mjs --quick          CI smoke run: seconds, numbers mean nothing
  *   node bench/run.mjs --help           all options (bench/lib/options.mjs)
  *
@@ -26,6 +27,7 @@ const SUITES = {
   envelope: new URL('./micro/envelope.mjs', import.meta.url),
   inprocess: new URL('./micro/inprocess.mjs', import.meta.url),
   macro: new URL('./macro/index.mjs', import.meta.url),
+  grpc: new URL('./macro/grpc.mjs', import.meta.url),
 };
 const DIST_ENTRY = new URL('../dist/index.js', import.meta.url);
 /** Exit codes after SIGINT and SIGTERM (128 + signal number, as a shell reports them). */

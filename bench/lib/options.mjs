@@ -19,7 +19,7 @@ const QUICK_MAX_TIME_S = 0.005;
 
 const USAGE = `usage: node bench/run.mjs [suite ...] [options]
 
-  suite             envelope, inprocess, macro (default: all)
+  suite             envelope, inprocess, macro, grpc (default: all)
   --quick           smoke mode: tiny iterations, numbers mean nothing (also BENCH_QUICK=1)
   --rounds N        rounds per case, median reported (default ${ROUNDS_MIN}, at least ${ROUNDS_MIN}
                     unless --quick)
