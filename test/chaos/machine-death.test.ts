@@ -17,11 +17,9 @@ import { describe, expect, it } from 'vitest';
 import { LinkClosedError } from '../../src/errors.js';
 import { clusterSegmentPrefix, removeStaleRings } from '../../src/native.js';
 import { Application } from '../../src/runtime/application.js';
+import { exchangeJob } from '../multiprocess/exchange.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
-const exchangeJob = fileURLToPath(
-  new URL('../multiprocess/fixtures/exchange-job.mjs', import.meta.url),
-);
 
 async function freePort(): Promise<number> {
   const server = createServer();

@@ -11,10 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Application } from '../../src/runtime/application.js';
 import type { TopologyInput } from '../../src/topology.js';
-
-const exchangeJob = fileURLToPath(
-  new URL('../multiprocess/fixtures/exchange-job.mjs', import.meta.url),
-);
+import { exchangeJob, type ExchangeResult } from '../multiprocess/exchange.js';
 
 /** A port that was free a moment ago (the OS picks it). */
 async function freePort(): Promise<number> {
@@ -23,14 +20,6 @@ async function freePort(): Promise<number> {
   const port = (server.address() as { port: number }).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-interface ExchangeResult {
-  received: number;
-  promises: number;
-  expectedEvents: number;
-  expectedPromises: number;
-  problems: string[];
 }
 
 let seq = 0;

@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Application, JobFailedError } from '../../src/runtime/application.js';
 import { PeerDeadError } from '../../src/errors.js';
+import { exchangeJob, type ExchangeResult } from './exchange.js';
 
-const exchangeJob = fileURLToPath(new URL('./fixtures/exchange-job.mjs', import.meta.url));
 const echoJob = fileURLToPath(new URL('./fixtures/echo-job.mjs', import.meta.url));
 let seq = 0;
 
@@ -28,14 +28,6 @@ function topology(servers: number, nodesPerServer: number) {
 /** Shared-memory segments of a cluster still in /dev/shm. */
 function segmentsOf(cluster: string): string[] {
   return readdirSync('/dev/shm').filter((f) => f.startsWith(`disco.${cluster}.`));
-}
-
-interface ExchangeResult {
-  received: number;
-  promises: number;
-  expectedEvents: number;
-  expectedPromises: number;
-  problems: string[];
 }
 
 const running: Application[] = [];

@@ -4,11 +4,10 @@
  * other shared-memory tests against the instrumented addon.
  */
 import { readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Application } from '../../src/runtime/application.js';
+import { exchangeJob } from './exchange.js';
 
-const exchangeJob = fileURLToPath(new URL('./fixtures/exchange-job.mjs', import.meta.url));
 let app: Application | null = null;
 
 describe('shared-memory rings between Server processes, at the size limit', () => {

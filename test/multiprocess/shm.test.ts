@@ -2,11 +2,10 @@
  * The shared-memory link between real Server processes: volume, order and size.
  */
 import { readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Application } from '../../src/runtime/application.js';
+import { exchangeJob, type ExchangeResult } from './exchange.js';
 
-const exchangeJob = fileURLToPath(new URL('./fixtures/exchange-job.mjs', import.meta.url));
 let seq = 0;
 const running: Application[] = [];
 
@@ -34,14 +33,6 @@ function app(
   });
   running.push(a);
   return a;
-}
-
-interface ExchangeResult {
-  received: number;
-  promises: number;
-  expectedEvents: number;
-  expectedPromises: number;
-  problems: string[];
 }
 
 async function run(a: Application): Promise<ExchangeResult[]> {

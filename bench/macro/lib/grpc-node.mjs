@@ -31,8 +31,11 @@ function topology(cluster) {
   return loadTopology({
     cluster,
     simprocs: [SIMPROC],
-    machines: Object.values(ENDS).map(({ machine, server, node }) => ({
+    // The ports are never listened on: each end builds its own transport on port 0; a
+    // topology of several machines just needs them stated.
+    machines: Object.values(ENDS).map(({ machine, server, node }, i) => ({
       name: machine,
+      grpcPort: 1 + i,
       servers: [{ name: server, nodes: [node] }],
     })),
   });
