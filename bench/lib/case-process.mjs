@@ -43,6 +43,7 @@ async function main() {
 main().catch((err) => {
   console.error(err);
   finished = true;
-  process.exitCode = 1;
-  process.disconnect?.();
+  // Exit now: a failed case may leave servers, sockets or peer processes that would keep
+  // this process (and the runner waiting for it) alive. 'exit' handlers still run.
+  process.exit(1);
 });
