@@ -3,9 +3,9 @@
  * peer), DESIGN §6. GrpcTransport owns one per peer; nothing else uses it.
  *
  * ```
- *  push ─► OutboundQueue ─► writeFrame: link_seq, encode, seal ─► resend buffer ─► call.write
- *          (two lanes,       (one counter per link, both lanes,    (bounded bytes;   (slices of
- *           bounded)          starting at 1)                        trimmed by acks)  ≤ chunkBytes)
+ *  push ─► OutboundQueue ─► writeFrame: link_seq, encode + seal ─► resend buffer ─► call.write
+ *          (two lanes,       (one counter per link, both lanes;    (bounded bytes;   (slices of
+ *           bounded)          native encoder, batch-frames.ts)      trimmed by acks)  ≤ chunkBytes)
  * ```
  *
  * Invariants:
@@ -35,10 +35,10 @@ import {
   type ClientDuplexStream,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { decodeFrame, FrameEncoder, type Envelope, type Lane } from '../envelope.js';
+import type { Envelope, Lane } from '../envelope.js';
 import { DiscoError, FrameCorruptError, LinkClosedError } from '../errors.js';
-import { assertFrame, sealFrame } from '../native.js';
 import { tracerFor } from '../trace.js';
+import { FrameReader, FrameWriter } from './batch-frames.js';
 import { FrameStreamReader } from './frame-stream.js';
 import {
   CLUSTER_METADATA_KEY,
@@ -99,7 +99,8 @@ export class GrpcLink implements LinkChannel {
     acked: 0,
   };
   private readonly name: string;
-  private readonly encoder = new FrameEncoder();
+  private readonly writer: FrameWriter;
+  private readonly ackReader = new FrameReader();
   private readonly client: Client;
   private call: ClientDuplexStream<Buffer, Buffer> | null = null;
   private established = false;
@@ -125,6 +126,7 @@ export class GrpcLink implements LinkChannel {
     private readonly report: (err: DiscoError) => void,
   ) {
     this.name = `grpc:${peer}`;
+    this.writer = new FrameWriter(this.name);
     this.backoffMs = config.backoffInitialMs;
     this.queue = new OutboundQueue(`grpc link to ${peer}`, this, config.limits);
     this.queue.on('failed', (err: DiscoError) => this.fail(err));
@@ -145,8 +147,7 @@ export class GrpcLink implements LinkChannel {
 
   writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
     const seq = this.config.reliable ? ++this.lastSeq : 0;
-    const encoded = this.encoder.encode(envelopes, lane, BigInt(seq), 0n, start, end);
-    sealFrame(encoded);
+    const encoded = this.writer.encode(lane, seq, 0, envelopes, start, end);
     const frame = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.length);
     const count = end - start;
     this.counters.framesSent++;
@@ -264,11 +265,10 @@ export class GrpcLink implements LinkChannel {
   }
 
   private onAckFrame(frame: Uint8Array): void {
-    assertFrame(frame, this.name);
-    const info = decodeFrame(frame, () => {
-      throw new FrameCorruptError(this.name, 'an ack frame carries envelopes');
-    });
-    const ack = Number(info.ack);
+    const r = this.ackReader;
+    r.read(frame, this.name);
+    if (r.count !== 0) throw new FrameCorruptError(this.name, 'an ack frame carries envelopes');
+    const ack = r.ack;
     if (ack > this.lastSeq) {
       throw new FrameCorruptError(
         this.name,
