@@ -54,8 +54,16 @@ const tracer = tracerFor('grpc');
 
 /** A frame written after its link's `flushDelayMs` hold only when it is smaller than this. */
 const SMALL_FRAME_BYTES = 64 * 1024;
-/** While holds do not pay, every this many quick small frames one is tried again. */
+/** While holds do not pay, one is tried again after this many quick small frames... */
 const HOLD_PROBE_FRAMES = 16;
+/** ...a number that doubles after each probe that did not pay, up to this. */
+const HOLD_PROBE_MAX_FRAMES = 1024;
+/**
+ * A frame at most this much over chunkBytes goes as one message (within the send limit of
+ * chunkBytes + 64 KiB, grpc-service.ts): an event of chunkBytes with its envelope is then
+ * one message, not a full one and a sliver that the receiver has to copy back together.
+ */
+const CHUNK_SLACK_BYTES = 16 * 1024;
 /** Acks are empty frames: a peer announcing more is refused before it is buffered. */
 const ACK_FRAME_MAX_BODY_BYTES = 4096;
 
@@ -115,6 +123,7 @@ export class GrpcLink implements LinkChannel {
   /** Whether the last batching hold collected more than one message. */
   private batchingPays = true;
   private smallFramesUnheld = 0;
+  private holdProbeFrames = HOLD_PROBE_FRAMES;
   private lastSmallFrameAt = 0;
   private failure: DiscoError | null = null;
   private closed = false;
@@ -143,6 +152,14 @@ export class GrpcLink implements LinkChannel {
       this.resend.bytes < this.config.resendBufferBytes &&
       this.holdTimer === null
     );
+  }
+
+  /**
+   * A lone send goes at once while batching holds do not pay (request/response traffic)
+   * or are off; a stream of sends keeps batching by the turn and the hold.
+   */
+  get writesAtOnce(): boolean {
+    return this.config.flushDelayMs === 0 || !this.batchingPays;
   }
 
   writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
@@ -209,7 +226,9 @@ export class GrpcLink implements LinkChannel {
    * After a small frame, decides whether the next one waits `flushDelayMs` so that
    * sends spread over several turns share a frame. A hold that collected at most one
    * message only added latency (request/response traffic): holds then stop, and are
-   * tried again after HOLD_PROBE_FRAMES small frames in quick succession.
+   * tried again after HOLD_PROBE_FRAMES small frames in quick succession, then after
+   * twice as many each time a probe did not pay (up to HOLD_PROBE_MAX_FRAMES), so that
+   * round trips shorter than the hold rarely wait for one.
    */
   private maybeHold(): void {
     if (this.holdTimer !== null) return;
@@ -217,12 +236,17 @@ export class GrpcLink implements LinkChannel {
     const quick = now - this.lastSmallFrameAt <= this.config.flushDelayMs;
     this.lastSmallFrameAt = now;
     if (!this.batchingPays) {
-      if (!quick || ++this.smallFramesUnheld < HOLD_PROBE_FRAMES) return;
+      if (!quick || ++this.smallFramesUnheld < this.holdProbeFrames) return;
       this.smallFramesUnheld = 0;
     }
     this.holdTimer = setTimeout(() => {
       this.holdTimer = null;
+      const probing = !this.batchingPays;
       this.batchingPays = this.queue.queued > 1;
+      if (this.batchingPays) this.holdProbeFrames = HOLD_PROBE_FRAMES;
+      else if (probing) {
+        this.holdProbeFrames = Math.min(this.holdProbeFrames * 2, HOLD_PROBE_MAX_FRAMES);
+      }
       this.queue.resume();
     }, this.config.flushDelayMs);
   }
@@ -305,12 +329,15 @@ export class GrpcLink implements LinkChannel {
     }
   }
 
-  /** Writes one frame in slices of at most chunkBytes; false when the call wants a 'drain'. */
+  /**
+   * Writes one frame, in slices of at most chunkBytes when it is larger than chunkBytes +
+   * CHUNK_SLACK_BYTES; false when the call wants a 'drain'.
+   */
   private writeOnCall(frame: Buffer): boolean {
     const call = this.call!;
     const chunk = this.config.chunkBytes;
     this.counters.bytesSent += frame.length;
-    if (frame.length <= chunk) return call.write(frame);
+    if (frame.length <= chunk + CHUNK_SLACK_BYTES) return call.write(frame);
     let ok = true;
     for (let at = 0; at < frame.length; at += chunk) {
       ok = call.write(frame.subarray(at, Math.min(at + chunk, frame.length)));

@@ -88,7 +88,7 @@ export interface GrpcTransportOptions {
   reliability?: GrpcReliabilityOptions;
   /** Batching hold after a small frame, ms (0 = none). Default 1. */
   flushDelayMs?: number;
-  /** Largest gRPC message written; larger frames are sliced. Default 1 MiB. */
+  /** Largest gRPC message written (a frame up to 16 KiB over it goes whole); larger frames are sliced. Default 1 MiB. */
   chunkBytes?: number;
   /** Largest frame accepted from one peer. Default 1 GiB + headers. */
   maxFrameBytes?: number;
