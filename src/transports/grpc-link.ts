@@ -112,6 +112,8 @@ export class GrpcLink implements LinkChannel {
   private readonly client: Client;
   private call: ClientDuplexStream<Buffer, Buffer> | null = null;
   private established = false;
+  /** Date.now() since when no call has been established; -1 while one is. */
+  private downSince = Date.now();
   private writeBlocked = false;
   private readonly resend = new ResendBuffer();
   private lastSeq = 0;
@@ -184,6 +186,27 @@ export class GrpcLink implements LinkChannel {
     return this.counters.unacknowledged + this.queue.queued;
   }
 
+  /**
+   * As `settled`, but gives up on a peer that looks gone: it also resolves once no call has
+   * been established for `goneMs`. What is unacknowledged then stays in the link: delivered
+   * if the peer comes back before the deadline, else counted in the LinkClosedError of the
+   * deadline or of `close`.
+   */
+  async flush(goneMs: number): Promise<void> {
+    const settled = this.settled().then(() => true);
+    for (;;) {
+      const down = this.downSince < 0 ? 0 : Date.now() - this.downSince;
+      if (down >= goneMs) return;
+      let timer: NodeJS.Timeout | undefined;
+      const later = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), goneMs - down);
+      });
+      const done = await Promise.race([settled, later]);
+      clearTimeout(timer);
+      if (done) return;
+    }
+  }
+
   /** Resolves when everything accepted was acknowledged (written, when unreliable) or the link failed. */
   async settled(): Promise<void> {
     await this.queue.flushed();
@@ -192,12 +215,16 @@ export class GrpcLink implements LinkChannel {
     }
   }
 
-  /** Waits up to `timeoutMs` for everything to be acknowledged, then ends the call. Idempotent. */
+  /**
+   * Waits up to `timeoutMs` for everything to be acknowledged (not at all for a peer gone
+   * that long already), then ends the call; what is left is reported in a LinkClosedError
+   * with its count. Idempotent.
+   */
   async close(timeoutMs: number): Promise<void> {
     if (this.closed) return;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-    await Promise.race([this.settled(), timeout]);
+    await Promise.race([this.flush(timeoutMs), timeout]);
     clearTimeout(timer);
     this.closed = true;
     if (this.failure === null) {
@@ -309,6 +336,7 @@ export class GrpcLink implements LinkChannel {
 
   private onEstablished(): void {
     this.established = true;
+    this.downSince = -1;
     this.backoffMs = this.config.backoffInitialMs;
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
@@ -348,6 +376,7 @@ export class GrpcLink implements LinkChannel {
   private onCallEnded(call: ClientDuplexStream<Buffer, Buffer>, s: StatusObject): void {
     if (this.call !== call) return;
     this.call = null;
+    if (this.downSince < 0) this.downSince = Date.now();
     this.established = false;
     this.lastStatus = `${GrpcStatus[s.code] ?? s.code}: ${s.details}`;
     if (this.closed || this.failure !== null) return;
