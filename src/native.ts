@@ -473,14 +473,22 @@ export function verifyFrame(bytes: Uint8Array): NativeStatusCode {
  * @throws TypeError when `bytes` is not a Uint8Array.
  */
 export function assertFrame(bytes: Uint8Array, peer: string): void {
+  const status = loadNative().verifyFrame(bytes);
+  if (status !== NativeStatus.OK) throw frameStatusError(status, peer);
+}
+
+/**
+ * The error of a frame that failed verification or decoding with `status`, naming `peer`:
+ * FrameCorruptError, `reason` = `"<STATUS>: <message>"`.
+ *
+ * @throws NativeUnavailableError when the addon cannot be loaded.
+ */
+export function frameStatusError(status: number, peer: string): FrameCorruptError {
   const native = loadNative();
-  const status = native.verifyFrame(bytes);
-  if (status !== NativeStatus.OK) {
-    throw new FrameCorruptError(
-      peer,
-      `${native.statusName(status)}: ${native.statusMessage(status)}`,
-    );
-  }
+  return new FrameCorruptError(
+    peer,
+    `${native.statusName(status)}: ${native.statusMessage(status)}`,
+  );
 }
 
 /**

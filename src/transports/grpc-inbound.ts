@@ -30,10 +30,11 @@ import {
   type ServerDuplexStream,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { decodeFrame, FrameEncoder, Lane, type Envelope } from '../envelope.js';
+import { Lane, type Envelope } from '../envelope.js';
 import { DiscoError, FrameCorruptError, LinkClosedError } from '../errors.js';
-import { assertFrame, FRAME_HEADER_BYTES, sealFrame } from '../native.js';
+import { FRAME_HEADER_BYTES } from '../native.js';
 import { tracerFor } from '../trace.js';
+import { FrameReader, FrameWriter } from './batch-frames.js';
 import { FrameStreamReader } from './frame-stream.js';
 import { authorizeCall, type GrpcSecurityOptions } from './grpc-security.js';
 import { CLUSTER_METADATA_KEY, SENDER_METADATA_KEY, SESSION_METADATA_KEY } from './grpc-service.js';
@@ -46,6 +47,8 @@ const ACK_EVERY_FRAMES = 32;
 const ACK_EVERY_BYTES = 4 * 1024 * 1024;
 
 type Call = ServerDuplexStream<Buffer, Buffer>;
+
+const NO_ENVELOPES: readonly Envelope[] = [];
 
 /** Receiving settings, resolved by the transport. */
 export interface GrpcInboundConfig {
@@ -99,7 +102,8 @@ export class GrpcInbound {
   private readonly counters = new Map<string, GrpcInboundCounters>();
   private readonly buckets = new Map<string, Bucket>();
   private readonly calls = new Set<CallState>();
-  private readonly encoder = new FrameEncoder(256);
+  private readonly acks = new FrameWriter('grpc acks');
+  private readonly reader = new FrameReader();
   /** Reading is paused for the owner (pauseAll); the rate limit must not resume it. */
   private paused = false;
 
@@ -226,10 +230,9 @@ export class GrpcInbound {
   }
 
   private onFrame(state: CallState, frame: Uint8Array): void {
-    assertFrame(frame, state.peer);
-    const envelopes: Envelope[] = [];
-    const info = decodeFrame(frame, (env) => envelopes.push(env));
-    const seq = Number(info.linkSeq);
+    const r = this.reader;
+    r.read(frame, state.peer); // verified before anything of it is read
+    const seq = r.linkSeq;
     const session = state.session;
     const counters = this.counters.get(session.sender)!;
     if (seq !== 0) {
@@ -251,9 +254,13 @@ export class GrpcInbound {
       session.delivered = seq;
     }
     counters.framesReceived++;
+    // Envelopes are built before any is delivered: a delivery may lead to another read.
+    const count = r.count;
+    const envelopes: Envelope[] = new Array<Envelope>(count);
+    for (let i = 0; i < count; i++) envelopes[i] = r.envelope(i);
     for (const env of envelopes) this.deliver(env);
     if (seq !== 0) this.ackSoon(state, frame.length);
-    if (this.config.rateLimit !== undefined) this.throttle(state, envelopes.length);
+    if (this.config.rateLimit !== undefined) this.throttle(state, count);
   }
 
   private reject(state: CallState, err: unknown): void {
@@ -281,8 +288,7 @@ export class GrpcInbound {
     if (state.closed || state.ackBlocked || state.session.current !== state) return;
     state.unackedFrames = 0;
     state.unackedBytes = 0;
-    const frame = this.encoder.encode([], Lane.Promise, 0n, BigInt(state.session.delivered));
-    sealFrame(frame);
+    const frame = this.acks.encode(Lane.Promise, 0, state.session.delivered, NO_ENVELOPES, 0, 0);
     if (!state.call.write(Buffer.from(frame.buffer, frame.byteOffset, frame.length))) {
       state.ackBlocked = true;
     }

@@ -3,9 +3,9 @@
  * peer), DESIGN §6. GrpcTransport owns one per peer; nothing else uses it.
  *
  * ```
- *  push ─► OutboundQueue ─► writeFrame: link_seq, encode, seal ─► resend buffer ─► call.write
- *          (two lanes,       (one counter per link, both lanes,    (bounded bytes;   (slices of
- *           bounded)          starting at 1)                        trimmed by acks)  ≤ chunkBytes)
+ *  push ─► OutboundQueue ─► writeFrame: link_seq, encode + seal ─► resend buffer ─► call.write
+ *          (two lanes,       (one counter per link, both lanes;    (bounded bytes;   (slices of
+ *           bounded)          native encoder, batch-frames.ts)      trimmed by acks)  ≤ chunkBytes)
  * ```
  *
  * Invariants:
@@ -35,10 +35,10 @@ import {
   type ClientDuplexStream,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { decodeFrame, FrameEncoder, type Envelope, type Lane } from '../envelope.js';
+import type { Envelope, Lane } from '../envelope.js';
 import { DiscoError, FrameCorruptError, LinkClosedError } from '../errors.js';
-import { assertFrame, sealFrame } from '../native.js';
 import { tracerFor } from '../trace.js';
+import { FrameReader, FrameWriter } from './batch-frames.js';
 import { FrameStreamReader } from './frame-stream.js';
 import {
   CLUSTER_METADATA_KEY,
@@ -54,8 +54,16 @@ const tracer = tracerFor('grpc');
 
 /** A frame written after its link's `flushDelayMs` hold only when it is smaller than this. */
 const SMALL_FRAME_BYTES = 64 * 1024;
-/** While holds do not pay, every this many quick small frames one is tried again. */
+/** While holds do not pay, one is tried again after this many quick small frames... */
 const HOLD_PROBE_FRAMES = 16;
+/** ...a number that doubles after each probe that did not pay, up to this. */
+const HOLD_PROBE_MAX_FRAMES = 1024;
+/**
+ * A frame at most this much over chunkBytes goes as one message (within the send limit of
+ * chunkBytes + 64 KiB, grpc-service.ts): an event of chunkBytes with its envelope is then
+ * one message, not a full one and a sliver that the receiver has to copy back together.
+ */
+const CHUNK_SLACK_BYTES = 16 * 1024;
 /** Acks are empty frames: a peer announcing more is refused before it is buffered. */
 const ACK_FRAME_MAX_BODY_BYTES = 4096;
 
@@ -99,10 +107,13 @@ export class GrpcLink implements LinkChannel {
     acked: 0,
   };
   private readonly name: string;
-  private readonly encoder = new FrameEncoder();
+  private readonly writer: FrameWriter;
+  private readonly ackReader = new FrameReader();
   private readonly client: Client;
   private call: ClientDuplexStream<Buffer, Buffer> | null = null;
   private established = false;
+  /** Date.now() since when no call has been established; -1 while one is. */
+  private downSince = Date.now();
   private writeBlocked = false;
   private readonly resend = new ResendBuffer();
   private lastSeq = 0;
@@ -114,6 +125,7 @@ export class GrpcLink implements LinkChannel {
   /** Whether the last batching hold collected more than one message. */
   private batchingPays = true;
   private smallFramesUnheld = 0;
+  private holdProbeFrames = HOLD_PROBE_FRAMES;
   private lastSmallFrameAt = 0;
   private failure: DiscoError | null = null;
   private closed = false;
@@ -125,6 +137,7 @@ export class GrpcLink implements LinkChannel {
     private readonly report: (err: DiscoError) => void,
   ) {
     this.name = `grpc:${peer}`;
+    this.writer = new FrameWriter(this.name);
     this.backoffMs = config.backoffInitialMs;
     this.queue = new OutboundQueue(`grpc link to ${peer}`, this, config.limits);
     this.queue.on('failed', (err: DiscoError) => this.fail(err));
@@ -143,10 +156,17 @@ export class GrpcLink implements LinkChannel {
     );
   }
 
+  /**
+   * A lone send goes at once while batching holds do not pay (request/response traffic)
+   * or are off; a stream of sends keeps batching by the turn and the hold.
+   */
+  get writesAtOnce(): boolean {
+    return this.config.flushDelayMs === 0 || !this.batchingPays;
+  }
+
   writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
     const seq = this.config.reliable ? ++this.lastSeq : 0;
-    const encoded = this.encoder.encode(envelopes, lane, BigInt(seq), 0n, start, end);
-    sealFrame(encoded);
+    const encoded = this.writer.encode(lane, seq, 0, envelopes, start, end);
     const frame = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.length);
     const count = end - start;
     this.counters.framesSent++;
@@ -166,6 +186,27 @@ export class GrpcLink implements LinkChannel {
     return this.counters.unacknowledged + this.queue.queued;
   }
 
+  /**
+   * As `settled`, but gives up on a peer that looks gone: it also resolves once no call has
+   * been established for `goneMs`. What is unacknowledged then stays in the link: delivered
+   * if the peer comes back before the deadline, else counted in the LinkClosedError of the
+   * deadline or of `close`.
+   */
+  async flush(goneMs: number): Promise<void> {
+    const settled = this.settled().then(() => true);
+    for (;;) {
+      const down = this.downSince < 0 ? 0 : Date.now() - this.downSince;
+      if (down >= goneMs) return;
+      let timer: NodeJS.Timeout | undefined;
+      const later = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), goneMs - down);
+      });
+      const done = await Promise.race([settled, later]);
+      clearTimeout(timer);
+      if (done) return;
+    }
+  }
+
   /** Resolves when everything accepted was acknowledged (written, when unreliable) or the link failed. */
   async settled(): Promise<void> {
     await this.queue.flushed();
@@ -174,12 +215,16 @@ export class GrpcLink implements LinkChannel {
     }
   }
 
-  /** Waits up to `timeoutMs` for everything to be acknowledged, then ends the call. Idempotent. */
+  /**
+   * Waits up to `timeoutMs` for everything to be acknowledged (not at all for a peer gone
+   * that long already), then ends the call; what is left is reported in a LinkClosedError
+   * with its count. Idempotent.
+   */
   async close(timeoutMs: number): Promise<void> {
     if (this.closed) return;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-    await Promise.race([this.settled(), timeout]);
+    await Promise.race([this.flush(timeoutMs), timeout]);
     clearTimeout(timer);
     this.closed = true;
     if (this.failure === null) {
@@ -208,7 +253,9 @@ export class GrpcLink implements LinkChannel {
    * After a small frame, decides whether the next one waits `flushDelayMs` so that
    * sends spread over several turns share a frame. A hold that collected at most one
    * message only added latency (request/response traffic): holds then stop, and are
-   * tried again after HOLD_PROBE_FRAMES small frames in quick succession.
+   * tried again after HOLD_PROBE_FRAMES small frames in quick succession, then after
+   * twice as many each time a probe did not pay (up to HOLD_PROBE_MAX_FRAMES), so that
+   * round trips shorter than the hold rarely wait for one.
    */
   private maybeHold(): void {
     if (this.holdTimer !== null) return;
@@ -216,12 +263,17 @@ export class GrpcLink implements LinkChannel {
     const quick = now - this.lastSmallFrameAt <= this.config.flushDelayMs;
     this.lastSmallFrameAt = now;
     if (!this.batchingPays) {
-      if (!quick || ++this.smallFramesUnheld < HOLD_PROBE_FRAMES) return;
+      if (!quick || ++this.smallFramesUnheld < this.holdProbeFrames) return;
       this.smallFramesUnheld = 0;
     }
     this.holdTimer = setTimeout(() => {
       this.holdTimer = null;
+      const probing = !this.batchingPays;
       this.batchingPays = this.queue.queued > 1;
+      if (this.batchingPays) this.holdProbeFrames = HOLD_PROBE_FRAMES;
+      else if (probing) {
+        this.holdProbeFrames = Math.min(this.holdProbeFrames * 2, HOLD_PROBE_MAX_FRAMES);
+      }
       this.queue.resume();
     }, this.config.flushDelayMs);
   }
@@ -264,11 +316,10 @@ export class GrpcLink implements LinkChannel {
   }
 
   private onAckFrame(frame: Uint8Array): void {
-    assertFrame(frame, this.name);
-    const info = decodeFrame(frame, () => {
-      throw new FrameCorruptError(this.name, 'an ack frame carries envelopes');
-    });
-    const ack = Number(info.ack);
+    const r = this.ackReader;
+    r.read(frame, this.name);
+    if (r.count !== 0) throw new FrameCorruptError(this.name, 'an ack frame carries envelopes');
+    const ack = r.ack;
     if (ack > this.lastSeq) {
       throw new FrameCorruptError(
         this.name,
@@ -285,6 +336,7 @@ export class GrpcLink implements LinkChannel {
 
   private onEstablished(): void {
     this.established = true;
+    this.downSince = -1;
     this.backoffMs = this.config.backoffInitialMs;
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
@@ -305,12 +357,15 @@ export class GrpcLink implements LinkChannel {
     }
   }
 
-  /** Writes one frame in slices of at most chunkBytes; false when the call wants a 'drain'. */
+  /**
+   * Writes one frame, in slices of at most chunkBytes when it is larger than chunkBytes +
+   * CHUNK_SLACK_BYTES; false when the call wants a 'drain'.
+   */
   private writeOnCall(frame: Buffer): boolean {
     const call = this.call!;
     const chunk = this.config.chunkBytes;
     this.counters.bytesSent += frame.length;
-    if (frame.length <= chunk) return call.write(frame);
+    if (frame.length <= chunk + CHUNK_SLACK_BYTES) return call.write(frame);
     let ok = true;
     for (let at = 0; at < frame.length; at += chunk) {
       ok = call.write(frame.subarray(at, Math.min(at + chunk, frame.length)));
@@ -321,6 +376,7 @@ export class GrpcLink implements LinkChannel {
   private onCallEnded(call: ClientDuplexStream<Buffer, Buffer>, s: StatusObject): void {
     if (this.call !== call) return;
     this.call = null;
+    if (this.downSince < 0) this.downSince = Date.now();
     this.established = false;
     this.lastStatus = `${GrpcStatus[s.code] ?? s.code}: ${s.details}`;
     if (this.closed || this.failure !== null) return;

@@ -69,6 +69,9 @@ export function clientChannelOptions(chunkBytes: number, user?: ChannelOptions):
     'grpc.max_receive_message_length': chunkBytes + MESSAGE_SLACK_BYTES,
     // One channel per peer: never share a subchannel with another link of this process.
     'grpc.use_local_subchannel_pool': 1,
+    // The link resends by itself; grpc-js retries would keep every written message in a
+    // retry buffer as well, trimmed with a copy per write.
+    'grpc.enable_retries': 0,
     ...user,
   };
 }

@@ -48,7 +48,10 @@ export const DEFAULT_RECONNECT_BACKOFF_MS = 50;
 export const DEFAULT_RECONNECT_BACKOFF_MAX_MS = 2_000;
 /** Default batching hold after a small frame. */
 export const DEFAULT_FLUSH_DELAY_MS = 1;
-/** How long `close()` waits for acknowledgements before it ends the calls anyway. */
+/**
+ * How long `close()` waits for acknowledgements before it ends the calls anyway, and how
+ * long `flush()` and `close()` wait for a link that has no call (its peer looks gone).
+ */
 export const CLOSE_FLUSH_TIMEOUT_MS = 5_000;
 
 /** Reliability settings of a GrpcTransport's links. */
@@ -88,7 +91,7 @@ export interface GrpcTransportOptions {
   reliability?: GrpcReliabilityOptions;
   /** Batching hold after a small frame, ms (0 = none). Default 1. */
   flushDelayMs?: number;
-  /** Largest gRPC message written; larger frames are sliced. Default 1 MiB. */
+  /** Largest gRPC message written (a frame up to 16 KiB over it goes whole); larger frames are sliced. Default 1 MiB. */
   chunkBytes?: number;
   /** Largest frame accepted from one peer. Default 1 GiB + headers. */
   maxFrameBytes?: number;
@@ -255,9 +258,14 @@ export class GrpcTransport extends EventEmitter implements Transport {
     this.promisesSent++;
   }
 
-  /** Resolves once the peers acknowledged everything accepted so far (or their links failed). */
+  /**
+   * Resolves once the peers acknowledged everything accepted so far, their links failed, or
+   * a link has had no call for CLOSE_FLUSH_TIMEOUT_MS (its peer looks gone: `Server.close()`
+   * must not wait out the peer deadline). Nothing is dropped then: the link still delivers
+   * it if the peer returns, or counts it in a LinkClosedError at its deadline or `close()`.
+   */
   async flush(): Promise<void> {
-    await Promise.all([...this.links.values()].map((l) => l.settled()));
+    await Promise.all([...this.links.values()].map((l) => l.flush(CLOSE_FLUSH_TIMEOUT_MS)));
   }
 
   metrics(): TransportMetrics {

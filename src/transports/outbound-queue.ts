@@ -4,7 +4,9 @@
  *
  * - Sends append to the promise lane or the event lane; a `setImmediate` pump then
  *   hands the channel whole frames, promise lane first, so promises overtake queued
- *   events but never each other, and each lane stays FIFO.
+ *   events but never each other, and each lane stays FIFO. A channel that asks for it
+ *   (`writesAtOnce`) gets a send that finds the link idle (nothing queued, no pump
+ *   pending) at once, inside `push`; the order is the same, since nothing waits.
  * - A frame takes up to `maxFrameEnvelopes` envelopes or `maxFrameBytes` (estimated),
  *   whichever comes first; a single larger envelope goes alone.
  * - The channel says when it cannot take more (`ready === false`: socket buffer or ring
@@ -44,6 +46,12 @@ export interface LinkLimits {
 export interface LinkChannel {
   /** False while the channel cannot take another frame; it calls `resume()` when it can. */
   readonly ready: boolean;
+  /**
+   * True when a send that finds the queue empty and no pump pending may be written at
+   * once, inside `push` (request/response traffic: no turn to wait for). Sends later in
+   * the same turn still wait for the pump and share a frame. Absent means false.
+   */
+  readonly writesAtOnce?: boolean;
   /**
    * Writes a prefix of `envelopes[start, end)` of one lane as one frame and returns how
    * many it took (a ring may have room for fewer). Taking fewer than offered means the
@@ -170,7 +178,9 @@ export class OutboundQueue extends EventEmitter {
       this.blocked = true;
       this.backpressureEvents++;
     }
-    this.schedule();
+    const idle = !this.scheduled && count === 0;
+    this.schedule(); // later sends of this turn wait for the pump
+    if (idle && this.channel.writesAtOnce === true && this.channel.ready) this.write(lane);
   }
 
   /** The channel can take frames again. */
@@ -221,19 +231,7 @@ export class OutboundQueue extends EventEmitter {
     this.scheduled = false;
     while (this.failure === null && this.channel.ready && this.queued > 0) {
       const lane = this.lanes[Lane.Promise]!.length > 0 ? Lane.Promise : Lane.Event;
-      try {
-        if (!this.writeOne(lane)) break; // the channel is full; it calls resume()
-      } catch (err) {
-        // A channel that throws cannot be trusted with the rest: fail the link, keep the process.
-        const cause = err instanceof Error ? err.message : String(err);
-        const failure = new LinkClosedError(
-          this.name,
-          `writing a frame failed: ${cause}`,
-          this.queued,
-        );
-        this.fail(failure);
-        this.emit('failed', failure);
-      }
+      if (!this.write(lane)) break; // the channel is full; it calls resume()
     }
     if (this.failure !== null) return;
     if (this.queued === 0) {
@@ -246,6 +244,27 @@ export class OutboundQueue extends EventEmitter {
       this.emit('drain');
     }
   };
+
+  /**
+   * Offers the channel one frame's worth of `lane`; returns false when it took less or
+   * threw. A channel that throws cannot be trusted with the rest: the link fails, the
+   * process lives on.
+   */
+  private write(lane: Lane): boolean {
+    try {
+      return this.writeOne(lane);
+    } catch (err) {
+      const cause = err instanceof Error ? err.message : String(err);
+      const failure = new LinkClosedError(
+        this.name,
+        `writing a frame failed: ${cause}`,
+        this.queued,
+      );
+      this.fail(failure);
+      this.emit('failed', failure);
+      return false;
+    }
+  }
 
   /** Offers the channel one frame's worth of `lane`; returns false when it took less. */
   private writeOne(lane: Lane): boolean {

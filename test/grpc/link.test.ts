@@ -150,6 +150,21 @@ describe('GrpcTransport link', () => {
     await B.t.close();
   });
 
+  it('flushes and closes without waiting out the peer deadline when the peer is gone, counting what it lost', async () => {
+    const { A, B, b1 } = await pair('grpc-close-gone');
+    A.t.sendEvent(seqEvent('a1', 'b1', 0));
+    await A.t.flush();
+    expect(b1.eventCount).toBe(1);
+    await B.t.close(); // the peer goes away for good; A's peer deadline is 30 s
+    for (let i = 1; i <= 3; i++) A.t.sendEvent(seqEvent('a1', 'b1', i));
+    await A.t.flush();
+    await A.t.close();
+    const lost = A.errors.find((e) => e instanceof LinkClosedError) as LinkClosedError;
+    expect(lost).toBeDefined();
+    expect(lost.unacknowledged).toBe(3);
+    expect(lost.message).toMatch(/closed/);
+  }, 20_000);
+
   it('reports a message for a node the receiver does not host as UndeliverableError', async () => {
     const { A, B, dir } = await pair('grpc-undeliverable');
     dir.placement.set('ghost', 'B');

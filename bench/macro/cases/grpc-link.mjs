@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { startGrpcEnd, SIMPROC, ENDS } from '../lib/grpc-node.mjs';
 import { Peer, now, uniqueCluster } from '../lib/peer.mjs';
 import { acquire } from '../lib/shared.mjs';
-import { warmedUp } from '../lib/warmup.mjs';
+import { ROUND_TRIP_WARM_OPS, warmedUp } from '../lib/warmup.mjs';
 import { countsFor, ROUND_TRIP_COUNTS, sizeLabel } from '../lib/sizes.mjs';
 
 const PEER = fileURLToPath(new URL('../peers/grpc-link.mjs', import.meta.url));
@@ -124,6 +124,7 @@ export function grpcLinkRoundTripCase({ reliability = true, share = false, warm 
       return warmedUp(
         {
           ...ROUND_TRIP_COUNTS,
+          warmOps: ROUND_TRIP_WARM_OPS,
           run: (count) => pair.peer.request('roundTrips', { count }),
           teardown: release,
         },

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { countPacked, startRawServer } from '../lib/grpc-raw.mjs';
 import { Peer, now } from '../lib/peer.mjs';
 import { acquire } from '../lib/shared.mjs';
-import { warmedUp } from '../lib/warmup.mjs';
+import { ROUND_TRIP_WARM_OPS, warmedUp } from '../lib/warmup.mjs';
 import { countsFor, ROUND_TRIP_COUNTS, sizeLabel } from '../lib/sizes.mjs';
 
 const PEER = fileURLToPath(new URL('../peers/grpc-raw.mjs', import.meta.url));
@@ -149,6 +149,7 @@ export function grpcRawRoundTripCase({ share = false, warm = false } = {}) {
       return warmedUp(
         {
           ...ROUND_TRIP_COUNTS,
+          warmOps: ROUND_TRIP_WARM_OPS,
           async run(count) {
             return peer.request('roundTrips', { count });
           },

@@ -19,6 +19,8 @@ import { GrpcTransport } from '../../../dist/transports/grpc.js';
 import { LOOPBACK } from './grpc-raw.mjs';
 
 export const SIMPROC = 'p';
+/** Port named in the topology only (see `topology`). */
+const PLACEHOLDER_PORT = 65000;
 /** Options over the transport's defaults, from BENCH_GRPC_TRANSPORT (see the file header). */
 export const TRANSPORT_OVERRIDES = JSON.parse(process.env.BENCH_GRPC_TRANSPORT || '{}');
 /** Where each end lives: its machine, Server (also its peer id on the link) and node. */
@@ -31,11 +33,11 @@ function topology(cluster) {
   return loadTopology({
     cluster,
     simprocs: [SIMPROC],
-    // The ports are never listened on: each end builds its own transport on port 0; a
-    // topology of several machines just needs them stated.
+    // The topology wants a fixed port per machine; the ends listen on ports the OS picks and
+    // learn each other's (`connect`), so these placeholders are never dialled.
     machines: Object.values(ENDS).map(({ machine, server, node }, i) => ({
       name: machine,
-      grpcPort: 1 + i,
+      grpcPort: PLACEHOLDER_PORT + i,
       servers: [{ name: server, nodes: [node] }],
     })),
   });

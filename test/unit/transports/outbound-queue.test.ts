@@ -44,6 +44,32 @@ class RecordingChannel implements LinkChannel {
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe('OutboundQueue', () => {
+  it('writes a send that finds the link idle at once when the channel asks, and batches the rest of the turn', async () => {
+    const ch = new RecordingChannel();
+    (ch as { writesAtOnce?: boolean }).writesAtOnce = true;
+    const q = new OutboundQueue('test', ch);
+    q.push(ev(1));
+    expect(ch.frames).toEqual([{ lane: Lane.Event, epochs: [1] }]);
+    q.push(ev(2));
+    q.push(pr(10));
+    q.push(ev(3));
+    expect(ch.frames).toHaveLength(1); // a pump is pending: the rest waits for it
+    await q.flushed();
+    await tick();
+    q.push(ev(4)); // idle again
+    expect(ch.frames).toEqual([
+      { lane: Lane.Event, epochs: [1] },
+      { lane: Lane.Promise, epochs: [10] },
+      { lane: Lane.Event, epochs: [2, 3] },
+      { lane: Lane.Event, epochs: [4] },
+    ]);
+    ch.ready = false;
+    await tick();
+    q.push(ev(5)); // not ready: queued, never written inside push
+    expect(ch.frames).toHaveLength(4);
+    expect(q.queued).toBe(1);
+  });
+
   it('writes the promise lane before the event lane, each FIFO, batched per turn', async () => {
     const ch = new RecordingChannel();
     const q = new OutboundQueue('test', ch);

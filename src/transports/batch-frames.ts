@@ -1,0 +1,187 @@
+/**
+ * Sealed frames in JS memory through the native batch encoder and decoder, for links over
+ * a byte stream (gRPC). The FlatBuffers work is native, as on the shared-memory rings:
+ *
+ * ```
+ *  send:    Envelope ─► BatchWriter (staging) ─► NativeBatchEncoder ─► sealed frame (checksum)
+ *  receive: sealed frame ─► NativeFrameDecoder (verify, then decode) ─► BatchReader ─► Envelope
+ * ```
+ *
+ * Invariants:
+ * - Every frame is sealed with its checksum (byte streams keep it; only ring records skip it)
+ *   and carries its own link_seq and ack, so the bytes can be kept and written again on a
+ *   later call.
+ * - Nothing is read before the native verifier has passed the whole frame: a frame that
+ *   fails throws FrameCorruptError naming the peer, and nothing of it is delivered.
+ * - The string tables are a conversation between one writer and its encoder (one reader and
+ *   its decoder) in this process only; the wire carries whole strings, so any decoder reads
+ *   any frame, whatever came before it.
+ * Owned by one GrpcLink (FrameWriter and FrameReader for acks) or one GrpcInbound.
+ */
+
+import type { NodeRef } from '../address.js';
+import { EventEnvelope, Lane, PromiseEnvelope, type Envelope } from '../envelope.js';
+import {
+  createBatchEncoder,
+  createFrameDecoder,
+  encodeBatch,
+  frameStatusError,
+  NativeStatus,
+  type NativeBatchEncoder,
+  type NativeFrameDecoder,
+} from '../native.js';
+import { BatchReader, BatchWriter, Kind, type DataFormat } from '../native-batch.js';
+
+const TWO_POW_32 = 2 ** 32;
+/** Sender nodes (and simprocs per node) cached; past it a cache starts afresh. */
+const SENDER_CACHE_NODES = 4096;
+
+/** Builds sealed frames of envelopes; one per link. */
+export class FrameWriter {
+  private readonly writer = new BatchWriter();
+  private readonly encoder: NativeBatchEncoder = createBatchEncoder();
+
+  constructor(private readonly link: string) {}
+
+  /**
+   * The sealed frame of `envelopes[start..end)` (8-byte aligned, fresh memory).
+   * @throws MessageTooLargeError above FRAME_MAX_BODY_BYTES.
+   */
+  encode(
+    lane: Lane,
+    linkSeq: number,
+    ack: number,
+    envelopes: readonly Envelope[],
+    start: number,
+    end: number,
+  ): Uint8Array {
+    const w = this.writer;
+    w.begin(lane, BigInt(linkSeq), BigInt(ack));
+    for (let i = start; i < end; i++) stage(w, envelopes[i]!);
+    try {
+      return encodeBatch(this.encoder, w.finish(), w.payloads, this.link);
+    } catch (err) {
+      w.resetStrings(); // the encoder may have taken this batch's strings: start both afresh
+      throw err;
+    } finally {
+      w.begin(lane); // drops the references to large payloads
+    }
+  }
+}
+
+/** Verifies and decodes sealed frames; one per receiving end. */
+export class FrameReader {
+  private readonly reader = new BatchReader();
+  private readonly decoder: NativeFrameDecoder = createFrameDecoder();
+  /** One frozen sender object per (node, simproc): no allocation per envelope. */
+  private readonly senders = new Map<string, Map<string, NodeRef>>();
+
+  /**
+   * Verifies `frame` (one whole sealed frame, 8-byte aligned) and decodes it; the accessors
+   * then read it, until the next `read`. Payloads are views over `frame`.
+   * @throws FrameCorruptError naming `peer` when the frame fails verification.
+   */
+  read(frame: Uint8Array, peer: string): void {
+    // A plain view: `subarray` of a Buffer (each payload view) builds a Buffer, which costs more.
+    const bytes = new Uint8Array(frame.buffer, frame.byteOffset, frame.length);
+    const status = this.reader.decode(this.decoder, bytes);
+    if (status !== NativeStatus.OK) throw frameStatusError(status, peer);
+  }
+
+  /** Envelopes in the frame read last. */
+  get count(): number {
+    return this.reader.envelopeCount;
+  }
+
+  /** link_seq of the frame read last (below 2^53 on any link of ours). */
+  get linkSeq(): number {
+    const f = this.reader.frames;
+    return f[6]! * TWO_POW_32 + f[5]!;
+  }
+
+  /** ack of the frame read last. */
+  get ack(): number {
+    const f = this.reader.frames;
+    return f[8]! * TWO_POW_32 + f[7]!;
+  }
+
+  /** Envelope `i` of the frame read last, as a new object. */
+  envelope(i: number): Envelope {
+    const r = this.reader;
+    const sender = this.sender(r.senderNode(i), r.senderSimproc(i));
+    if (r.kind(i) === Kind.Promise) {
+      return new PromiseEnvelope(
+        r.repid(i),
+        sender,
+        r.targetNode(i),
+        r.targetSimproc(i),
+        r.seqnr(i),
+        r.epoch(i),
+        r.numEvents(i),
+        r.hops(i),
+      );
+    }
+    return new EventEnvelope(
+      r.repid(i),
+      sender,
+      r.targetNode(i),
+      r.targetSimproc(i),
+      r.epoch(i),
+      r.headers(i),
+      undefined,
+      r.payload(i),
+      r.dataFormat(i) as DataFormat,
+      r.hops(i),
+      r.replyTo(i),
+    );
+  }
+
+  private sender(node: string, simproc: string): NodeRef {
+    // A peer naming ever new senders must not grow the cache without bound.
+    if (this.senders.size >= SENDER_CACHE_NODES) this.senders.clear();
+    let bySimproc = this.senders.get(node);
+    if (bySimproc === undefined) {
+      bySimproc = new Map();
+      this.senders.set(node, bySimproc);
+    }
+    let ref = bySimproc.get(simproc);
+    if (ref === undefined) {
+      if (bySimproc.size >= SENDER_CACHE_NODES) bySimproc.clear();
+      ref = Object.freeze({ node, simproc });
+      bySimproc.set(simproc, ref);
+    }
+    return ref;
+  }
+}
+
+function stage(w: BatchWriter, env: Envelope): void {
+  const s = env.sender;
+  if (env instanceof EventEnvelope) {
+    if (env.payload === null) throw new TypeError('event envelope has no serialized payload');
+    w.addEvent(
+      env.repid,
+      s.node,
+      s.simproc,
+      env.targetNode,
+      env.simproc,
+      env.epoch,
+      env.headers,
+      env.payload,
+      env.dataFormat,
+      env.hops,
+      env.replyTo,
+    );
+  } else {
+    w.addPromise(
+      env.repid,
+      s.node,
+      s.simproc,
+      env.targetNode,
+      env.simproc,
+      env.epoch,
+      env.seqnr,
+      env.numEvents,
+      env.hops,
+    );
+  }
+}
