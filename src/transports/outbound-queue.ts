@@ -198,7 +198,7 @@ export class OutboundQueue extends EventEmitter {
   }
 
   /**
-   * Fails the link: later pushes throw `err`, waiters reject.
+   * Fails the link: later pushes throw `err`, `flushed()` waiters resolve (the owner reports `err`).
    * @returns how many accepted envelopes were never handed to the channel (they are dropped here
    *   and accounted for in the error the caller reports).
    */
