@@ -100,4 +100,30 @@ describe('Applications on two machines (loopback)', () => {
     },
     120_000,
   );
+
+  it('with directLinks, Servers exchange events over their own gRPC links, not the gateways', async () => {
+    const topology = await twoMachines();
+    for (const m of topology.machines) {
+      m.servers = await Promise.all(
+        m.servers.map(async (s) => ({ ...s, grpcPort: await freePort() })),
+      );
+    }
+    topology.directLinks = true;
+    const jobOptions = { count: 1000, promiseEvery: 100, payloadBytes: 100 };
+    const leader = new Application({ topology, machine: 'a', jobModule: exchangeJob, jobOptions });
+    const member = new Application({ topology, machine: 'b', jobModule: exchangeJob });
+    running.push(leader, member);
+    await member.start();
+    await leader.start();
+    const results = (await leader.wait()) as Map<string, ExchangeResult>;
+    for (const r of results.values()) {
+      expect(r.problems).toEqual([]);
+      expect(r.received).toBe(r.expectedEvents);
+      expect(r.promises).toBe(r.expectedPromises);
+    }
+    // The gateways carried only the Applications' control messages.
+    expect(leader.gatewayMetrics()!.forwardedEvents).toBe(0);
+    await leader.stop();
+    await member.wait();
+  }, 120_000);
 });
