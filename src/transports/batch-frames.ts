@@ -57,7 +57,7 @@ export class FrameWriter {
   ): Uint8Array {
     const w = this.writer;
     w.begin(lane, BigInt(linkSeq), BigInt(ack));
-    for (let i = start; i < end; i++) stage(w, envelopes[i]!);
+    for (let i = start; i < end; i++) stageEnvelope(w, envelopes[i]!);
     try {
       return encodeBatch(this.encoder, w.finish(), w.payloads, this.link);
     } catch (err) {
@@ -73,8 +73,7 @@ export class FrameWriter {
 export class FrameReader {
   private readonly reader = new BatchReader();
   private readonly decoder: NativeFrameDecoder = createFrameDecoder();
-  /** One frozen sender object per (node, simproc): no allocation per envelope. */
-  private readonly senders = new Map<string, Map<string, NodeRef>>();
+  private readonly senders = new SenderRefs();
 
   /**
    * Verifies `frame` (one whole sealed frame, 8-byte aligned) and decodes it; the accessors
@@ -107,42 +106,24 @@ export class FrameReader {
 
   /** Envelope `i` of the frame read last, as a new object. */
   envelope(i: number): Envelope {
-    const r = this.reader;
-    const sender = this.sender(r.senderNode(i), r.senderSimproc(i));
-    if (r.kind(i) === Kind.Promise) {
-      return new PromiseEnvelope(
-        r.repid(i),
-        sender,
-        r.targetNode(i),
-        r.targetSimproc(i),
-        r.seqnr(i),
-        r.epoch(i),
-        r.numEvents(i),
-        r.hops(i),
-      );
-    }
-    return new EventEnvelope(
-      r.repid(i),
-      sender,
-      r.targetNode(i),
-      r.targetSimproc(i),
-      r.epoch(i),
-      r.headers(i),
-      undefined,
-      r.payload(i),
-      r.dataFormat(i) as DataFormat,
-      r.hops(i),
-      r.replyTo(i),
-    );
+    return envelopeAt(this.reader, i, this.senders);
   }
+}
 
-  private sender(node: string, simproc: string): NodeRef {
-    // A peer naming ever new senders must not grow the cache without bound.
-    if (this.senders.size >= SENDER_CACHE_NODES) this.senders.clear();
-    let bySimproc = this.senders.get(node);
+/**
+ * One frozen sender object per (node, simproc), so decoded envelopes share them and no
+ * sender is allocated per envelope. Names come from a peer: past SENDER_CACHE_NODES
+ * entries a level starts afresh, so a peer naming ever new senders cannot grow it.
+ */
+export class SenderRefs {
+  private readonly byNode = new Map<string, Map<string, NodeRef>>();
+
+  get(node: string, simproc: string): NodeRef {
+    if (this.byNode.size >= SENDER_CACHE_NODES) this.byNode.clear();
+    let bySimproc = this.byNode.get(node);
     if (bySimproc === undefined) {
       bySimproc = new Map();
-      this.senders.set(node, bySimproc);
+      this.byNode.set(node, bySimproc);
     }
     let ref = bySimproc.get(simproc);
     if (ref === undefined) {
@@ -154,7 +135,41 @@ export class FrameReader {
   }
 }
 
-function stage(w: BatchWriter, env: Envelope): void {
+/** Envelope `i` of the batch `r` holds, as a new object; payloads are views into the batch. */
+export function envelopeAt(r: BatchReader, i: number, senders: SenderRefs): Envelope {
+  const sender = senders.get(r.senderNode(i), r.senderSimproc(i));
+  if (r.kind(i) === Kind.Promise) {
+    return new PromiseEnvelope(
+      r.repid(i),
+      sender,
+      r.targetNode(i),
+      r.targetSimproc(i),
+      r.seqnr(i),
+      r.epoch(i),
+      r.numEvents(i),
+      r.hops(i),
+    );
+  }
+  return new EventEnvelope(
+    r.repid(i),
+    sender,
+    r.targetNode(i),
+    r.targetSimproc(i),
+    r.epoch(i),
+    r.headers(i),
+    undefined,
+    r.payload(i),
+    r.dataFormat(i) as DataFormat,
+    r.hops(i),
+    r.replyTo(i),
+  );
+}
+
+/**
+ * Stages one envelope into `w` (the batch the native encoder builds a frame from).
+ * @throws {TypeError} for an event without its serialized payload.
+ */
+export function stageEnvelope(w: BatchWriter, env: Envelope): void {
   const s = env.sender;
   if (env instanceof EventEnvelope) {
     if (env.payload === null) throw new TypeError('event envelope has no serialized payload');

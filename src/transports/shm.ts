@@ -20,14 +20,7 @@
 
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
-import {
-  DataFormat,
-  EventEnvelope,
-  PromiseEnvelope,
-  type Envelope,
-  type Lane,
-} from '../envelope.js';
-import type { NodeRef } from '../address.js';
+import { EventEnvelope, type Envelope, type Lane, type PromiseEnvelope } from '../envelope.js';
 import { DiscoError, LinkClosedError, PeerDeadError, UndeliverableError } from '../errors.js';
 import {
   NativeStatus,
@@ -41,7 +34,8 @@ import {
   type RingDoorbellOptions,
   type RingEventCode,
 } from '../native.js';
-import { BatchReader, BatchWriter, Kind } from '../native-batch.js';
+import { BatchReader, BatchWriter } from '../native-batch.js';
+import { envelopeAt, SenderRefs, stageEnvelope } from './batch-frames.js';
 import { tracerFor } from '../trace.js';
 import { LocalNodes } from './local-nodes.js';
 import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
@@ -114,7 +108,7 @@ class ShmLink implements LinkChannel {
     const producer = this.producer ?? this.open();
     const w = this.writer;
     w.begin(lane);
-    for (let i = start; i < end; i++) this.stage(envelopes[i]!);
+    for (let i = start; i < end; i++) stageEnvelope(w, envelopes[i]!);
     const staging = w.finish();
     const status = producer.writeBatch(staging, w.payloads);
     if (status === NativeStatus.OK) {
@@ -197,44 +191,13 @@ class ShmLink implements LinkChannel {
     producer.keepAlive(true); // queued data must not be abandoned by an idle event loop
     producer.notifyWhenWritable(bytes);
   }
-
-  private stage(env: Envelope): void {
-    const s = env.sender;
-    if (env instanceof EventEnvelope) {
-      this.writer.addEvent(
-        env.repid,
-        s.node,
-        s.simproc,
-        env.targetNode,
-        env.simproc,
-        env.epoch,
-        env.headers,
-        env.payload!,
-        env.dataFormat,
-        env.hops,
-        env.replyTo,
-      );
-    } else {
-      this.writer.addPromise(
-        env.repid,
-        s.node,
-        s.simproc,
-        env.targetNode,
-        env.simproc,
-        env.epoch,
-        env.seqnr,
-        env.numEvents,
-        env.hops,
-      );
-    }
-  }
 }
 
 /** One inbound ring: a peer -> this process. */
 class ShmInbound {
   private readonly reader = new BatchReader();
   private readonly consumer: NativeRingConsumer;
-  private readonly senders = new Map<string, Map<string, NodeRef>>();
+  private readonly senders = new SenderRefs();
   private scheduled = false;
   private closed = false;
   private bell: Socket | null = null;
@@ -317,66 +280,23 @@ class ShmInbound {
     const r = this.reader;
     const n = r.envelopeCount;
     for (let i = 0; i < n; i++) {
-      const sender = this.sender(r.senderNode(i), r.senderSimproc(i));
-      const targetNode = r.targetNode(i);
-      const sink = this.owner.sink(r.repid(i), targetNode);
+      const env = envelopeAt(r, i, this.senders);
+      const sink = this.owner.sink(env.repid, env.targetNode);
       if (sink === undefined) {
         this.owner.reportError(
           new UndeliverableError(
-            `${targetNode}/${r.targetSimproc(i)}`,
+            `${env.targetNode}/${env.simproc}`,
             `node is not hosted here (ring ${this.ring})`,
           ),
         );
-        continue;
-      }
-      if (r.kind(i) === Kind.Promise) {
-        this.owner.promisesDelivered++;
-        sink.deliverPromise(
-          new PromiseEnvelope(
-            r.repid(i),
-            sender,
-            targetNode,
-            r.targetSimproc(i),
-            r.seqnr(i),
-            r.epoch(i),
-            r.numEvents(i),
-            r.hops(i),
-          ),
-        );
-      } else {
+      } else if (env instanceof EventEnvelope) {
         this.owner.eventsDelivered++;
-        sink.deliverEvent(
-          new EventEnvelope(
-            r.repid(i),
-            sender,
-            targetNode,
-            r.targetSimproc(i),
-            r.epoch(i),
-            r.headers(i),
-            undefined,
-            r.payload(i),
-            r.dataFormat(i) as DataFormat,
-            r.hops(i),
-            r.replyTo(i),
-          ),
-        );
+        sink.deliverEvent(env);
+      } else {
+        this.owner.promisesDelivered++;
+        sink.deliverPromise(env);
       }
     }
-  }
-
-  /** One frozen sender object per (node, simproc): no allocation per envelope. */
-  private sender(node: string, simproc: string): NodeRef {
-    let bySimproc = this.senders.get(node);
-    if (bySimproc === undefined) {
-      bySimproc = new Map();
-      this.senders.set(node, bySimproc);
-    }
-    let ref = bySimproc.get(simproc);
-    if (ref === undefined) {
-      ref = Object.freeze({ node, simproc });
-      bySimproc.set(simproc, ref);
-    }
-    return ref;
   }
 }
 
