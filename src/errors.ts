@@ -231,3 +231,15 @@ export class NativeUnavailableError extends DiscoError {
     this.path = path;
   }
 }
+
+/**
+ * Emits `err` as 'error' on `emitter`, or throws it asynchronously when nobody listens:
+ * an error is never lost, and never thrown into the caller's stack.
+ */
+export function emitError(emitter: NodeJS.EventEmitter, err: unknown): void {
+  if (emitter.listenerCount('error') > 0) emitter.emit('error', err);
+  else
+    process.nextTick(() => {
+      throw err;
+    });
+}

@@ -36,7 +36,12 @@ import {
   type ReceivedPromise,
   type Seqnr,
 } from './envelope.js';
-import { InvalidArgumentError, SerializationError, UndeliverableError } from './errors.js';
+import {
+  emitError,
+  InvalidArgumentError,
+  SerializationError,
+  UndeliverableError,
+} from './errors.js';
 import type { Router } from './router.js';
 import { defaultSerializer, type Serializer } from './serializer.js';
 import {
@@ -614,11 +619,7 @@ export class NodeController extends EventEmitter implements InProcessSink {
   }
 
   private reportError(err: unknown): void {
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-    else
-      process.nextTick(() => {
-        throw err;
-      });
+    emitError(this, err);
   }
 
   private readonly onDrain = (): void => {

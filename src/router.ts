@@ -15,7 +15,7 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { UnknownNodeError } from './errors.js';
+import { emitError, UnknownNodeError } from './errors.js';
 import { tracerFor } from './trace.js';
 import type { LocalNode, Transport, TransportMetrics } from './transports/transport.js';
 
@@ -147,10 +147,6 @@ export class Router extends EventEmitter {
 
   /** Relays a transport's error; thrown asynchronously when nobody listens, never lost. */
   private readonly onTransportError = (err: Error): void => {
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-    else
-      process.nextTick(() => {
-        throw err;
-      });
+    emitError(this, err);
   };
 }

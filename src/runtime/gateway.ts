@@ -37,7 +37,7 @@ import {
   type PromiseEnvelope,
   type Envelope,
 } from '../envelope.js';
-import { UndeliverableError } from '../errors.js';
+import { emitError, UndeliverableError } from '../errors.js';
 import { CONTROL_REPID } from '../mesh.js';
 import { Router } from '../router.js';
 import type { Topology } from '../topology.js';
@@ -229,11 +229,7 @@ export class Gateway extends EventEmitter {
 
   private report(err: Error): void {
     if (tracer.enabled) tracer.log(`error: ${err.message}`);
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-    else
-      process.nextTick(() => {
-        throw err;
-      });
+    emitError(this, err);
   }
 
   /** The sink of the control envelopes addressed to this machine. */

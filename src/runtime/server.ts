@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import { DEFAULT_MAX_HOPS, Router } from '../router.js';
 import { NodeController, type NodeControllerMetrics } from '../node-controller.js';
-import { UnknownNodeError, InvalidArgumentError } from '../errors.js';
+import { emitError, UnknownNodeError, InvalidArgumentError } from '../errors.js';
 import type { Serializer } from '../serializer.js';
 import { loadTopology, type Topology } from '../topology.js';
 import { InProcessTransport, type InProcessTransportOptions } from '../transports/inprocess.js';
@@ -84,11 +84,7 @@ export class Server extends EventEmitter {
       maxHops: options.maxHops ?? DEFAULT_MAX_HOPS,
     });
     this.router.on('error', (err: Error) => {
-      if (this.listenerCount('error') > 0) this.emit('error', err);
-      else
-        process.nextTick(() => {
-          throw err;
-        });
+      emitError(this, err);
     });
     const nodes = topology.addressBook.nodesOn(machine, server);
     for (let repid = 0; repid < topology.replications; repid++) {

@@ -18,7 +18,7 @@
 import { EventEmitter } from 'node:events';
 import { Server, type ChannelOptions } from '@grpc/grpc-js';
 import { EventEnvelope, type Envelope, type PromiseEnvelope } from '../envelope.js';
-import { DiscoError, LinkClosedError, UndeliverableError } from '../errors.js';
+import { DiscoError, emitError, LinkClosedError, UndeliverableError } from '../errors.js';
 import { FRAME_HEADER_BYTES, FRAME_MAX_BODY_BYTES } from '../native.js';
 import { GrpcInbound, newSessionId } from './grpc-inbound.js';
 import { GrpcLink } from './grpc-link.js';
@@ -34,7 +34,7 @@ import {
   serverChannelOptions,
 } from './grpc-service.js';
 import { LocalNodes } from './local-nodes.js';
-import type { LinkLimits } from './outbound-queue.js';
+import { linkTransportMetrics, type LinkLimits } from './outbound-queue.js';
 import type { LocalNode, Transport, TransportMetrics } from './transport.js';
 
 /** Default time a link may go without an established call before it fails. */
@@ -269,24 +269,17 @@ export class GrpcTransport extends EventEmitter implements Transport {
   }
 
   metrics(): TransportMetrics {
-    let queued = 0;
-    let bytesSent = 0;
-    let backpressureEvents = 0;
-    for (const l of this.links.values()) {
-      queued += l.queue.queued;
-      bytesSent += l.counters.bytesSent;
-      backpressureEvents += l.queue.backpressureEvents;
-    }
-    return {
-      name: this.name,
+    const counts = {
       eventsSent: this.eventsSent,
       promisesSent: this.promisesSent,
       eventsDelivered: this.eventsDelivered,
       promisesDelivered: this.promisesDelivered,
-      bytesSent,
-      queued,
-      backpressureEvents,
     };
+    return linkTransportMetrics(
+      this.name,
+      counts,
+      [...this.links.values()].map((l) => ({ queue: l.queue, bytesSent: l.counters.bytesSent })),
+    );
   }
 
   /** Counters per peer (outbound link and inbound calls of that identity), sorted by peer. */
@@ -324,11 +317,7 @@ export class GrpcTransport extends EventEmitter implements Transport {
 
   /** Emits `err` as 'error', or throws it asynchronously when nobody listens. */
   reportError(err: DiscoError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-    else
-      process.nextTick(() => {
-        throw err;
-      });
+    emitError(this, err);
   }
 
   private async shutdown(): Promise<void> {

@@ -25,6 +25,7 @@
 import { EventEmitter } from 'node:events';
 import { EventEnvelope, Lane, type Envelope } from '../envelope.js';
 import { BackpressureError, LinkClosedError, type DiscoError } from '../errors.js';
+import type { TransportMetrics } from './transport.js';
 
 /** Bounds and batching of a link's outbound queue. */
 export interface LinkLimits {
@@ -290,4 +291,41 @@ export class OutboundQueue extends EventEmitter {
     q.compact();
     return taken === end - start;
   }
+}
+
+/** Counts of a transport, to which `linkTransportMetrics` adds what its links hold. */
+export interface TransportCounts {
+  readonly eventsSent: number;
+  readonly promisesSent: number;
+  readonly eventsDelivered: number;
+  readonly promisesDelivered: number;
+}
+
+/**
+ * The metrics of a transport whose traffic goes through one OutboundQueue per peer:
+ * its own counts plus the queued messages, bytes and back-pressure events of its links.
+ */
+export function linkTransportMetrics(
+  name: string,
+  counts: TransportCounts,
+  links: Iterable<{ readonly queue: OutboundQueue; readonly bytesSent: number }>,
+): TransportMetrics {
+  let queued = 0;
+  let bytesSent = 0;
+  let backpressureEvents = 0;
+  for (const l of links) {
+    queued += l.queue.queued;
+    bytesSent += l.bytesSent;
+    backpressureEvents += l.queue.backpressureEvents;
+  }
+  return {
+    name,
+    eventsSent: counts.eventsSent,
+    promisesSent: counts.promisesSent,
+    eventsDelivered: counts.eventsDelivered,
+    promisesDelivered: counts.promisesDelivered,
+    bytesSent,
+    queued,
+    backpressureEvents,
+  };
 }

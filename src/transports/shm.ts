@@ -21,7 +21,13 @@
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { EventEnvelope, type Envelope, type Lane, type PromiseEnvelope } from '../envelope.js';
-import { DiscoError, LinkClosedError, PeerDeadError, UndeliverableError } from '../errors.js';
+import {
+  DiscoError,
+  emitError,
+  LinkClosedError,
+  PeerDeadError,
+  UndeliverableError,
+} from '../errors.js';
 import {
   NativeStatus,
   openRingConsumer,
@@ -38,7 +44,12 @@ import { BatchReader, BatchWriter } from '../native-batch.js';
 import { envelopeAt, SenderRefs, stageEnvelope } from './batch-frames.js';
 import { tracerFor } from '../trace.js';
 import { LocalNodes } from './local-nodes.js';
-import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
+import {
+  linkTransportMetrics,
+  OutboundQueue,
+  type LinkChannel,
+  type LinkLimits,
+} from './outbound-queue.js';
 import type { LocalNode, Transport, TransportMetrics } from './transport.js';
 
 const tracer = tracerFor('shm');
@@ -379,24 +390,13 @@ export class ShmTransport extends EventEmitter implements Transport {
   }
 
   metrics(): TransportMetrics {
-    let queued = 0;
-    let bytesSent = 0;
-    let backpressureEvents = 0;
-    for (const l of this.links.values()) {
-      queued += l.queue.queued;
-      bytesSent += l.bytesSent;
-      backpressureEvents += l.queue.backpressureEvents;
-    }
-    return {
-      name: this.name,
+    const counts = {
       eventsSent: this.eventsSent,
       promisesSent: this.promisesSent,
       eventsDelivered: this.eventsDelivered,
       promisesDelivered: this.promisesDelivered,
-      bytesSent,
-      queued,
-      backpressureEvents,
     };
+    return linkTransportMetrics(this.name, counts, this.links.values());
   }
 
   /**
@@ -420,11 +420,7 @@ export class ShmTransport extends EventEmitter implements Transport {
   /** Emits `err` as 'error' (silenced once closing), or throws it asynchronously when nobody listens. */
   reportError(err: DiscoError): void {
     if (this.closed) return;
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-    else
-      process.nextTick(() => {
-        throw err;
-      });
+    emitError(this, err);
   }
 
   private linkFor(env: Envelope): ShmLink {

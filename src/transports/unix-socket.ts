@@ -30,6 +30,7 @@ import {
 } from '../envelope.js';
 import {
   DiscoError,
+  emitError,
   FrameCorruptError,
   LinkClosedError,
   PeerDeadError,
@@ -39,7 +40,12 @@ import { assertFrame, sealFrame } from '../native.js';
 import { tracerFor } from '../trace.js';
 import { FrameStreamReader } from './frame-stream.js';
 import { LocalNodes } from './local-nodes.js';
-import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
+import {
+  linkTransportMetrics,
+  OutboundQueue,
+  type LinkChannel,
+  type LinkLimits,
+} from './outbound-queue.js';
 import type { LocalNode, Transport, TransportMetrics } from './transport.js';
 
 const tracer = tracerFor('uds');
@@ -260,24 +266,13 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
   }
 
   metrics(): TransportMetrics {
-    let queued = 0;
-    let bytesSent = 0;
-    let backpressureEvents = 0;
-    for (const l of this.links.values()) {
-      queued += l.queue.queued;
-      bytesSent += l.bytesSent;
-      backpressureEvents += l.queue.backpressureEvents;
-    }
-    return {
-      name: this.name,
+    const counts = {
       eventsSent: this.eventsSent,
       promisesSent: this.promisesSent,
       eventsDelivered: this.eventsDelivered,
       promisesDelivered: this.promisesDelivered,
-      bytesSent,
-      queued,
-      backpressureEvents,
     };
+    return linkTransportMetrics(this.name, counts, this.links.values());
   }
 
   async close(): Promise<void> {
@@ -292,11 +287,7 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
 
   /** Emits `err` as 'error', or throws it asynchronously when nobody listens. */
   reportError(err: DiscoError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-    else
-      process.nextTick(() => {
-        throw err;
-      });
+    emitError(this, err);
   }
 
   private linkFor(env: Envelope): UdsLink {
