@@ -39,16 +39,21 @@ export const KEEPALIVE_TIMEOUT_MS = 5_000;
 
 const identity = (b: Buffer): Buffer => b;
 
-const STREAM_METHOD: MethodDefinition<Buffer, Buffer> = {
-  path: LINK_METHOD_PATH,
-  requestStream: true,
-  responseStream: true,
-  requestSerialize: identity,
-  requestDeserialize: identity,
-  responseSerialize: identity,
-  responseDeserialize: identity,
-  originalName: 'stream',
-};
+/** A bidirectional streaming method at `path` that carries raw bytes (no protobuf). */
+export function rawBidiMethod(path: string): MethodDefinition<Buffer, Buffer> {
+  return {
+    path,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+    originalName: 'stream',
+  };
+}
+
+const STREAM_METHOD = rawBidiMethod(LINK_METHOD_PATH);
 
 /** The service, for `Server.addService`. */
 export const LINK_SERVICE: ServiceDefinition = { Stream: STREAM_METHOD };

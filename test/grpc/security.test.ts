@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { rawBidiMethod } from '../../src/transports/grpc-service.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import {
   authorizeCall,
@@ -20,17 +21,7 @@ const CALL_DEADLINE_MS = 5000;
 
 const identity = (b: Buffer): Buffer => b;
 const ECHO_PATH = '/disco.test.Echo/Echo';
-const echoService: grpc.ServiceDefinition = {
-  echo: {
-    path: ECHO_PATH,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-};
+const echoService: grpc.ServiceDefinition = { echo: rawBidiMethod(ECHO_PATH) };
 
 /** What a test server saw: identities it admitted, reasons it refused with. */
 interface ServerLog {

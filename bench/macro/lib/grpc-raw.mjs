@@ -12,22 +12,12 @@
  */
 
 import grpc from '@grpc/grpc-js';
+import { rawBidiMethod } from '../../../dist/transports/grpc-service.js';
 
 /** The one method: a bidi stream of raw byte messages. */
 const METHOD_PATH = '/disco.bench.Raw/Stream';
 const identity = (bytes) => bytes;
-const SERVICE = {
-  stream: {
-    path: METHOD_PATH,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-    originalName: 'stream',
-  },
-};
+const SERVICE = { stream: rawBidiMethod(METHOD_PATH) };
 /** Bytes of a packed record's length prefix. */
 export const PREFIX_BYTES = 4;
 /** Channel options of the raw client: grpc-js defaults, retries off (see the file header). */
