@@ -718,6 +718,9 @@ class BatchEncoderWrap final : public Napi::ObjectWrap<BatchEncoderWrap> {
   Napi::Value Encode(const Napi::CallbackInfo& info);
   BatchEncoder encoder_;
   std::vector<PayloadSpan> payloads_;
+  /// Where frames up to kEncodeScratchMaxBytes are built before their one copy out; u64 words
+  /// keep it 8-byte aligned.
+  std::vector<uint64_t> scratch_;
 };
 
 /// Verifies and decodes one frame held in JS memory into the decoded layout
@@ -1413,8 +1416,17 @@ BatchEncoderWrap::BatchEncoderWrap(const Napi::CallbackInfo& info)
   napi_type_tag_object(info.Env(), info.This(), &kEncoderTag);
 }
 
-/// encode(staging, payloads?): Uint8Array | number — the sealed frame, in a fresh ArrayBuffer
-/// sized to the frame's bound; the view covers the frame at its end.
+/// Frames whose bound is at most this are built in the encoder's scratch block and copied out
+/// at their exact length; larger ones are built straight into their own ArrayBuffer.
+constexpr size_t kEncodeScratchMaxBytes = size_t{1} << 20;
+
+/// encode(staging, payloads?): Uint8Array | number — the sealed frame in fresh memory, 8-byte
+/// aligned. The bound overestimates small envelopes about threefold, and a link keeps its
+/// frames until they are acknowledged: so a frame up to kEncodeScratchMaxBytes is built in a
+/// reused scratch block and copied into a buffer of exactly its length (a copy of the frame is
+/// cheaper than zero-filling its bound, and the memory held is what the link accounts for).
+/// A larger frame, mostly payload, is built into an ArrayBuffer of its bound, the view covering
+/// the frame at its end.
 Napi::Value BatchEncoderWrap::Encode(const Napi::CallbackInfo& info) {
   if (!check_this(info, kEncoderTag, "BatchEncoder")) return Napi::Value();
   const Napi::Env env = info.Env();
@@ -1427,12 +1439,22 @@ Napi::Value BatchEncoderWrap::Encode(const Napi::CallbackInfo& info) {
   Status s = encoder_.prepare(static_cast<const uint8_t*>(staging.data), staging.length,
                               payloads_.data(), payloads_.size(), &b);
   if (s != Status::kOk) return status_value(env, s);
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, static_cast<size_t>(b.bound));
-  if (env.IsExceptionPending()) return Napi::Value();
+  const auto bound = static_cast<size_t>(b.bound);
   size_t offset = 0;
   size_t length = 0;
+  if (bound <= kEncodeScratchMaxBytes) {
+    if (scratch_.size() * sizeof(uint64_t) < bound) scratch_.resize(bound / sizeof(uint64_t));
+    auto* region = reinterpret_cast<uint8_t*>(scratch_.data());
+    s = encoder_.build(b, payloads_.data(), payloads_.size(), region, bound, &offset, &length);
+    payloads_.clear();
+    if (s != Status::kOk) return status_value(env, s);
+    // Node allocates a copied Buffer outside its pool, so the frame starts 8-byte aligned.
+    return Napi::Buffer<uint8_t>::Copy(env, region + offset, length);
+  }
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, bound);
+  if (env.IsExceptionPending()) return Napi::Value();
   s = encoder_.build(b, payloads_.data(), payloads_.size(), static_cast<uint8_t*>(buffer.Data()),
-                     static_cast<size_t>(b.bound), &offset, &length);
+                     bound, &offset, &length);
   payloads_.clear();
   if (s != Status::kOk) return status_value(env, s);
   return Napi::Uint8Array::New(env, length, buffer, offset);

@@ -386,6 +386,33 @@ describe('heap encoder and decoder', () => {
     expect(reader.decode(decoder, bad)).toBe(NativeStatus.CHECKSUM_MISMATCH);
   });
 
+  it('hands out frames in memory of their own length, not of the size bound', () => {
+    // A link keeps frames until their ack and counts their length: the memory behind a frame
+    // must be that length, for small envelopes whose bound is several times their size too.
+    const encoder = createBatchEncoder();
+    const w = new BatchWriter();
+    for (const [count, size] of [
+      [256, 64],
+      [4, 8192],
+      [1, 2 << 20],
+    ] as const) {
+      w.begin(Lane.Event, 1n);
+      stage(
+        w,
+        Array.from({ length: count }, () => event({ data: bytes(size, 7) })),
+      );
+      const frame = encodeBatch(encoder, w.finish(), w.payloads, 'grpc link to m2');
+      expect(frame.byteOffset % 8).toBe(0);
+      // Large frames may sit at the end of their bound: the excess is a bounded overhead.
+      expect(frame.buffer.byteLength).toBeLessThanOrEqual(
+        size * count < 1 << 20 ? frame.length : frame.length + 4096,
+      );
+      const reader = new BatchReader();
+      expect(reader.decode(createFrameDecoder(), frame)).toBe(NativeStatus.OK);
+      expect(reader.envelopeCount).toBe(count);
+    }
+  });
+
   it('encodes through the typed helpers and throws for a malformed layout', () => {
     const encoder = createBatchEncoder();
     const w = new BatchWriter();
