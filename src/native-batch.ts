@@ -100,14 +100,20 @@ export function batchLayoutMismatches(native: NativeBatchLayout): string[] {
   );
 }
 
-/** A growable little-endian byte buffer. */
+/**
+ * A growable byte buffer with u32 word access. The staging layout is little-endian and
+ * word-aligned; typed-array stores are in host order, which is little-endian on every platform
+ * the addon builds for (checked at load, below).
+ */
 class ByteBuffer {
   bytes: Uint8Array;
+  words: Uint32Array;
   view: DataView;
   used = 0;
 
   constructor(initialBytes: number) {
-    this.bytes = new Uint8Array(initialBytes);
+    this.bytes = new Uint8Array(initialBytes + (-initialBytes & 7));
+    this.words = new Uint32Array(this.bytes.buffer);
     this.view = new DataView(this.bytes.buffer);
   }
 
@@ -120,11 +126,12 @@ class ByteBuffer {
     const grown = new Uint8Array(size);
     grown.set(this.bytes.subarray(0, this.used));
     this.bytes = grown;
+    this.words = new Uint32Array(grown.buffer);
     this.view = new DataView(grown.buffer);
   }
 
   u32(v: number): void {
-    this.view.setUint32(this.used, v, true);
+    this.words[this.used >>> 2] = v;
     this.used += 4;
   }
 
@@ -132,6 +139,23 @@ class ByteBuffer {
   pad4(): void {
     while ((this.used & 3) !== 0) this.bytes[this.used++] = 0;
   }
+
+  /** Copies `data` to `used` and pads to 4; room must be reserved. */
+  copyPadded(data: Uint8Array): void {
+    const bytes = this.bytes;
+    bytes.set(data, this.used);
+    let at = this.used + data.length;
+    while ((at & 3) !== 0) bytes[at++] = 0;
+    this.used = at;
+  }
+}
+
+/** One float64 and its two u32 halves, to store doubles at word-aligned offsets. */
+const F64 = new Float64Array(1);
+const F64_WORDS = new Uint32Array(F64.buffer);
+
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
+  throw new Error('disco-transport needs a little-endian host');
 }
 
 /** The string an address slot of the previous envelope named, and its id. */
@@ -259,16 +283,17 @@ export class BatchWriter {
   ): void {
     const at = this.fixed(Kind.Event, repid, senderNode, senderSimproc, targetNode, targetSimproc);
     const out = this.out;
-    const v = out.view;
+    const w = out.words;
+    const i = at >>> 2;
     let flags = HAS_DATA;
-    out.bytes[at + 1] = dataFormat;
-    out.bytes[at + 2] = hops;
-    v.setUint32(at + 8, 0, true);
-    v.setFloat64(at + 32, epoch, true);
-    v.setUint32(at + 40, 0, true);
-    v.setUint32(at + 44, 0, true);
-    v.setUint32(at + 48, data.length, true);
-    v.setUint32(at + 52, 0, true);
+    F64[0] = epoch;
+    w[i + 2] = 0; // num_events
+    w[i + 8] = F64_WORDS[0]!;
+    w[i + 9] = F64_WORDS[1]!;
+    w[i + 10] = 0; // seqnr
+    w[i + 11] = 0;
+    w[i + 12] = data.length;
+    w[i + 13] = 0;
     if (replyTo !== null) {
       flags |= HAS_REPLY_TO;
       const node = this.id(replyTo.node);
@@ -277,18 +302,18 @@ export class BatchWriter {
       out.u32(node);
       out.u32(simproc);
     }
-    out.view.setUint32(at + 28, headers === null ? 0 : this.headers(headers), true);
+    // Reads `out.words` afresh: adding headers or reply-to may have grown the buffer.
+    out.words[i + 7] = headers === null ? 0 : this.headers(headers);
     if (data.length >= this.externalBytes) {
       flags |= DATA_EXTERNAL;
-      out.view.setUint32(at + 52, this.external.length, true);
+      out.words[i + 13] = this.external.length;
       this.external.push(data);
     } else {
       out.reserve(data.length + 3);
-      out.bytes.set(data, out.used);
-      out.used += data.length;
-      out.pad4();
+      out.copyPadded(data);
     }
-    out.bytes[at + 3] = flags;
+    // kind (set by fixed), data_format, hops, flags: one little-endian word.
+    out.words[i] = Kind.Event | ((dataFormat & 0xff) << 8) | ((hops & 0xff) << 16) | (flags << 24);
     this.envelopeCount++;
   }
 
@@ -317,21 +342,24 @@ export class BatchWriter {
       targetNode,
       targetSimproc,
     );
-    const v = this.out.view;
-    this.out.bytes[at + 1] = DataFormat.Raw;
-    this.out.bytes[at + 2] = hops;
-    this.out.bytes[at + 3] = 0;
-    v.setUint32(at + 8, numEvents, true);
-    v.setUint32(at + 28, 0, true);
-    v.setFloat64(at + 32, epoch, true);
+    const w = this.out.words;
+    const i = at >>> 2;
+    w[i] = Kind.Promise | (DataFormat.Raw << 8) | ((hops & 0xff) << 16); // flags 0
+    w[i + 2] = numEvents;
+    w[i + 7] = 0; // header_count
+    F64[0] = epoch;
+    w[i + 8] = F64_WORDS[0]!;
+    w[i + 9] = F64_WORDS[1]!;
     if (typeof seqnr === 'bigint') {
-      v.setBigUint64(at + 40, seqnr, true);
+      const wide = BigInt.asUintN(64, seqnr);
+      w[i + 10] = Number(wide & 0xffffffffn);
+      w[i + 11] = Number(wide >> 32n);
     } else {
-      v.setUint32(at + 40, seqnr % TWO_POW_32, true);
-      v.setUint32(at + 44, Math.floor(seqnr / TWO_POW_32), true);
+      w[i + 10] = seqnr % TWO_POW_32;
+      w[i + 11] = Math.floor(seqnr / TWO_POW_32);
     }
-    v.setUint32(at + 48, 0, true);
-    v.setUint32(at + 52, 0, true);
+    w[i + 12] = 0;
+    w[i + 13] = 0;
     this.envelopeCount++;
   }
 
@@ -377,13 +405,14 @@ export class BatchWriter {
     const out = this.out;
     out.reserve(BATCH_ENVELOPE_FIXED_BYTES);
     const at = out.used;
-    const v = out.view;
-    out.bytes[at] = kind;
-    v.setUint32(at + 4, repid, true);
-    v.setUint32(at + 12, a, true);
-    v.setUint32(at + 16, b, true);
-    v.setUint32(at + 20, c, true);
-    v.setUint32(at + 24, d, true);
+    const w = out.words;
+    const i = at >>> 2;
+    w[i] = kind;
+    w[i + 1] = repid;
+    w[i + 3] = a;
+    w[i + 4] = b;
+    w[i + 5] = c;
+    w[i + 6] = d;
     out.used = at + BATCH_ENVELOPE_FIXED_BYTES;
     return at;
   }
