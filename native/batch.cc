@@ -44,28 +44,25 @@ constexpr uint64_t table_bound(uint64_t slots, uint64_t fields) {
   return (4 + 2 * slots) + (4 + 3) + fields;
 }
 constexpr uint64_t kEnvelopeTableBound =
-    table_bound(14, scalar_field(1) /* kind */ + scalar_field(4) /* repid */ +
-                        4 * kOffsetField /* addresses */ + scalar_field(8) /* epoch */ +
-                        scalar_field(8) /* seqnr */ + scalar_field(4) /* num_events */ +
-                        kOffsetField /* headers */ + kOffsetField /* data */ +
-                        scalar_field(1) /* data_format */ + scalar_field(1) /* hops */ +
-                        kOffsetField /* reply_to */);
+    table_bound(15, (48 + 7) /* head: a 48-byte struct, 8-aligned */ + kOffsetField /* headers */ +
+                        kOffsetField /* data */ + kOffsetField /* reply_to */);
 constexpr uint64_t kHeaderTableBound = table_bound(2, 2 * kOffsetField);
 constexpr uint64_t kAddressTableBound = table_bound(2, 2 * kOffsetField);
-constexpr uint64_t kFrameTableBound =
-    table_bound(4, scalar_field(8) + scalar_field(8) + scalar_field(1) + kOffsetField);
+constexpr uint64_t kFrameTableBound = table_bound(
+    5, scalar_field(8) + scalar_field(8) + scalar_field(1) + kOffsetField + kOffsetField);
 constexpr uint64_t kStringOverhead = 4 + 1 + 3;
 constexpr uint64_t kVectorOverhead = 4 + 3 + 7 + 3;
 constexpr uint64_t kFinishBound = 4 + 4 + 7;
 constexpr uint64_t kFieldLocBytes = 8;
 constexpr uint64_t kVtableScratch = 4;  // per table, as if none were deduplicated
-constexpr uint64_t kMaxFieldsPerTable = 14;
+constexpr uint64_t kMaxFieldsPerTable = 15;
 
-static_assert(kEnvelopeTableBound == 135, "recount the Envelope bound when the schema changes");
-static_assert(w::Envelope::VT_REPLY_TO == 4 + 2 * 13, "Envelope has 14 slots");
+static_assert(kEnvelopeTableBound == 117, "recount the Envelope bound when the schema changes");
+static_assert(sizeof(w::EnvelopeHead) == 48, "EnvelopeHead is 48 bytes");
+static_assert(w::Envelope::VT_HEAD == 4 + 2 * 14, "Envelope has 15 slots");
 static_assert(w::Header::VT_VALUE == 4 + 2 * 1, "Header has 2 slots");
 static_assert(w::Address::VT_SIMPROC == 4 + 2 * 1, "Address has 2 slots");
-static_assert(w::Frame::VT_ENVELOPES == 4 + 2 * 3, "Frame has 4 slots");
+static_assert(w::Frame::VT_NAMES == 4 + 2 * 4, "Frame has 5 slots");
 
 constexpr uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
@@ -88,27 +85,6 @@ uint64_t rd64(const uint8_t* p) {
 }
 constexpr size_t pad4(size_t n) { return (n + 3) & ~size_t{3}; }
 
-/// One envelope of the staging layout, every part checked against the layout and the tables.
-struct StagedEnvelope {
-  uint8_t kind;
-  uint8_t data_format;
-  uint8_t hops;
-  uint8_t flags;
-  uint32_t repid;
-  uint32_t num_events;
-  uint32_t sender_node;
-  uint32_t sender_simproc;
-  uint32_t target_node;
-  uint32_t target_simproc;
-  uint32_t header_count;
-  double epoch;
-  uint64_t seqnr;
-  uint32_t reply_node;
-  uint32_t reply_simproc;
-  const uint8_t* header_ids;  // header_count pairs of u32
-  const uint8_t* data;        // data_length bytes (inline or external), or null
-  uint32_t data_length;
-};
 
 /// Reads the envelope at `*at` of `layout[0..used)`; advances `*at`. False when any part runs
 /// past the layout, names an undefined string id or a missing payload, or has unknown values.
@@ -293,23 +269,33 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
     offset_.resize(strings, 0);
   }
   const uint32_t gen = ++generation_;
+  if (name_stamp_.size() < strings) {
+    name_stamp_.resize(strings, 0);
+    name_index_.resize(strings, 0);
+  }
   auto string_bound = [&](uint32_t id) -> uint64_t {
     if (stamp_[id] == gen) return 0;  // already counted: built once per frame
     stamp_[id] = gen;
     return strings_.length(id) + kStringOverhead;
   };
+  // A name is one string and one slot of the frame's names vector.
+  auto name_bound = [&](uint32_t id) -> uint64_t {
+    if (name_stamp_[id] == gen) return 0;
+    name_stamp_[id] = gen;
+    return 4 + string_bound(id);
+  };
 
   uint64_t bound = kFrameHeaderBytes + kFinishBound + kFrameTableBound + kVtableScratch +
                    kMaxFieldsPerTable * kFieldLocBytes + 4 * uint64_t{b.envelope_count} +
-                   kVectorOverhead;
+                   2 * kVectorOverhead;
   StagedEnvelope e;
   for (uint32_t i = 0; i < b.envelope_count; ++i) {
     if (!read_envelope(layout, b.strings_at, &at, strings, payloads, payload_count, &e)) {
       return Status::kBadBatch;
     }
     bound += kEnvelopeTableBound + kVtableScratch;
-    bound += string_bound(e.sender_node) + string_bound(e.sender_simproc) +
-             string_bound(e.target_node) + string_bound(e.target_simproc);
+    bound += name_bound(e.sender_node) + name_bound(e.sender_simproc) +
+             name_bound(e.target_node) + name_bound(e.target_simproc);
     if (e.header_count > 0) {
       bound += 4 * uint64_t{e.header_count} + kVectorOverhead;
       bound += uint64_t{e.header_count} * (kHeaderTableBound + kVtableScratch);
@@ -346,11 +332,21 @@ class BatchBuild {
     return fb::Offset<fb::String>(enc_.offset_[id]);
   }
 
+  /// The index of string `id` in the frame's names vector, adding it on first use.
+  uint32_t name(uint32_t id) {
+    if (enc_.name_stamp_[id] != gen_) {
+      enc_.name_stamp_[id] = gen_;
+      enc_.name_index_[id] = static_cast<uint32_t>(enc_.names_.size());
+      enc_.names_.push_back(string(id).o);
+    }
+    return enc_.name_index_[id];
+  }
+
   fb::Offset<w::Envelope> envelope(const StagedEnvelope& e) {
-    const auto sender_node = string(e.sender_node);
-    const auto sender_simproc = string(e.sender_simproc);
-    const auto target_node = string(e.target_node);
-    const auto target_simproc = string(e.target_simproc);
+    const w::EnvelopeHead head(e.epoch, e.seqnr, e.repid, e.num_events, name(e.sender_node),
+                               name(e.sender_simproc), name(e.target_node),
+                               name(e.target_simproc), static_cast<w::Kind>(e.kind),
+                               static_cast<w::DataFormat>(e.data_format), e.hops);
     fb::Offset<fb::Vector<fb::Offset<w::Header>>> headers;
     if (e.header_count > 0) {
       enc_.headers_.clear();
@@ -377,10 +373,7 @@ class BatchBuild {
       const auto simproc = string(e.reply_simproc);
       reply_to = w::CreateAddress(fbb_, node, simproc);
     }
-    return w::CreateEnvelope(fbb_, static_cast<w::Kind>(e.kind), e.repid, sender_node,
-                             sender_simproc, target_node, target_simproc, e.epoch, e.seqnr,
-                             e.num_events, headers, data, static_cast<w::DataFormat>(e.data_format),
-                             e.hops, reply_to);
+    return w::CreateEnvelope(fbb_, headers, data, reply_to, &head);
   }
 
  private:
@@ -409,6 +402,7 @@ Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
     BatchBuild build(*this, fbb, ++generation_);
     envelopes_.clear();
     envelopes_.reserve(b.envelope_count);
+    names_.clear();
     size_t at = kBatchHeaderBytes;
     StagedEnvelope e;
     for (uint32_t i = 0; i < b.envelope_count && status == Status::kOk; ++i) {
@@ -425,8 +419,14 @@ Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
       }
       const auto vector =
           fb::Offset<fb::Vector<fb::Offset<w::Envelope>>>(fbb.EndVector(envelopes_.size()));
+      fbb.StartVector(names_.size(), sizeof(fb::uoffset_t));
+      for (size_t i = names_.size(); i > 0; --i) {
+        fbb.PushElement(fb::Offset<fb::String>(names_[i - 1]));
+      }
+      const auto names =
+          fb::Offset<fb::Vector<fb::Offset<fb::String>>>(fbb.EndVector(names_.size()));
       const auto frame =
-          w::CreateFrame(fbb, b.link_seq, b.ack, static_cast<w::Lane>(b.lane), vector);
+          w::CreateFrame(fbb, b.link_seq, b.ack, static_cast<w::Lane>(b.lane), vector, names);
       w::FinishFrameBuffer(fbb, frame);
       body_size = fbb.GetSize();
       if (allocator.overflowed() || fbb.GetBufferPointer() != region + region_bytes - body_size ||
@@ -655,11 +655,14 @@ class FrameDecode {
     uint64_t ack = 0;
     uint8_t lane = 0;
     size_t envelopes = 0;
+    size_t names = 0;
     if (!scalar(root, w::Frame::VT_LINK_SEQ, &link_seq) || !scalar(root, w::Frame::VT_ACK, &ack) ||
         !scalar(root, w::Frame::VT_LANE, &lane) ||
-        !r_.field(root, w::Frame::VT_ENVELOPES, 4, &envelopes)) {
+        !r_.field(root, w::Frame::VT_ENVELOPES, 4, &envelopes) ||
+        !r_.field(root, w::Frame::VT_NAMES, 4, &names) || names == 0) {
       return Status::kCorruptRecord;
     }
+    if (Status s = frame_names(names); s != Status::kOk) return s;
     uint32_t count = 0;
     size_t first = 0;
     if (envelopes != 0 && !r_.vector(envelopes, 4, &count, &first)) return Status::kCorruptRecord;
@@ -708,6 +711,16 @@ class FrameDecode {
       *id = slot.id;
       return Status::kOk;
     }
+    uint32_t found = 0;
+    if (Status s = intern(at, length, &found); s != Status::kOk) return s;
+    slot = BatchDecoder::CacheEntry{d_.generation_, static_cast<uint32_t>(at), found};
+    *id = found;
+    return Status::kOk;
+  }
+
+  /// The consumer id of the string at body offset `at`; a string new to the table is also
+  /// added to the output. kOk or kOutputTooSmall.
+  Status intern(size_t at, uint32_t length, uint32_t* id) {
     bool inserted = false;
     const uint32_t found = d_.strings_.intern(r_.at(at), length, &inserted);
     if (found == kNoString) return Status::kOutputTooSmall;
@@ -717,8 +730,22 @@ class FrameDecode {
       d_.target_.strings[2 * d_.new_strings_ + 1] = length;
       ++d_.new_strings_;
     }
-    slot = BatchDecoder::CacheEntry{d_.generation_, static_cast<uint32_t>(at), found};
     *id = found;
+    return Status::kOk;
+  }
+
+  /// Interns the frame's names (the vector at offset field `pos`) into d_.names_, by index.
+  Status frame_names(size_t pos) {
+    uint32_t count = 0;
+    size_t first = 0;
+    if (!r_.vector(pos, 4, &count, &first)) return Status::kCorruptRecord;
+    d_.names_.resize(count);
+    for (uint32_t i = 0; i < count; ++i) {
+      size_t at = 0;
+      uint32_t length = 0;
+      if (!r_.string(first + 4 * size_t{i}, &at, &length)) return Status::kCorruptRecord;
+      if (Status s = intern(at, length, &d_.names_[i]); s != Status::kOk) return s;
+    }
     return Status::kOk;
   }
 
@@ -753,29 +780,33 @@ class FrameDecode {
     BodyReader::Table t;
     if (!r_.table_at(pos, &t)) return Status::kCorruptRecord;
     if (d_.envelopes_ >= d_.target_.envelope_capacity) return Status::kOutputTooSmall;
-    uint8_t kind = 0;
-    uint8_t data_format = 0;
-    uint8_t hops = 0;
-    uint32_t repid = 0;
-    uint32_t num_events = 0;
-    double epoch = 0.0;
-    uint64_t seqnr = 0;
-    if (!scalar(t, w::Envelope::VT_KIND, &kind) || !scalar(t, w::Envelope::VT_REPID, &repid) ||
-        !scalar(t, w::Envelope::VT_EPOCH, &epoch) || !scalar(t, w::Envelope::VT_SEQNR, &seqnr) ||
-        !scalar(t, w::Envelope::VT_NUM_EVENTS, &num_events) ||
-        !scalar(t, w::Envelope::VT_DATA_FORMAT, &data_format) ||
-        !scalar(t, w::Envelope::VT_HOPS, &hops)) {
+    size_t head_pos = 0;
+    if (!r_.field(t, w::Envelope::VT_HEAD, sizeof(w::EnvelopeHead), &head_pos) || head_pos == 0) {
       return Status::kCorruptRecord;
     }
+    // One copy of the struct; its accessors convert from little-endian.
+    w::EnvelopeHead head;
+    std::memcpy(static_cast<void*>(&head), r_.at(head_pos), sizeof head);
+    const size_t names = d_.names_.size();
+    if (head.sender_node() >= names || head.sender_simproc() >= names ||
+        head.target_node() >= names || head.target_simproc() >= names) {
+      return Status::kCorruptRecord;
+    }
+    const auto kind = static_cast<uint8_t>(head.kind());
+    const auto data_format = static_cast<uint8_t>(head.data_format());
+    if (kind > static_cast<uint8_t>(w::Kind::MAX) ||
+        data_format > static_cast<uint8_t>(w::DataFormat::MAX)) {
+      return Status::kCorruptRecord;
+    }
+    const uint8_t hops = head.hops();
+    const uint64_t seqnr = head.seqnr();
     uint32_t* out = d_.target_.envelopes + kEnvelopeWords * d_.envelopes_;
+    out[5] = d_.names_[head.sender_node()];
+    out[6] = d_.names_[head.sender_simproc()];
+    out[7] = d_.names_[head.target_node()];
+    out[8] = d_.names_[head.target_simproc()];
     uint32_t flags = 0;
     Status s = Status::kOk;
-    if ((s = string_id(t, w::Envelope::VT_SENDER_NODE, &out[5])) != Status::kOk ||
-        (s = string_id(t, w::Envelope::VT_SENDER_SIMPROC, &out[6])) != Status::kOk ||
-        (s = string_id(t, w::Envelope::VT_TARGET_NODE, &out[7])) != Status::kOk ||
-        (s = string_id(t, w::Envelope::VT_TARGET_SIMPROC, &out[8])) != Status::kOk) {
-      return s;
-    }
     size_t data = 0;
     uint32_t data_length = 0;
     size_t data_first = 0;
@@ -796,16 +827,16 @@ class FrameDecode {
       flags |= kEnvelopeHasReplyTo;
     }
     out[0] = uint32_t{kind} | uint32_t{data_format} << 8 | uint32_t{hops} << 16 | flags << 24;
-    out[1] = repid;
+    out[1] = head.repid();
     out[2] = static_cast<uint32_t>(seqnr);
     out[3] = static_cast<uint32_t>(seqnr >> 32);
-    out[4] = num_events;
+    out[4] = head.num_events();
     out[9] = data != 0 ? static_cast<uint32_t>(body_in_view_ + data_first) : 0;
     out[10] = data_length;
     out[11] = header_start;
     out[12] = header_count;
     out[15] = static_cast<uint32_t>(d_.frames_);
-    d_.target_.epochs[d_.envelopes_] = epoch;
+    d_.target_.epochs[d_.envelopes_] = head.epoch();
     ++d_.envelopes_;
     return Status::kOk;
   }
@@ -831,7 +862,13 @@ void count_frame(const BodyReader& r, uint32_t* envelopes, uint32_t* headers, ui
     return;
   }
   *envelopes = count;
-  *strings = 4 * count;
+  size_t names = 0;
+  size_t names_first = 0;
+  uint32_t names_count = 0;
+  if (r.field(root, w::Frame::VT_NAMES, 4, &names) && names != 0 &&
+      r.vector(names, 4, &names_count, &names_first)) {
+    *strings = names_count;
+  }
   for (uint32_t i = 0; i < count; ++i) {
     size_t pos = 0;
     BodyReader::Table t;

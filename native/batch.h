@@ -71,9 +71,7 @@
 //     11 first header pair    12 header count
 //     13 reply node id    14 reply simproc id (kNoString without reply_to)
 //     15 frame index in the batch
-//   epochs: f64 per envelope. An epoch of -0.0 arrives as 0.0: FlatBuffers leaves out a field
-//     equal to its default, and -0.0 == 0.0 (the TypeScript codec behaves the same).
-//     NaN and the infinities arrive as sent.
+//   epochs: f64 per envelope, bit for bit as sent (-0.0, NaN and the infinities included).
 //   headers: pairs (key id, value id).
 //   strings: pairs (offset in the view, byte length) of the strings new to the consumer's
 //     table, in id order; TypeScript decodes them from the view before releasing it.
@@ -150,6 +148,29 @@ class ProducerStrings {
   std::vector<uint32_t> lengths_;
 };
 
+/// One envelope of the staging layout, every part checked against the layout and the tables
+/// (batch.cc read_envelope). Pointers point into the staging buffer or an external payload.
+struct StagedEnvelope {
+  uint8_t kind;
+  uint8_t data_format;
+  uint8_t hops;
+  uint8_t flags;
+  uint32_t repid;
+  uint32_t num_events;
+  uint32_t sender_node;
+  uint32_t sender_simproc;
+  uint32_t target_node;
+  uint32_t target_simproc;
+  uint32_t header_count;
+  double epoch;
+  uint64_t seqnr;
+  uint32_t reply_node;
+  uint32_t reply_simproc;
+  const uint8_t* header_ids;  // header_count pairs of u32
+  const uint8_t* data;        // data_length bytes (inline or external), or null
+  uint32_t data_length;
+};
+
 /// What prepare() learned about a staging buffer.
 struct PreparedBatch {
   const uint8_t* layout = nullptr;
@@ -200,6 +221,9 @@ class BatchEncoder {
   std::vector<uint32_t> offset_;     // per string id: its offset in the frame being built
   std::vector<uint32_t> envelopes_;  // offsets of the envelope tables of the frame
   std::vector<uint32_t> headers_;    // offsets of one envelope's header tables
+  std::vector<uint32_t> name_stamp_;  // per string id: generation that last named it
+  std::vector<uint32_t> name_index_;  // per string id: its index in the frame's names
+  std::vector<uint32_t> names_;       // offsets of the frame's names, in index order
   uint32_t generation_ = 0;
 };
 
@@ -287,6 +311,7 @@ class BatchDecoder {
     uint32_t id;
   };
   CacheEntry cache_[64] = {};  // string position in the frame -> id, for this frame
+  std::vector<uint32_t> names_;  // the frame's names vector, index -> consumer id
 };
 
 }  // namespace disco

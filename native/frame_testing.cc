@@ -26,29 +26,45 @@ std::vector<uint8_t> finish_and_seal(fb::FlatBufferBuilder& fbb, fb::Offset<w::F
   return seal_body_copy(fbb.GetBufferPointer(), fbb.GetSize());
 }
 
-fb::Offset<w::Envelope> build_full_envelope(fb::FlatBufferBuilder& fbb) {
+/// The frame's names vector as it is built: each name once, indexed in order of first use.
+class Names {
+ public:
+  explicit Names(fb::FlatBufferBuilder& fbb) : fbb_(fbb) {}
+
+  uint32_t operator()(const std::string& name) {
+    for (size_t i = 0; i < text_.size(); ++i) {
+      if (text_[i] == name) return static_cast<uint32_t>(i);
+    }
+    text_.push_back(name);
+    offsets_.push_back(fbb_.CreateString(name));
+    return static_cast<uint32_t>(offsets_.size() - 1);
+  }
+
+  const std::vector<fb::Offset<fb::String>>* offsets() const { return &offsets_; }
+
+ private:
+  fb::FlatBufferBuilder& fbb_;
+  std::vector<std::string> text_;
+  std::vector<fb::Offset<fb::String>> offsets_;
+};
+
+fb::Offset<w::Envelope> build_full_envelope(fb::FlatBufferBuilder& fbb, Names& names) {
   std::vector<fb::Offset<w::Header>> headers{
       w::CreateHeaderDirect(fbb, "trace-id", "4bf92f3577b34da6"),
       w::CreateHeaderDirect(fbb, "unicode", "grüße ✓ 日本"),
   };
   const std::vector<uint8_t> data(std::begin(kSampleData), std::end(kSampleData));
   const auto reply_to = w::CreateAddressDirect(fbb, "n2", "ledger");
-  return w::CreateEnvelopeDirect(fbb, w::Kind::Promise, kSampleRepid, "n1", "physics", "n7",
-                                 "chemistry", kSampleEpoch, kSampleSeqnr, kSampleNumEvents,
-                                 &headers, &data, w::DataFormat::Serialized, kSampleHops, reply_to);
+  const w::EnvelopeHead head(kSampleEpoch, kSampleSeqnr, kSampleRepid, kSampleNumEvents,
+                             names("n1"), names("physics"), names("n7"), names("chemistry"),
+                             w::Kind::Promise, w::DataFormat::Serialized, kSampleHops);
+  return w::CreateEnvelopeDirect(fbb, &headers, &data, reply_to, &head);
 }
 
-fb::Offset<w::Envelope> build_minimal_envelope(fb::FlatBufferBuilder& fbb) {
-  const auto sender_node = fbb.CreateString("n0");
-  const auto sender_simproc = fbb.CreateString("source");
-  const auto target_node = fbb.CreateString("n1");
-  const auto target_simproc = fbb.CreateString("sink");
-  w::EnvelopeBuilder b(fbb);
-  b.add_sender_node(sender_node);
-  b.add_sender_simproc(sender_simproc);
-  b.add_target_node(target_node);
-  b.add_target_simproc(target_simproc);
-  return b.Finish();
+fb::Offset<w::Envelope> build_minimal_envelope(fb::FlatBufferBuilder& fbb, Names& names) {
+  const w::EnvelopeHead head(0.0, 0, 0, 0, names("n0"), names("source"), names("n1"),
+                             names("sink"), w::Kind::Event, w::DataFormat::Raw, 0);
+  return w::CreateEnvelope(fbb, 0, 0, 0, &head);
 }
 
 void append_u64(std::string& out, uint64_t v) {
@@ -154,34 +170,42 @@ void append_address(std::string& out, const w::Address* a) {
   out += '}';
 }
 
-void append_envelope(std::string& out, const w::Envelope& e) {
+/// Name `index` of `names`, or null when out of range (the verifier does not check indices).
+void append_name(std::string& out, const fb::Vector<fb::Offset<fb::String>>* names,
+                 uint32_t index) {
+  append_string(out, names != nullptr && index < names->size() ? names->Get(index) : nullptr);
+}
+
+void append_envelope(std::string& out, const w::Envelope& e,
+                     const fb::Vector<fb::Offset<fb::String>>* names) {
+  const w::EnvelopeHead& h = *e.head();  // required: the verifier checked it is there
   out += '{';
   append_field(out, "kind");
-  append_u64(out, static_cast<uint8_t>(e.kind()));
+  append_u64(out, static_cast<uint8_t>(h.kind()));
   out += ',';
   append_field(out, "repid");
-  append_u64(out, e.repid());
+  append_u64(out, h.repid());
   out += ',';
   append_field(out, "senderNode");
-  append_string(out, e.sender_node());
+  append_name(out, names, h.sender_node());
   out += ',';
   append_field(out, "senderSimproc");
-  append_string(out, e.sender_simproc());
+  append_name(out, names, h.sender_simproc());
   out += ',';
   append_field(out, "targetNode");
-  append_string(out, e.target_node());
+  append_name(out, names, h.target_node());
   out += ',';
   append_field(out, "targetSimproc");
-  append_string(out, e.target_simproc());
+  append_name(out, names, h.target_simproc());
   out += ',';
   append_field(out, "epoch");
-  append_double(out, e.epoch());
+  append_double(out, h.epoch());
   out += ',';
   append_field(out, "seqnr");
-  append_quoted_u64(out, e.seqnr());
+  append_quoted_u64(out, h.seqnr());
   out += ',';
   append_field(out, "numEvents");
-  append_u64(out, e.num_events());
+  append_u64(out, h.num_events());
   out += ',';
   append_field(out, "headers");
   append_headers(out, e.headers());
@@ -190,10 +214,10 @@ void append_envelope(std::string& out, const w::Envelope& e) {
   append_bytes(out, e.data());
   out += ',';
   append_field(out, "dataFormat");
-  append_u64(out, static_cast<uint8_t>(e.data_format()));
+  append_u64(out, static_cast<uint8_t>(h.data_format()));
   out += ',';
   append_field(out, "hops");
-  append_u64(out, e.hops());
+  append_u64(out, h.hops());
   out += ',';
   append_field(out, "replyTo");
   append_address(out, e.reply_to());
@@ -212,15 +236,17 @@ std::vector<uint8_t> seal_body_copy(const uint8_t* body, size_t len) noexcept {
 
 std::vector<uint8_t> build_sample_frame() noexcept {
   fb::FlatBufferBuilder fbb;
-  const std::vector<fb::Offset<w::Envelope>> envelopes{build_full_envelope(fbb),
-                                                       build_minimal_envelope(fbb)};
-  return finish_and_seal(
-      fbb, w::CreateFrameDirect(fbb, kSampleLinkSeq, kSampleAck, w::Lane::Event, &envelopes));
+  Names names(fbb);
+  const std::vector<fb::Offset<w::Envelope>> envelopes{build_full_envelope(fbb, names),
+                                                       build_minimal_envelope(fbb, names)};
+  return finish_and_seal(fbb, w::CreateFrameDirect(fbb, kSampleLinkSeq, kSampleAck,
+                                                   w::Lane::Event, &envelopes, names.offsets()));
 }
 
 std::vector<uint8_t> build_test_frame(uint64_t link_seq, uint32_t envelope_count,
                                       uint32_t data_bytes) noexcept {
   fb::FlatBufferBuilder fbb;
+  Names names(fbb);
   std::vector<fb::Offset<w::Envelope>> envelopes;
   envelopes.reserve(envelope_count);
   std::vector<uint8_t> data(data_bytes);
@@ -228,12 +254,15 @@ std::vector<uint8_t> build_test_frame(uint64_t link_seq, uint32_t envelope_count
     for (uint32_t j = 0; j < data_bytes; ++j) data[j] = static_cast<uint8_t>(link_seq + i + j);
     const std::string node = "n" + std::to_string(i % 16);
     const auto kind = i % 2 == 0 ? w::Kind::Event : w::Kind::Promise;
-    envelopes.push_back(w::CreateEnvelopeDirect(
-        fbb, kind, static_cast<uint32_t>(link_seq % 4), node.c_str(), "physics", "n0", "sink",
-        static_cast<double>(i) + 0.25, link_seq * 1000 + i, i, nullptr, &data));
+    const w::EnvelopeHead head(static_cast<double>(i) + 0.25, link_seq * 1000 + i,
+                               static_cast<uint32_t>(link_seq % 4), i, names(node),
+                               names("physics"), names("n0"), names("sink"), kind,
+                               w::DataFormat::Raw, 0);
+    envelopes.push_back(w::CreateEnvelopeDirect(fbb, nullptr, &data, 0, &head));
   }
   const auto lane = link_seq % 2 == 0 ? w::Lane::Promise : w::Lane::Event;
-  return finish_and_seal(fbb, w::CreateFrameDirect(fbb, link_seq, link_seq / 2, lane, &envelopes));
+  return finish_and_seal(fbb, w::CreateFrameDirect(fbb, link_seq, link_seq / 2, lane, &envelopes,
+                                                   names.offsets()));
 }
 
 Status describe_frame(const uint8_t* p, size_t len, std::string* out) noexcept {
@@ -259,7 +288,7 @@ Status describe_frame(const uint8_t* p, size_t len, std::string* out) noexcept {
     json += '[';
     for (fb::uoffset_t i = 0; i < envelopes->size(); ++i) {
       if (i > 0) json += ',';
-      append_envelope(json, *envelopes->Get(i));
+      append_envelope(json, *envelopes->Get(i), frame->names());
     }
     json += ']';
   }

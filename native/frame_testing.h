@@ -16,8 +16,9 @@
 //              headers = [ "trace-id": "4bf92f3577b34da6", "unicode": "grüße ✓ 日本" ]
 //              data = 00 01 7f 80 fe ff 44 53 43 4f 00   data_format = Serialized (1)
 //              hops = 3                   reply_to = "n2" / "ledger"
-//   envelopes[1], required fields only (everything else absent, read as its default):
+//   envelopes[1], the required head only, every number 0, no headers, data or reply_to:
 //              sender = "n0" / "source"   target = "n1" / "sink"
+//   names: the names the heads index, in order of first use.
 //
 // Threads: the functions are pure and reentrant.
 

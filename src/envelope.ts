@@ -22,11 +22,13 @@ import {
   Address as WireAddress,
   DataFormat,
   Envelope as WireEnvelope,
+  EnvelopeHead as WireEnvelopeHead,
   Frame as WireFrame,
   Header as WireHeader,
   Kind,
   Lane,
 } from './generated/envelope_generated.js';
+import { FrameCorruptError } from './errors.js';
 import { FRAME_HEADER_BYTES } from './native.js';
 import { NameReader, NameWriter } from './wire-names.js';
 
@@ -195,7 +197,8 @@ export class FrameEncoder {
     for (let i = 0; i < count; i++) offsets[i] = this.writeEnvelope(envelopes[start + i]!);
     WireFrame.startEnvelopesVector(b, count);
     for (let i = count - 1; i >= 0; i--) b.addOffset(offsets[i]!);
-    const frame = WireFrame.createFrame(b, linkSeq, ack, lane, b.endVector());
+    const list = b.endVector();
+    const frame = WireFrame.createFrame(b, linkSeq, ack, lane, list, this.names.vector());
     WireFrame.finishFrameBuffer(b, frame);
     const body = b.asUint8Array();
     // Not zero-filled (the body overwrites all but the header) and 8-byte aligned: Node
@@ -209,16 +212,30 @@ export class FrameEncoder {
   private writeEnvelope(env: Envelope): number {
     const b = this.builder;
     const names = this.names;
-    const senderNode = names.write(env.sender.node);
-    const senderSimproc = names.write(env.sender.simproc);
-    const targetNode = names.write(env.targetNode);
-    const targetSimproc = names.write(env.simproc);
+    // Names, headers, data and reply-to are written before the table is started.
+    const senderNode = names.index(env.sender.node);
+    const senderSimproc = names.index(env.sender.simproc);
+    const targetNode = names.index(env.targetNode);
+    const targetSimproc = names.index(env.simproc);
     if (env instanceof PromiseEnvelope) {
       WireEnvelope.startEnvelope(b);
-      WireEnvelope.addKind(b, Kind.Promise);
-      this.addCommon(env, senderNode, senderSimproc, targetNode, targetSimproc);
-      WireEnvelope.addSeqnr(b, BigInt(env.seqnr));
-      WireEnvelope.addNumEvents(b, env.numEvents);
+      WireEnvelope.addHead(
+        b,
+        WireEnvelopeHead.createEnvelopeHead(
+          b,
+          env.epoch,
+          BigInt(env.seqnr),
+          env.repid,
+          env.numEvents,
+          senderNode,
+          senderSimproc,
+          targetNode,
+          targetSimproc,
+          Kind.Promise,
+          DataFormat.Raw,
+          env.hops,
+        ),
+      );
       return WireEnvelope.endEnvelope(b);
     }
     if (env.payload === null) throw new TypeError('event envelope has no serialized payload');
@@ -229,34 +246,31 @@ export class FrameEncoder {
         ? 0
         : WireAddress.createAddress(
             b,
-            names.write(env.replyTo.node),
-            names.write(env.replyTo.simproc),
+            b.createSharedString(env.replyTo.node),
+            b.createSharedString(env.replyTo.simproc),
           );
     WireEnvelope.startEnvelope(b);
-    WireEnvelope.addKind(b, Kind.Event);
-    this.addCommon(env, senderNode, senderSimproc, targetNode, targetSimproc);
+    WireEnvelope.addHead(
+      b,
+      WireEnvelopeHead.createEnvelopeHead(
+        b,
+        env.epoch,
+        0n,
+        env.repid,
+        0,
+        senderNode,
+        senderSimproc,
+        targetNode,
+        targetSimproc,
+        Kind.Event,
+        env.dataFormat,
+        env.hops,
+      ),
+    );
     if (headers !== 0) WireEnvelope.addHeaders(b, headers);
     WireEnvelope.addData(b, data);
-    WireEnvelope.addDataFormat(b, env.dataFormat);
     if (replyTo !== 0) WireEnvelope.addReplyTo(b, replyTo);
     return WireEnvelope.endEnvelope(b);
-  }
-
-  private addCommon(
-    env: Envelope,
-    senderNode: number,
-    senderSimproc: number,
-    targetNode: number,
-    targetSimproc: number,
-  ): void {
-    const b = this.builder;
-    WireEnvelope.addRepid(b, env.repid);
-    WireEnvelope.addSenderNode(b, senderNode);
-    WireEnvelope.addSenderSimproc(b, senderSimproc);
-    WireEnvelope.addTargetNode(b, targetNode);
-    WireEnvelope.addTargetSimproc(b, targetSimproc);
-    WireEnvelope.addEpoch(b, env.epoch);
-    WireEnvelope.addHops(b, env.hops);
   }
 
   private writeHeaders(headers: Headers): number {
@@ -288,13 +302,7 @@ export interface FrameInfo {
   readonly count: number;
 }
 
-/** Vtable offsets (4 + 2 × field id, schemas/envelope.fbs) of the Envelope's name fields. */
-const SENDER_NODE_FIELD = 8;
-const SENDER_SIMPROC_FIELD = 10;
-const TARGET_NODE_FIELD = 12;
-const TARGET_SIMPROC_FIELD = 14;
-
-const names = new NameReader();
+const nameReader = new NameReader();
 const NO_BYTES = new Uint8Array(0);
 /**
  * The ByteBuffer decodeFrame reads through, kept between calls: flatbuffers allocates a
@@ -308,6 +316,9 @@ function readAddress(node: string | null, simproc: string | null): NodeRef {
   // The verifier enforces `required` fields; the fallback only satisfies the types.
   return { node: node ?? '', simproc: simproc ?? '' };
 }
+
+/** The current frame's names, by index (reused between calls). */
+const frameNames: string[] = [];
 
 function senderOf(node: string, simproc: string): NodeRef {
   // Names come from the NameReader, so a repeated sender compares by pointer.
@@ -337,8 +348,16 @@ function readHeaders(env: WireEnvelope): Headers {
  *
  * @param frame - the whole sealed frame, header included.
  * @param onEnvelope - called once per envelope, in frame order.
+ * @param peer - who sent the frame, for errors.
+ * @throws FrameCorruptError, before any envelope is handed over, when an envelope names an
+ *   index outside the frame's names or an unknown kind or data format (the verifier checks
+ *   offsets and sizes, not these values).
  */
-export function decodeFrame(frame: Uint8Array, onEnvelope: (env: Envelope) => void): FrameInfo {
+export function decodeFrame(
+  frame: Uint8Array,
+  onEnvelope: (env: Envelope) => void,
+  peer = 'a peer',
+): FrameInfo {
   // A plain Uint8Array view: `subarray` of a Buffer builds a Buffer, which costs more.
   const body = new Uint8Array(
     frame.buffer,
@@ -346,46 +365,82 @@ export function decodeFrame(frame: Uint8Array, onEnvelope: (env: Envelope) => vo
     frame.length - FRAME_HEADER_BYTES,
   );
   const bb = spareByteBuffer;
-  if (bb === null) return decodeBody(new flatbuffers.ByteBuffer(body), onEnvelope);
+  if (bb === null) return decodeBody(new flatbuffers.ByteBuffer(body), onEnvelope, peer, []);
   spareByteBuffer = null;
   (bb as unknown as ByteBufferInternals).bytes_ = body;
   bb.setPosition(0);
+  const names = frameNames;
   try {
-    return decodeBody(bb, onEnvelope);
+    return decodeBody(bb, onEnvelope, peer, names);
   } finally {
     // Holds no frame between calls.
     (bb as unknown as ByteBufferInternals).bytes_ = NO_BYTES;
+    names.length = 0;
     spareByteBuffer = bb;
   }
 }
 
-function decodeBody(bytes: flatbuffers.ByteBuffer, onEnvelope: (env: Envelope) => void): FrameInfo {
+/** Vtable offset (4 + 2 × field id, schemas/envelope.fbs) of Frame.names. */
+const FRAME_NAMES_FIELD = 12;
+
+/** Checks what the verifier does not: name indices and enum values; throws for the first bad one. */
+function checkHeads(root: WireFrame, count: number, names: number, peer: string): void {
+  const w = new WireEnvelope();
+  const h = new WireEnvelopeHead();
+  for (let i = 0; i < count; i++) {
+    root.envelopes(i, w)!.head(h)!;
+    const bad =
+      h.senderNode() >= names
+        ? 'sender node'
+        : h.senderSimproc() >= names
+          ? 'sender simproc'
+          : h.targetNode() >= names
+            ? 'target node'
+            : h.targetSimproc() >= names
+              ? 'target simproc'
+              : h.kind() > Kind.Control
+                ? 'kind'
+                : h.dataFormat() > DataFormat.Serialized
+                  ? 'data format'
+                  : null;
+    if (bad !== null) {
+      throw new FrameCorruptError(peer, `envelope ${i} has an invalid ${bad}`);
+    }
+  }
+}
+
+function decodeBody(
+  bytes: flatbuffers.ByteBuffer,
+  onEnvelope: (env: Envelope) => void,
+  peer: string,
+  names: string[],
+): FrameInfo {
   const root = WireFrame.getRootAsFrame(bytes);
   const count = root.envelopesLength();
+  const vector = root.bb!.__offset(root.bb_pos, FRAME_NAMES_FIELD);
+  // Required: the verifier has checked it is there.
+  nameReader.readVector(bytes, root.bb!.__vector(root.bb_pos + vector) - 4, names);
+  checkHeads(root, count, names.length, peer);
   const w = new WireEnvelope();
+  const h = new WireEnvelopeHead();
   const replyTo = new WireAddress();
-  const call = names.startCall();
   for (let i = 0; i < count; i++) {
     root.envelopes(i, w);
-    const bb = w.bb!;
-    const at = w.bb_pos;
-    const sender = senderOf(
-      names.read(bb, at, SENDER_NODE_FIELD, call),
-      names.read(bb, at, SENDER_SIMPROC_FIELD, call),
-    );
-    const targetNode = names.read(bb, at, TARGET_NODE_FIELD, call);
-    const simproc = names.read(bb, at, TARGET_SIMPROC_FIELD, call);
-    if (w.kind() === Kind.Promise) {
+    w.head(h);
+    const sender = senderOf(names[h.senderNode()]!, names[h.senderSimproc()]!);
+    const targetNode = names[h.targetNode()]!;
+    const simproc = names[h.targetSimproc()]!;
+    if (h.kind() === Kind.Promise) {
       onEnvelope(
         new PromiseEnvelope(
-          w.repid(),
+          h.repid(),
           sender,
           targetNode,
           simproc,
-          seqnrFromWire(w.seqnr()),
-          w.epoch(),
-          w.numEvents(),
-          w.hops(),
+          seqnrFromWire(h.seqnr()),
+          h.epoch(),
+          h.numEvents(),
+          h.hops(),
         ),
       );
       continue;
@@ -393,16 +448,16 @@ function decodeBody(bytes: flatbuffers.ByteBuffer, onEnvelope: (env: Envelope) =
     const r = w.replyTo(replyTo);
     onEnvelope(
       new EventEnvelope(
-        w.repid(),
+        h.repid(),
         sender,
         targetNode,
         simproc,
-        w.epoch(),
+        h.epoch(),
         readHeaders(w),
         undefined,
         w.dataArray() ?? new Uint8Array(0),
-        w.dataFormat(),
-        w.hops(),
+        h.dataFormat(),
+        h.hops(),
         r === null ? null : readAddress(r.node(), r.simproc()),
       ),
     );

@@ -5,20 +5,18 @@
  * part of encoding and decoding small frames).
  *
  * - NameWriter: one per FrameEncoder. Keeps the UTF-8 bytes of the names it has seen
- *   (bounded) and, within one frame, writes each name once and shares it, as the
- *   Builder's `createSharedString` would.
- * - NameReader: one per module, used by decodeFrame. Within one call it remembers
- *   the string at each position of the frame (shared strings sit at one position);
- *   across calls it remembers short names by their bytes, compared in full before
- *   use, so it never needs the frame to stay unchanged after the call.
+ *   (bounded) and, within one frame, writes each name once into the frame's `names`
+ *   vector; envelopes carry its index there.
+ * - NameReader: one per module, used by decodeFrame. Reads a frame's `names` vector
+ *   into an array once per frame, remembering short names across calls by their
+ *   bytes, compared in full before use, so it never needs the frame to stay unchanged
+ *   after the call.
  */
 
 import type * as flatbuffers from 'flatbuffers';
 
 /** Distinct names whose UTF-8 bytes a NameWriter keeps before it starts again. */
 const WRITER_NAMES = 1024;
-/** Positions remembered per decodeFrame call (a power of two). */
-const READER_POSITION_SLOTS = 64;
 /** Names remembered across calls, by a hash of their bytes (a power of two). */
 const READER_CONTENT_SLOTS = 256;
 /** Longer strings are decoded each time rather than remembered. */
@@ -27,9 +25,9 @@ const READER_NAME_MAX_BYTES = 64;
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder();
 
-/** A name's UTF-8 bytes, and where they were written in the frame numbered `frame`. */
+/** A name's UTF-8 bytes, and its index in the frame numbered `frame`. */
 class WrittenName {
-  offset = 0;
+  index = 0;
   frame = -1;
   constructor(readonly bytes: Uint8Array) {}
 }
@@ -37,6 +35,8 @@ class WrittenName {
 /** Writes names into one Builder's frames; see the file header. */
 export class NameWriter {
   private readonly names = new Map<string, WrittenName>();
+  /** String offsets of the current frame's names, by index. */
+  private readonly offsets: number[] = [];
   private frame = 0;
 
   constructor(private readonly builder: flatbuffers.Builder) {}
@@ -44,12 +44,14 @@ export class NameWriter {
   /** Call when the Builder starts a new frame: names written before are gone. */
   startFrame(): void {
     this.frame++;
+    this.offsets.length = 0;
   }
 
-  /** The offset of `name` in the current frame, written there on first use. */
-  write(name: string): number {
-    // Like createSharedString: an empty string is an absent field.
-    if (name.length === 0) return 0;
+  /**
+   * The index of `name` in the current frame's names, its string written on first use.
+   * Call it outside a table under construction (it may write a string).
+   */
+  index(name: string): number {
     let entry = this.names.get(name);
     if (entry === undefined) {
       if (this.names.size >= WRITER_NAMES) this.names.clear();
@@ -57,45 +59,39 @@ export class NameWriter {
       this.names.set(name, entry);
     }
     if (entry.frame !== this.frame) {
-      entry.offset = this.builder.createString(entry.bytes);
+      entry.index = this.offsets.length;
       entry.frame = this.frame;
+      this.offsets.push(this.builder.createString(entry.bytes));
     }
-    return entry.offset;
+    return entry.index;
+  }
+
+  /** The current frame's names vector; call once, after its last envelope. */
+  vector(): number {
+    const b = this.builder;
+    const offsets = this.offsets;
+    b.startVector(4, offsets.length, 4);
+    for (let i = offsets.length - 1; i >= 0; i--) b.addOffset(offsets[i]!);
+    return b.endVector();
   }
 }
 
 /** Reads names out of verified frames; see the file header. */
 export class NameReader {
-  private readonly positions = new Array<number>(READER_POSITION_SLOTS).fill(-1);
-  private readonly positionCalls = new Array<number>(READER_POSITION_SLOTS).fill(-1);
-  private readonly positionNames = new Array<string>(READER_POSITION_SLOTS).fill('');
   private readonly contentBytes = new Array<Uint8Array | null>(READER_CONTENT_SLOTS).fill(null);
   private readonly contentNames = new Array<string>(READER_CONTENT_SLOTS).fill('');
-  private calls = 0;
-
-  /** A number that tells this decodeFrame call's positions from any other call's. */
-  startCall(): number {
-    return ++this.calls;
-  }
 
   /**
-   * The string field at vtable offset `field` of the table at `table`, or '' when the
-   * field is absent (the verifier has checked that required fields are present).
-   * @param call - what `startCall` returned for the frame `bb` holds.
+   * Reads the vector of strings at `vector` (the position of its length word) into
+   * `out`, which it resizes.
    */
-  read(bb: flatbuffers.ByteBuffer, table: number, field: number, call: number): string {
-    const offset = bb.__offset(table, field);
-    if (offset === 0) return '';
-    const at = bb.__indirect(table + offset);
-    const slot = (at >>> 2) & (READER_POSITION_SLOTS - 1);
-    if (this.positions[slot] === at && this.positionCalls[slot] === call) {
-      return this.positionNames[slot]!;
+  readVector(bb: flatbuffers.ByteBuffer, vector: number, out: string[]): void {
+    const count = bb.readUint32(vector);
+    out.length = count;
+    for (let i = 0; i < count; i++) {
+      const at = bb.__indirect(vector + 4 + 4 * i);
+      out[i] = this.byContent(bb.bytes(), at + 4, bb.readUint32(at));
     }
-    const name = this.byContent(bb.bytes(), at + 4, bb.readUint32(at));
-    this.positions[slot] = at;
-    this.positionCalls[slot] = call;
-    this.positionNames[slot] = name;
-    return name;
   }
 
   private byContent(bytes: Uint8Array, start: number, length: number): string {

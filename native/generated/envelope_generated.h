@@ -22,6 +22,8 @@ struct HeaderBuilder;
 struct Address;
 struct AddressBuilder;
 
+struct EnvelopeHead;
+
 struct Envelope;
 struct EnvelopeBuilder;
 
@@ -125,6 +127,104 @@ inline const char *EnumNameLane(Lane e) {
   const size_t index = static_cast<size_t>(e);
   return EnumNamesLane()[index];
 }
+
+/// The fixed fields of an envelope in one struct: written, verified and read as one block
+/// rather than one table field at a time. Names are indices into the frame's `names`.
+FLATBUFFERS_MANUALLY_ALIGNED_STRUCT(8) EnvelopeHead FLATBUFFERS_FINAL_CLASS {
+ private:
+  double epoch_;
+  uint64_t seqnr_;
+  uint32_t repid_;
+  uint32_t num_events_;
+  uint32_t sender_node_;
+  uint32_t sender_simproc_;
+  uint32_t target_node_;
+  uint32_t target_simproc_;
+  uint8_t kind_;
+  uint8_t data_format_;
+  uint8_t hops_;
+  int8_t padding0__;  int32_t padding1__;
+
+ public:
+  struct Traits;
+  EnvelopeHead()
+      : epoch_(0),
+        seqnr_(0),
+        repid_(0),
+        num_events_(0),
+        sender_node_(0),
+        sender_simproc_(0),
+        target_node_(0),
+        target_simproc_(0),
+        kind_(0),
+        data_format_(0),
+        hops_(0),
+        padding0__(0),
+        padding1__(0) {
+    (void)padding0__;
+    (void)padding1__;
+  }
+  EnvelopeHead(double _epoch, uint64_t _seqnr, uint32_t _repid, uint32_t _num_events, uint32_t _sender_node, uint32_t _sender_simproc, uint32_t _target_node, uint32_t _target_simproc, disco::wire::Kind _kind, disco::wire::DataFormat _data_format, uint8_t _hops)
+      : epoch_(flatbuffers::EndianScalar(_epoch)),
+        seqnr_(flatbuffers::EndianScalar(_seqnr)),
+        repid_(flatbuffers::EndianScalar(_repid)),
+        num_events_(flatbuffers::EndianScalar(_num_events)),
+        sender_node_(flatbuffers::EndianScalar(_sender_node)),
+        sender_simproc_(flatbuffers::EndianScalar(_sender_simproc)),
+        target_node_(flatbuffers::EndianScalar(_target_node)),
+        target_simproc_(flatbuffers::EndianScalar(_target_simproc)),
+        kind_(flatbuffers::EndianScalar(static_cast<uint8_t>(_kind))),
+        data_format_(flatbuffers::EndianScalar(static_cast<uint8_t>(_data_format))),
+        hops_(flatbuffers::EndianScalar(_hops)),
+        padding0__(0),
+        padding1__(0) {
+    (void)padding0__;
+    (void)padding1__;
+  }
+  double epoch() const {
+    return flatbuffers::EndianScalar(epoch_);
+  }
+  /// Promise sequence number: a full 64-bit unsigned integer (SPEC S4).
+  uint64_t seqnr() const {
+    return flatbuffers::EndianScalar(seqnr_);
+  }
+  /// Replication id: several replications share the same processes (SPEC S1).
+  uint32_t repid() const {
+    return flatbuffers::EndianScalar(repid_);
+  }
+  /// Promised event count; 2^32 - 1 is a legal "pre-promise".
+  uint32_t num_events() const {
+    return flatbuffers::EndianScalar(num_events_);
+  }
+  uint32_t sender_node() const {
+    return flatbuffers::EndianScalar(sender_node_);
+  }
+  uint32_t sender_simproc() const {
+    return flatbuffers::EndianScalar(sender_simproc_);
+  }
+  uint32_t target_node() const {
+    return flatbuffers::EndianScalar(target_node_);
+  }
+  uint32_t target_simproc() const {
+    return flatbuffers::EndianScalar(target_simproc_);
+  }
+  disco::wire::Kind kind() const {
+    return static_cast<disco::wire::Kind>(flatbuffers::EndianScalar(kind_));
+  }
+  /// How `Envelope.data` is to be read.
+  disco::wire::DataFormat data_format() const {
+    return static_cast<disco::wire::DataFormat>(flatbuffers::EndianScalar(data_format_));
+  }
+  /// Gateways this envelope has crossed; bounded by the router.
+  uint8_t hops() const {
+    return flatbuffers::EndianScalar(hops_);
+  }
+};
+FLATBUFFERS_STRUCT_END(EnvelopeHead, 48);
+
+struct EnvelopeHead::Traits {
+  using type = EnvelopeHead;
+};
 
 struct Header FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   typedef HeaderBuilder Builder;
@@ -273,96 +373,40 @@ inline flatbuffers::Offset<Address> CreateAddressDirect(
       simproc__);
 }
 
+/// One envelope. Since wire format 2 its fixed fields are in `head`; the fields marked
+/// deprecated are the first format's and are neither written nor read.
 struct Envelope FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   typedef EnvelopeBuilder Builder;
   struct Traits;
   enum FlatBuffersVTableOffset FLATBUFFERS_VTABLE_UNDERLYING_TYPE {
-    VT_KIND = 4,
-    VT_REPID = 6,
-    VT_SENDER_NODE = 8,
-    VT_SENDER_SIMPROC = 10,
-    VT_TARGET_NODE = 12,
-    VT_TARGET_SIMPROC = 14,
-    VT_EPOCH = 16,
-    VT_SEQNR = 18,
-    VT_NUM_EVENTS = 20,
     VT_HEADERS = 22,
     VT_DATA = 24,
-    VT_DATA_FORMAT = 26,
-    VT_HOPS = 28,
-    VT_REPLY_TO = 30
+    VT_REPLY_TO = 30,
+    VT_HEAD = 32
   };
-  disco::wire::Kind kind() const {
-    return static_cast<disco::wire::Kind>(GetField<uint8_t>(VT_KIND, 0));
-  }
-  /// Replication id: several replications share the same processes (SPEC S1).
-  uint32_t repid() const {
-    return GetField<uint32_t>(VT_REPID, 0);
-  }
-  const flatbuffers::String *sender_node() const {
-    return GetPointer<const flatbuffers::String *>(VT_SENDER_NODE);
-  }
-  const flatbuffers::String *sender_simproc() const {
-    return GetPointer<const flatbuffers::String *>(VT_SENDER_SIMPROC);
-  }
-  const flatbuffers::String *target_node() const {
-    return GetPointer<const flatbuffers::String *>(VT_TARGET_NODE);
-  }
-  const flatbuffers::String *target_simproc() const {
-    return GetPointer<const flatbuffers::String *>(VT_TARGET_SIMPROC);
-  }
-  double epoch() const {
-    return GetField<double>(VT_EPOCH, 0.0);
-  }
-  /// Promise sequence number: a full 64-bit unsigned integer (SPEC S4).
-  uint64_t seqnr() const {
-    return GetField<uint64_t>(VT_SEQNR, 0);
-  }
-  /// Promised event count; 2^32 - 1 is a legal "pre-promise".
-  uint32_t num_events() const {
-    return GetField<uint32_t>(VT_NUM_EVENTS, 0);
-  }
   const flatbuffers::Vector<flatbuffers::Offset<disco::wire::Header>> *headers() const {
     return GetPointer<const flatbuffers::Vector<flatbuffers::Offset<disco::wire::Header>> *>(VT_HEADERS);
   }
   const flatbuffers::Vector<uint8_t> *data() const {
     return GetPointer<const flatbuffers::Vector<uint8_t> *>(VT_DATA);
   }
-  disco::wire::DataFormat data_format() const {
-    return static_cast<disco::wire::DataFormat>(GetField<uint8_t>(VT_DATA_FORMAT, 0));
-  }
-  /// Gateways this envelope has crossed; bounded by the router.
-  uint8_t hops() const {
-    return GetField<uint8_t>(VT_HOPS, 0);
-  }
   /// Where an answer goes, when it is not the sender (SPEC B3).
   const disco::wire::Address *reply_to() const {
     return GetPointer<const disco::wire::Address *>(VT_REPLY_TO);
   }
+  const disco::wire::EnvelopeHead *head() const {
+    return GetStruct<const disco::wire::EnvelopeHead *>(VT_HEAD);
+  }
   bool Verify(flatbuffers::Verifier &verifier) const {
     return VerifyTableStart(verifier) &&
-           VerifyField<uint8_t>(verifier, VT_KIND, 1) &&
-           VerifyField<uint32_t>(verifier, VT_REPID, 4) &&
-           VerifyOffsetRequired(verifier, VT_SENDER_NODE) &&
-           verifier.VerifyString(sender_node()) &&
-           VerifyOffsetRequired(verifier, VT_SENDER_SIMPROC) &&
-           verifier.VerifyString(sender_simproc()) &&
-           VerifyOffsetRequired(verifier, VT_TARGET_NODE) &&
-           verifier.VerifyString(target_node()) &&
-           VerifyOffsetRequired(verifier, VT_TARGET_SIMPROC) &&
-           verifier.VerifyString(target_simproc()) &&
-           VerifyField<double>(verifier, VT_EPOCH, 8) &&
-           VerifyField<uint64_t>(verifier, VT_SEQNR, 8) &&
-           VerifyField<uint32_t>(verifier, VT_NUM_EVENTS, 4) &&
            VerifyOffset(verifier, VT_HEADERS) &&
            verifier.VerifyVector(headers()) &&
            verifier.VerifyVectorOfTables(headers()) &&
            VerifyOffset(verifier, VT_DATA) &&
            verifier.VerifyVector(data()) &&
-           VerifyField<uint8_t>(verifier, VT_DATA_FORMAT, 1) &&
-           VerifyField<uint8_t>(verifier, VT_HOPS, 1) &&
            VerifyOffset(verifier, VT_REPLY_TO) &&
            verifier.VerifyTable(reply_to()) &&
+           VerifyFieldRequired<disco::wire::EnvelopeHead>(verifier, VT_HEAD, 8) &&
            verifier.EndTable();
   }
 };
@@ -371,47 +415,17 @@ struct EnvelopeBuilder {
   typedef Envelope Table;
   flatbuffers::FlatBufferBuilder &fbb_;
   flatbuffers::uoffset_t start_;
-  void add_kind(disco::wire::Kind kind) {
-    fbb_.AddElement<uint8_t>(Envelope::VT_KIND, static_cast<uint8_t>(kind), 0);
-  }
-  void add_repid(uint32_t repid) {
-    fbb_.AddElement<uint32_t>(Envelope::VT_REPID, repid, 0);
-  }
-  void add_sender_node(flatbuffers::Offset<flatbuffers::String> sender_node) {
-    fbb_.AddOffset(Envelope::VT_SENDER_NODE, sender_node);
-  }
-  void add_sender_simproc(flatbuffers::Offset<flatbuffers::String> sender_simproc) {
-    fbb_.AddOffset(Envelope::VT_SENDER_SIMPROC, sender_simproc);
-  }
-  void add_target_node(flatbuffers::Offset<flatbuffers::String> target_node) {
-    fbb_.AddOffset(Envelope::VT_TARGET_NODE, target_node);
-  }
-  void add_target_simproc(flatbuffers::Offset<flatbuffers::String> target_simproc) {
-    fbb_.AddOffset(Envelope::VT_TARGET_SIMPROC, target_simproc);
-  }
-  void add_epoch(double epoch) {
-    fbb_.AddElement<double>(Envelope::VT_EPOCH, epoch, 0.0);
-  }
-  void add_seqnr(uint64_t seqnr) {
-    fbb_.AddElement<uint64_t>(Envelope::VT_SEQNR, seqnr, 0);
-  }
-  void add_num_events(uint32_t num_events) {
-    fbb_.AddElement<uint32_t>(Envelope::VT_NUM_EVENTS, num_events, 0);
-  }
   void add_headers(flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::Header>>> headers) {
     fbb_.AddOffset(Envelope::VT_HEADERS, headers);
   }
   void add_data(flatbuffers::Offset<flatbuffers::Vector<uint8_t>> data) {
     fbb_.AddOffset(Envelope::VT_DATA, data);
   }
-  void add_data_format(disco::wire::DataFormat data_format) {
-    fbb_.AddElement<uint8_t>(Envelope::VT_DATA_FORMAT, static_cast<uint8_t>(data_format), 0);
-  }
-  void add_hops(uint8_t hops) {
-    fbb_.AddElement<uint8_t>(Envelope::VT_HOPS, hops, 0);
-  }
   void add_reply_to(flatbuffers::Offset<disco::wire::Address> reply_to) {
     fbb_.AddOffset(Envelope::VT_REPLY_TO, reply_to);
+  }
+  void add_head(const disco::wire::EnvelopeHead *head) {
+    fbb_.AddStruct(Envelope::VT_HEAD, head);
   }
   explicit EnvelopeBuilder(flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
@@ -420,45 +434,22 @@ struct EnvelopeBuilder {
   flatbuffers::Offset<Envelope> Finish() {
     const auto end = fbb_.EndTable(start_);
     auto o = flatbuffers::Offset<Envelope>(end);
-    fbb_.Required(o, Envelope::VT_SENDER_NODE);
-    fbb_.Required(o, Envelope::VT_SENDER_SIMPROC);
-    fbb_.Required(o, Envelope::VT_TARGET_NODE);
-    fbb_.Required(o, Envelope::VT_TARGET_SIMPROC);
+    fbb_.Required(o, Envelope::VT_HEAD);
     return o;
   }
 };
 
 inline flatbuffers::Offset<Envelope> CreateEnvelope(
     flatbuffers::FlatBufferBuilder &_fbb,
-    disco::wire::Kind kind = disco::wire::Kind::Event,
-    uint32_t repid = 0,
-    flatbuffers::Offset<flatbuffers::String> sender_node = 0,
-    flatbuffers::Offset<flatbuffers::String> sender_simproc = 0,
-    flatbuffers::Offset<flatbuffers::String> target_node = 0,
-    flatbuffers::Offset<flatbuffers::String> target_simproc = 0,
-    double epoch = 0.0,
-    uint64_t seqnr = 0,
-    uint32_t num_events = 0,
     flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::Header>>> headers = 0,
     flatbuffers::Offset<flatbuffers::Vector<uint8_t>> data = 0,
-    disco::wire::DataFormat data_format = disco::wire::DataFormat::Raw,
-    uint8_t hops = 0,
-    flatbuffers::Offset<disco::wire::Address> reply_to = 0) {
+    flatbuffers::Offset<disco::wire::Address> reply_to = 0,
+    const disco::wire::EnvelopeHead *head = nullptr) {
   EnvelopeBuilder builder_(_fbb);
-  builder_.add_seqnr(seqnr);
-  builder_.add_epoch(epoch);
+  builder_.add_head(head);
   builder_.add_reply_to(reply_to);
   builder_.add_data(data);
   builder_.add_headers(headers);
-  builder_.add_num_events(num_events);
-  builder_.add_target_simproc(target_simproc);
-  builder_.add_target_node(target_node);
-  builder_.add_sender_simproc(sender_simproc);
-  builder_.add_sender_node(sender_node);
-  builder_.add_repid(repid);
-  builder_.add_hops(hops);
-  builder_.add_data_format(data_format);
-  builder_.add_kind(kind);
   return builder_.Finish();
 }
 
@@ -469,42 +460,18 @@ struct Envelope::Traits {
 
 inline flatbuffers::Offset<Envelope> CreateEnvelopeDirect(
     flatbuffers::FlatBufferBuilder &_fbb,
-    disco::wire::Kind kind = disco::wire::Kind::Event,
-    uint32_t repid = 0,
-    const char *sender_node = nullptr,
-    const char *sender_simproc = nullptr,
-    const char *target_node = nullptr,
-    const char *target_simproc = nullptr,
-    double epoch = 0.0,
-    uint64_t seqnr = 0,
-    uint32_t num_events = 0,
     const std::vector<flatbuffers::Offset<disco::wire::Header>> *headers = nullptr,
     const std::vector<uint8_t> *data = nullptr,
-    disco::wire::DataFormat data_format = disco::wire::DataFormat::Raw,
-    uint8_t hops = 0,
-    flatbuffers::Offset<disco::wire::Address> reply_to = 0) {
-  auto sender_node__ = sender_node ? _fbb.CreateString(sender_node) : 0;
-  auto sender_simproc__ = sender_simproc ? _fbb.CreateString(sender_simproc) : 0;
-  auto target_node__ = target_node ? _fbb.CreateString(target_node) : 0;
-  auto target_simproc__ = target_simproc ? _fbb.CreateString(target_simproc) : 0;
+    flatbuffers::Offset<disco::wire::Address> reply_to = 0,
+    const disco::wire::EnvelopeHead *head = nullptr) {
   auto headers__ = headers ? _fbb.CreateVector<flatbuffers::Offset<disco::wire::Header>>(*headers) : 0;
   auto data__ = data ? _fbb.CreateVector<uint8_t>(*data) : 0;
   return disco::wire::CreateEnvelope(
       _fbb,
-      kind,
-      repid,
-      sender_node__,
-      sender_simproc__,
-      target_node__,
-      target_simproc__,
-      epoch,
-      seqnr,
-      num_events,
       headers__,
       data__,
-      data_format,
-      hops,
-      reply_to);
+      reply_to,
+      head);
 }
 
 /// What a link carries: a batch of envelopes of one lane.
@@ -515,7 +482,8 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
     VT_LINK_SEQ = 4,
     VT_ACK = 6,
     VT_LANE = 8,
-    VT_ENVELOPES = 10
+    VT_ENVELOPES = 10,
+    VT_NAMES = 12
   };
   /// Position of this frame on its link and lane; 0 means unsequenced.
   uint64_t link_seq() const {
@@ -531,6 +499,10 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   const flatbuffers::Vector<flatbuffers::Offset<disco::wire::Envelope>> *envelopes() const {
     return GetPointer<const flatbuffers::Vector<flatbuffers::Offset<disco::wire::Envelope>> *>(VT_ENVELOPES);
   }
+  /// The node and simproc names the envelopes' heads index, each once.
+  const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>> *names() const {
+    return GetPointer<const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>> *>(VT_NAMES);
+  }
   bool Verify(flatbuffers::Verifier &verifier) const {
     return VerifyTableStart(verifier) &&
            VerifyField<uint64_t>(verifier, VT_LINK_SEQ, 8) &&
@@ -539,6 +511,9 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
            VerifyOffset(verifier, VT_ENVELOPES) &&
            verifier.VerifyVector(envelopes()) &&
            verifier.VerifyVectorOfTables(envelopes()) &&
+           VerifyOffsetRequired(verifier, VT_NAMES) &&
+           verifier.VerifyVector(names()) &&
+           verifier.VerifyVectorOfStrings(names()) &&
            verifier.EndTable();
   }
 };
@@ -559,6 +534,9 @@ struct FrameBuilder {
   void add_envelopes(flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::Envelope>>> envelopes) {
     fbb_.AddOffset(Frame::VT_ENVELOPES, envelopes);
   }
+  void add_names(flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>> names) {
+    fbb_.AddOffset(Frame::VT_NAMES, names);
+  }
   explicit FrameBuilder(flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
     start_ = fbb_.StartTable();
@@ -566,6 +544,7 @@ struct FrameBuilder {
   flatbuffers::Offset<Frame> Finish() {
     const auto end = fbb_.EndTable(start_);
     auto o = flatbuffers::Offset<Frame>(end);
+    fbb_.Required(o, Frame::VT_NAMES);
     return o;
   }
 };
@@ -575,10 +554,12 @@ inline flatbuffers::Offset<Frame> CreateFrame(
     uint64_t link_seq = 0,
     uint64_t ack = 0,
     disco::wire::Lane lane = disco::wire::Lane::Promise,
-    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::Envelope>>> envelopes = 0) {
+    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::Envelope>>> envelopes = 0,
+    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>> names = 0) {
   FrameBuilder builder_(_fbb);
   builder_.add_ack(ack);
   builder_.add_link_seq(link_seq);
+  builder_.add_names(names);
   builder_.add_envelopes(envelopes);
   builder_.add_lane(lane);
   return builder_.Finish();
@@ -594,14 +575,17 @@ inline flatbuffers::Offset<Frame> CreateFrameDirect(
     uint64_t link_seq = 0,
     uint64_t ack = 0,
     disco::wire::Lane lane = disco::wire::Lane::Promise,
-    const std::vector<flatbuffers::Offset<disco::wire::Envelope>> *envelopes = nullptr) {
+    const std::vector<flatbuffers::Offset<disco::wire::Envelope>> *envelopes = nullptr,
+    const std::vector<flatbuffers::Offset<flatbuffers::String>> *names = nullptr) {
   auto envelopes__ = envelopes ? _fbb.CreateVector<flatbuffers::Offset<disco::wire::Envelope>>(*envelopes) : 0;
+  auto names__ = names ? _fbb.CreateVector<flatbuffers::Offset<flatbuffers::String>>(*names) : 0;
   return disco::wire::CreateFrame(
       _fbb,
       link_seq,
       ack,
       lane,
-      envelopes__);
+      envelopes__,
+      names__);
 }
 
 inline const disco::wire::Frame *GetFrame(const void *buf) {

@@ -156,6 +156,105 @@ static createAddress(builder:flatbuffers.Builder, nodeOffset:flatbuffers.Offset,
 }
 }
 
+/**
+ * The fixed fields of an envelope in one struct: written, verified and read as one block
+ * rather than one table field at a time. Names are indices into the frame's `names`.
+ */
+export class EnvelopeHead {
+  bb: flatbuffers.ByteBuffer|null = null;
+  bb_pos = 0;
+  __init(i:number, bb:flatbuffers.ByteBuffer):EnvelopeHead {
+  this.bb_pos = i;
+  this.bb = bb;
+  return this;
+}
+
+epoch():number {
+  return this.bb!.readFloat64(this.bb_pos);
+}
+
+/**
+ * Promise sequence number: a full 64-bit unsigned integer (SPEC S4).
+ */
+seqnr():bigint {
+  return this.bb!.readUint64(this.bb_pos + 8);
+}
+
+/**
+ * Replication id: several replications share the same processes (SPEC S1).
+ */
+repid():number {
+  return this.bb!.readUint32(this.bb_pos + 16);
+}
+
+/**
+ * Promised event count; 2^32 - 1 is a legal "pre-promise".
+ */
+numEvents():number {
+  return this.bb!.readUint32(this.bb_pos + 20);
+}
+
+senderNode():number {
+  return this.bb!.readUint32(this.bb_pos + 24);
+}
+
+senderSimproc():number {
+  return this.bb!.readUint32(this.bb_pos + 28);
+}
+
+targetNode():number {
+  return this.bb!.readUint32(this.bb_pos + 32);
+}
+
+targetSimproc():number {
+  return this.bb!.readUint32(this.bb_pos + 36);
+}
+
+kind():Kind {
+  return this.bb!.readUint8(this.bb_pos + 40);
+}
+
+/**
+ * How `Envelope.data` is to be read.
+ */
+dataFormat():DataFormat {
+  return this.bb!.readUint8(this.bb_pos + 41);
+}
+
+/**
+ * Gateways this envelope has crossed; bounded by the router.
+ */
+hops():number {
+  return this.bb!.readUint8(this.bb_pos + 42);
+}
+
+static sizeOf():number {
+  return 48;
+}
+
+static createEnvelopeHead(builder:flatbuffers.Builder, epoch: number, seqnr: bigint, repid: number, num_events: number, sender_node: number, sender_simproc: number, target_node: number, target_simproc: number, kind: Kind, data_format: DataFormat, hops: number):flatbuffers.Offset {
+  builder.prep(8, 48);
+  builder.pad(5);
+  builder.writeInt8(hops);
+  builder.writeInt8(data_format);
+  builder.writeInt8(kind);
+  builder.writeInt32(target_simproc);
+  builder.writeInt32(target_node);
+  builder.writeInt32(sender_simproc);
+  builder.writeInt32(sender_node);
+  builder.writeInt32(num_events);
+  builder.writeInt32(repid);
+  builder.writeInt64(seqnr);
+  builder.writeFloat64(epoch);
+  return builder.offset();
+}
+
+}
+
+/**
+ * One envelope. Since wire format 2 its fixed fields are in `head`; the fields marked
+ * deprecated are the first format's and are neither written nor read.
+ */
 export class Envelope {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
@@ -172,68 +271,6 @@ static getRootAsEnvelope(bb:flatbuffers.ByteBuffer, obj?:Envelope):Envelope {
 static getSizePrefixedRootAsEnvelope(bb:flatbuffers.ByteBuffer, obj?:Envelope):Envelope {
   bb.setPosition(bb.position() + flatbuffers.SIZE_PREFIX_LENGTH);
   return (obj || new Envelope()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
-}
-
-kind():Kind {
-  const offset = this.bb!.__offset(this.bb_pos, 4);
-  return offset ? this.bb!.readUint8(this.bb_pos + offset) : Kind.Event;
-}
-
-/**
- * Replication id: several replications share the same processes (SPEC S1).
- */
-repid():number {
-  const offset = this.bb!.__offset(this.bb_pos, 6);
-  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
-}
-
-senderNode():string|null
-senderNode(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
-senderNode(optionalEncoding?:any):string|Uint8Array|null {
-  const offset = this.bb!.__offset(this.bb_pos, 8);
-  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
-}
-
-senderSimproc():string|null
-senderSimproc(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
-senderSimproc(optionalEncoding?:any):string|Uint8Array|null {
-  const offset = this.bb!.__offset(this.bb_pos, 10);
-  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
-}
-
-targetNode():string|null
-targetNode(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
-targetNode(optionalEncoding?:any):string|Uint8Array|null {
-  const offset = this.bb!.__offset(this.bb_pos, 12);
-  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
-}
-
-targetSimproc():string|null
-targetSimproc(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
-targetSimproc(optionalEncoding?:any):string|Uint8Array|null {
-  const offset = this.bb!.__offset(this.bb_pos, 14);
-  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
-}
-
-epoch():number {
-  const offset = this.bb!.__offset(this.bb_pos, 16);
-  return offset ? this.bb!.readFloat64(this.bb_pos + offset) : 0.0;
-}
-
-/**
- * Promise sequence number: a full 64-bit unsigned integer (SPEC S4).
- */
-seqnr():bigint {
-  const offset = this.bb!.__offset(this.bb_pos, 18);
-  return offset ? this.bb!.readUint64(this.bb_pos + offset) : BigInt('0');
-}
-
-/**
- * Promised event count; 2^32 - 1 is a legal "pre-promise".
- */
-numEvents():number {
-  const offset = this.bb!.__offset(this.bb_pos, 20);
-  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
 }
 
 headers(index: number, obj?:Header):Header|null {
@@ -261,19 +298,6 @@ dataArray():Uint8Array|null {
   return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
-dataFormat():DataFormat {
-  const offset = this.bb!.__offset(this.bb_pos, 26);
-  return offset ? this.bb!.readUint8(this.bb_pos + offset) : DataFormat.Raw;
-}
-
-/**
- * Gateways this envelope has crossed; bounded by the router.
- */
-hops():number {
-  const offset = this.bb!.__offset(this.bb_pos, 28);
-  return offset ? this.bb!.readUint8(this.bb_pos + offset) : 0;
-}
-
 /**
  * Where an answer goes, when it is not the sender (SPEC B3).
  */
@@ -282,44 +306,13 @@ replyTo(obj?:Address):Address|null {
   return offset ? (obj || new Address()).__init(this.bb!.__indirect(this.bb_pos + offset), this.bb!) : null;
 }
 
+head(obj?:EnvelopeHead):EnvelopeHead|null {
+  const offset = this.bb!.__offset(this.bb_pos, 32);
+  return offset ? (obj || new EnvelopeHead()).__init(this.bb_pos + offset, this.bb!) : null;
+}
+
 static startEnvelope(builder:flatbuffers.Builder) {
-  builder.startObject(14);
-}
-
-static addKind(builder:flatbuffers.Builder, kind:Kind) {
-  builder.addFieldInt8(0, kind, Kind.Event);
-}
-
-static addRepid(builder:flatbuffers.Builder, repid:number) {
-  builder.addFieldInt32(1, repid, 0);
-}
-
-static addSenderNode(builder:flatbuffers.Builder, senderNodeOffset:flatbuffers.Offset) {
-  builder.addFieldOffset(2, senderNodeOffset, 0);
-}
-
-static addSenderSimproc(builder:flatbuffers.Builder, senderSimprocOffset:flatbuffers.Offset) {
-  builder.addFieldOffset(3, senderSimprocOffset, 0);
-}
-
-static addTargetNode(builder:flatbuffers.Builder, targetNodeOffset:flatbuffers.Offset) {
-  builder.addFieldOffset(4, targetNodeOffset, 0);
-}
-
-static addTargetSimproc(builder:flatbuffers.Builder, targetSimprocOffset:flatbuffers.Offset) {
-  builder.addFieldOffset(5, targetSimprocOffset, 0);
-}
-
-static addEpoch(builder:flatbuffers.Builder, epoch:number) {
-  builder.addFieldFloat64(6, epoch, 0.0);
-}
-
-static addSeqnr(builder:flatbuffers.Builder, seqnr:bigint) {
-  builder.addFieldInt64(7, seqnr, BigInt('0'));
-}
-
-static addNumEvents(builder:flatbuffers.Builder, numEvents:number) {
-  builder.addFieldInt32(8, numEvents, 0);
+  builder.startObject(15);
 }
 
 static addHeaders(builder:flatbuffers.Builder, headersOffset:flatbuffers.Offset) {
@@ -354,24 +347,17 @@ static startDataVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(1, numElems, 1);
 }
 
-static addDataFormat(builder:flatbuffers.Builder, dataFormat:DataFormat) {
-  builder.addFieldInt8(11, dataFormat, DataFormat.Raw);
-}
-
-static addHops(builder:flatbuffers.Builder, hops:number) {
-  builder.addFieldInt8(12, hops, 0);
-}
-
 static addReplyTo(builder:flatbuffers.Builder, replyToOffset:flatbuffers.Offset) {
   builder.addFieldOffset(13, replyToOffset, 0);
 }
 
+static addHead(builder:flatbuffers.Builder, headOffset:flatbuffers.Offset) {
+  builder.addFieldStruct(14, headOffset, 0);
+}
+
 static endEnvelope(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
-  builder.requiredField(offset, 8) // sender_node
-  builder.requiredField(offset, 10) // sender_simproc
-  builder.requiredField(offset, 12) // target_node
-  builder.requiredField(offset, 14) // target_simproc
+  builder.requiredField(offset, 32) // head
   return offset;
 }
 
@@ -433,8 +419,23 @@ envelopesLength():number {
   return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
 }
 
+/**
+ * The node and simproc names the envelopes' heads index, each once.
+ */
+names(index: number):string
+names(index: number,optionalEncoding:flatbuffers.Encoding):string|Uint8Array
+names(index: number,optionalEncoding?:any):string|Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.__string(this.bb!.__vector(this.bb_pos + offset) + index * 4, optionalEncoding) : null;
+}
+
+namesLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
 static startFrame(builder:flatbuffers.Builder) {
-  builder.startObject(4);
+  builder.startObject(5);
 }
 
 static addLinkSeq(builder:flatbuffers.Builder, linkSeq:bigint) {
@@ -465,8 +466,25 @@ static startEnvelopesVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(4, numElems, 4);
 }
 
+static addNames(builder:flatbuffers.Builder, namesOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(4, namesOffset, 0);
+}
+
+static createNamesVector(builder:flatbuffers.Builder, data:flatbuffers.Offset[]):flatbuffers.Offset {
+  builder.startVector(4, data.length, 4);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addOffset(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startNamesVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(4, numElems, 4);
+}
+
 static endFrame(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
+  builder.requiredField(offset, 12) // names
   return offset;
 }
 
@@ -478,12 +496,13 @@ static finishSizePrefixedFrameBuffer(builder:flatbuffers.Builder, offset:flatbuf
   builder.finish(offset, 'DSCO', true);
 }
 
-static createFrame(builder:flatbuffers.Builder, linkSeq:bigint, ack:bigint, lane:Lane, envelopesOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createFrame(builder:flatbuffers.Builder, linkSeq:bigint, ack:bigint, lane:Lane, envelopesOffset:flatbuffers.Offset, namesOffset:flatbuffers.Offset):flatbuffers.Offset {
   Frame.startFrame(builder);
   Frame.addLinkSeq(builder, linkSeq);
   Frame.addAck(builder, ack);
   Frame.addLane(builder, lane);
   Frame.addEnvelopes(builder, envelopesOffset);
+  Frame.addNames(builder, namesOffset);
   return Frame.endFrame(builder);
 }
 }

@@ -337,22 +337,26 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
 
   private receive(frame: Uint8Array, peer: string): void {
     assertFrame(frame, peer);
-    decodeFrame(frame, (env) => {
-      const sink = this.nodes.get(env.repid, env.targetNode);
-      if (sink === undefined) {
-        this.reportError(
-          new UndeliverableError(
-            `${env.targetNode}/${env.simproc}`,
-            `node is not hosted by ${this.endpoint}`,
-          ),
-        );
-      } else if (env instanceof EventEnvelope) {
-        this.eventsDelivered++;
-        sink.deliverEvent(env);
-      } else {
-        this.promisesDelivered++;
-        sink.deliverPromise(env);
-      }
-    });
+    decodeFrame(
+      frame,
+      (env) => {
+        const sink = this.nodes.get(env.repid, env.targetNode);
+        if (sink === undefined) {
+          this.reportError(
+            new UndeliverableError(
+              `${env.targetNode}/${env.simproc}`,
+              `node is not hosted by ${this.endpoint}`,
+            ),
+          );
+        } else if (env instanceof EventEnvelope) {
+          this.eventsDelivered++;
+          sink.deliverEvent(env);
+        } else {
+          this.promisesDelivered++;
+          sink.deliverPromise(env);
+        }
+      },
+      peer,
+    );
   }
 }

@@ -9,11 +9,15 @@
  */
 import * as flatbuffers from 'flatbuffers';
 import { describe, expect, it } from 'vitest';
+import { decodeFrame } from '../../src/envelope.js';
+import { FrameCorruptError } from '../../src/errors.js';
+import { BatchReader } from '../../src/native-batch.js';
 
 import {
   Address,
   DataFormat,
   Envelope,
+  EnvelopeHead,
   Frame,
   Header,
   Kind,
@@ -22,6 +26,7 @@ import {
 import {
   FRAME_HEADER_BYTES,
   NativeStatus,
+  createFrameDecoder,
   loadNative,
   sealFrame,
   verifyFrame,
@@ -82,15 +87,16 @@ describe('C++ writes, TypeScript reads', () => {
 
   it('reads every field of the full envelope', () => {
     const e = root.envelopes(0)!;
-    expect(e.kind()).toBe(Kind.Promise);
-    expect(e.repid()).toBe(7);
-    expect(e.senderNode()).toBe('n1');
-    expect(e.senderSimproc()).toBe('physics');
-    expect(e.targetNode()).toBe('n7');
-    expect(e.targetSimproc()).toBe('chemistry');
-    expect(e.epoch()).toBe(1234.5678);
-    expect(e.seqnr()).toBe(U64_MAX);
-    expect(e.numEvents()).toBe(U32_MAX);
+    const h = e.head()!;
+    expect(h.kind()).toBe(Kind.Promise);
+    expect(h.repid()).toBe(7);
+    expect(root.names(h.senderNode())).toBe('n1');
+    expect(root.names(h.senderSimproc())).toBe('physics');
+    expect(root.names(h.targetNode())).toBe('n7');
+    expect(root.names(h.targetSimproc())).toBe('chemistry');
+    expect(h.epoch()).toBe(1234.5678);
+    expect(h.seqnr()).toBe(U64_MAX);
+    expect(h.numEvents()).toBe(U32_MAX);
     expect(e.headersLength()).toBe(2);
     expect([e.headers(0)!.key(), e.headers(0)!.value()]).toStrictEqual([
       'trace-id',
@@ -100,37 +106,37 @@ describe('C++ writes, TypeScript reads', () => {
     expect([...e.dataArray()!]).toStrictEqual([
       0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff, 0x44, 0x53, 0x43, 0x4f, 0x00,
     ]);
-    expect(e.dataFormat()).toBe(DataFormat.Serialized);
-    expect(e.hops()).toBe(3);
+    expect(h.dataFormat()).toBe(DataFormat.Serialized);
+    expect(h.hops()).toBe(3);
     const replyTo = e.replyTo()!;
     expect([replyTo.node(), replyTo.simproc()]).toStrictEqual(['n2', 'ledger']);
   });
 
-  it('reads the minimal envelope with defaults for every absent field', () => {
+  it('reads the minimal envelope: a head of zeros, no headers, data or reply-to', () => {
     const e = root.envelopes(1)!;
-    expect([e.senderNode(), e.senderSimproc(), e.targetNode(), e.targetSimproc()]).toStrictEqual([
-      'n0',
-      'source',
-      'n1',
-      'sink',
-    ]);
-    expect(e.kind()).toBe(Kind.Event);
-    expect(e.repid()).toBe(0);
-    expect(e.epoch()).toBe(0);
-    expect(e.seqnr()).toBe(0n);
-    expect(e.numEvents()).toBe(0);
+    const h = e.head()!;
+    expect(
+      [h.senderNode(), h.senderSimproc(), h.targetNode(), h.targetSimproc()].map((i) =>
+        root.names(i),
+      ),
+    ).toStrictEqual(['n0', 'source', 'n1', 'sink']);
+    expect(h.kind()).toBe(Kind.Event);
+    expect(h.repid()).toBe(0);
+    expect(h.epoch()).toBe(0);
+    expect(h.seqnr()).toBe(0n);
+    expect(h.numEvents()).toBe(0);
     expect(e.headersLength()).toBe(0);
     expect(e.dataArray()).toBeNull();
-    expect(e.dataFormat()).toBe(DataFormat.Raw);
-    expect(e.hops()).toBe(0);
+    expect(h.dataFormat()).toBe(DataFormat.Raw);
+    expect(h.hops()).toBe(0);
     expect(e.replyTo()).toBeNull();
   });
 
   it('agrees with the C++ description of the same frame', () => {
     const described = describeNative(frame);
-    const e = root.envelopes(0)!;
-    expect(described.envelopes![0]!.seqnr).toBe(e.seqnr().toString());
-    expect(described.envelopes![0]!.epoch).toBe(e.epoch());
+    const h = root.envelopes(0)!.head()!;
+    expect(described.envelopes![0]!.seqnr).toBe(h.seqnr().toString());
+    expect(described.envelopes![0]!.epoch).toBe(h.epoch());
     expect(described.linkSeq).toBe(root.linkSeq().toString());
   });
 });
@@ -149,13 +155,32 @@ interface EnvelopeInput {
   dataFormat?: DataFormat;
   hops?: number;
   replyTo?: [string, string];
+  /** Name indices written instead of the right ones (sender node and simproc, target's). */
+  nameIds?: [number, number, number, number];
 }
 
-function writeEnvelope(b: flatbuffers.Builder, input: EnvelopeInput): flatbuffers.Offset {
-  const senderNode = b.createString(input.sender[0]);
-  const senderSimproc = b.createString(input.sender[1]);
-  const targetNode = b.createString(input.target[0]);
-  const targetSimproc = b.createString(input.target[1]);
+/** The frame's names as they are written: each once, indexed in order of first use. */
+class Names {
+  readonly offsets: flatbuffers.Offset[] = [];
+  private readonly index = new Map<string, number>();
+  constructor(private readonly b: flatbuffers.Builder) {}
+  of(name: string): number {
+    let i = this.index.get(name);
+    if (i === undefined) {
+      i = this.offsets.length;
+      this.offsets.push(this.b.createString(name));
+      this.index.set(name, i);
+    }
+    return i;
+  }
+}
+
+function writeEnvelope(
+  b: flatbuffers.Builder,
+  names: Names,
+  input: EnvelopeInput,
+): flatbuffers.Offset {
+  const ids = input.nameIds ?? [...input.sender, ...input.target].map((n) => names.of(n));
   const headers =
     input.headers &&
     Envelope.createHeadersVector(
@@ -167,19 +192,25 @@ function writeEnvelope(b: flatbuffers.Builder, input: EnvelopeInput): flatbuffer
     input.replyTo &&
     Address.createAddress(b, b.createString(input.replyTo[0]), b.createString(input.replyTo[1]));
   Envelope.startEnvelope(b);
-  if (input.kind !== undefined) Envelope.addKind(b, input.kind);
-  if (input.repid !== undefined) Envelope.addRepid(b, input.repid);
-  Envelope.addSenderNode(b, senderNode);
-  Envelope.addSenderSimproc(b, senderSimproc);
-  Envelope.addTargetNode(b, targetNode);
-  Envelope.addTargetSimproc(b, targetSimproc);
-  if (input.epoch !== undefined) Envelope.addEpoch(b, input.epoch);
-  if (input.seqnr !== undefined) Envelope.addSeqnr(b, input.seqnr);
-  if (input.numEvents !== undefined) Envelope.addNumEvents(b, input.numEvents);
+  Envelope.addHead(
+    b,
+    EnvelopeHead.createEnvelopeHead(
+      b,
+      input.epoch ?? 0,
+      input.seqnr ?? 0n,
+      input.repid ?? 0,
+      input.numEvents ?? 0,
+      ids[0]!,
+      ids[1]!,
+      ids[2]!,
+      ids[3]!,
+      input.kind ?? Kind.Event,
+      input.dataFormat ?? DataFormat.Raw,
+      input.hops ?? 0,
+    ),
+  );
   if (headers !== undefined) Envelope.addHeaders(b, headers);
   if (data !== undefined) Envelope.addData(b, data);
-  if (input.dataFormat !== undefined) Envelope.addDataFormat(b, input.dataFormat);
-  if (input.hops !== undefined) Envelope.addHops(b, input.hops);
   if (replyTo !== undefined) Envelope.addReplyTo(b, replyTo);
   return Envelope.endEnvelope(b);
 }
@@ -192,9 +223,11 @@ function writeFrame(
   envelopes: EnvelopeInput[],
 ): Uint8Array {
   const b = new flatbuffers.Builder(256);
-  const offsets = envelopes.map((e) => writeEnvelope(b, e));
+  const names = new Names(b);
+  const offsets = envelopes.map((e) => writeEnvelope(b, names, e));
   const vector = Frame.createEnvelopesVector(b, offsets);
-  Frame.finishFrameBuffer(b, Frame.createFrame(b, linkSeq, ack, lane, vector));
+  const nameVector = Frame.createNamesVector(b, names.offsets);
+  Frame.finishFrameBuffer(b, Frame.createFrame(b, linkSeq, ack, lane, vector, nameVector));
   const body = b.asUint8Array();
   const frame = new Uint8Array(FRAME_HEADER_BYTES + body.length);
   frame.set(body, FRAME_HEADER_BYTES);
@@ -272,9 +305,9 @@ describe('TypeScript writes, C++ reads', () => {
     });
   });
 
-  it('carries non-finite and subnormal epochs; -0 arrives as 0', () => {
-    // The builder leaves out a scalar equal to its default and -0 == 0, so C++ reads the
-    // schema default 0: an epoch of -0 does not survive the wire as -0.
+  it('carries non-finite, subnormal and negative-zero epochs bit for bit', () => {
+    // The epoch lives in the envelope's head struct, written whole: nothing equal to a
+    // default is left out, so -0 stays -0.
     const epochs = [
       Number.NaN,
       Number.POSITIVE_INFINITY,
@@ -289,7 +322,7 @@ describe('TypeScript writes, C++ reads', () => {
       epochs.map((epoch) => ({ ...minimal, epoch })),
     );
     const described = describeNative(frame).envelopes!.map((e) => e.epoch);
-    expect(described).toStrictEqual(['NaN', 'Infinity', '-Infinity', Number.MIN_VALUE, 0]);
+    expect(described).toStrictEqual(['NaN', 'Infinity', '-Infinity', Number.MIN_VALUE, -0]);
   });
 
   it('reads an empty batch', () => {
@@ -301,4 +334,32 @@ describe('TypeScript writes, C++ reads', () => {
       envelopes: [],
     });
   });
+});
+
+describe('values the verifier does not check', () => {
+  // The FlatBuffers verifier checks offsets and sizes; a name index or an enum value in the
+  // head struct is only a number to it. Both decoders check them before anything is read.
+  const good: EnvelopeInput = { sender: ['a', 'b'], target: ['c', 'd'], data: new Uint8Array(4) };
+  const cases: [string, EnvelopeInput][] = [
+    ['target simproc', { ...good, nameIds: [0, 1, 2, 4] }],
+    ['sender node', { ...good, nameIds: [0xffff_ffff, 1, 2, 3] }],
+    ['kind', { ...good, kind: 7 as Kind }],
+    ['data format', { ...good, dataFormat: 9 as DataFormat }],
+  ];
+  for (const [what, bad] of cases) {
+    it(`refuses an envelope with an invalid ${what}, delivering nothing of its frame`, () => {
+      const frame = writeFrame(1n, 0n, Lane.Event, [good, bad]);
+      expect(verifyFrame(frame)).toBe(NativeStatus.OK);
+      const reader = new BatchReader();
+      expect(reader.decode(createFrameDecoder(), frame)).toBe(NativeStatus.CORRUPT_RECORD);
+      const seen: unknown[] = [];
+      expect(() => decodeFrame(frame, (e) => seen.push(e), 'peer p')).toThrow(FrameCorruptError);
+      expect(seen).toHaveLength(0);
+      // The same frame without the bad envelope is read by both.
+      const fine = writeFrame(1n, 0n, Lane.Event, [good, good]);
+      expect(reader.decode(createFrameDecoder(), fine)).toBe(NativeStatus.OK);
+      expect(reader.envelopeCount).toBe(2);
+      expect(decodeFrame(fine, (e) => seen.push(e)).count).toBe(2);
+    });
+  }
 });

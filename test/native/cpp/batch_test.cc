@@ -132,8 +132,11 @@ struct Reader {
 };
 
 bool same(const TestEnvelope& a, const TestEnvelope& b) {
-  // -0.0 arrives as 0.0: FlatBuffers leaves out a field equal to its default (0.0 == -0.0).
-  const bool epochs = std::isnan(a.epoch) ? std::isnan(b.epoch) : a.epoch == b.epoch;
+  // Bit for bit: the head struct carries -0.0 as -0.0 (a table field equal to its default
+  // would have been left out and read back as 0.0).
+  const bool epochs = std::isnan(a.epoch)
+                          ? std::isnan(b.epoch)
+                          : a.epoch == b.epoch && std::signbit(a.epoch) == std::signbit(b.epoch);
   return a.kind == b.kind && a.data_format == b.data_format && a.hops == b.hops &&
          a.repid == b.repid && a.num_events == b.num_events && a.sender_node == b.sender_node &&
          a.sender_simproc == b.sender_simproc && a.target_node == b.target_node &&

@@ -39,10 +39,11 @@ void reads_back_every_sample_field() {
   CHECK(f->lane() == disco::wire::Lane::Event);
   CHECK_EQ(f->envelopes()->size(), disco::testing::kSampleEnvelopeCount);
   const auto* e = f->envelopes()->Get(0);
-  CHECK(e->kind() == disco::wire::Kind::Promise);
-  CHECK_EQ(e->seqnr(), UINT64_MAX);
-  CHECK_EQ(e->num_events(), UINT32_MAX);
-  CHECK_EQ(e->epoch(), 1234.5678);
+  CHECK(e->head()->kind() == disco::wire::Kind::Promise);
+  CHECK_EQ(e->head()->seqnr(), UINT64_MAX);
+  CHECK_EQ(e->head()->num_events(), UINT32_MAX);
+  CHECK_EQ(e->head()->epoch(), 1234.5678);
+  CHECK_EQ(f->names()->Get(e->head()->target_simproc())->str(), std::string("chemistry"));
   CHECK_EQ(e->headers()->size(), 2u);
   CHECK_EQ(e->reply_to()->simproc()->str(), std::string("ledger"));
   const auto* minimal = f->envelopes()->Get(1);
@@ -166,27 +167,39 @@ void rejects_a_sealed_body_the_verifier_refuses() {
   // Identifier right, root offset pointing past the end.
   std::vector<uint8_t> body{0xf0, 0xff, 0x00, 0x00, 'D', 'S', 'C', 'O'};
   CHECK_EQ(verify(disco::testing::seal_body_copy(body.data(), body.size())), Status::kVerifyFailed);
-  // A frame whose envelope misses its required strings. Built with the raw table API: the
+  // A frame whose envelope misses its required head. Built with the raw table API: the
   // generated EnvelopeBuilder asserts on missing required fields in debug builds.
   flatbuffers::FlatBufferBuilder fbb;
   const auto start = fbb.StartTable();
-  fbb.AddElement<uint32_t>(disco::wire::Envelope::VT_REPID, 1, 0);
+  fbb.AddOffset(disco::wire::Envelope::VT_DATA, fbb.CreateVector(std::vector<uint8_t>{1, 2}));
   const flatbuffers::Offset<disco::wire::Envelope> envelope(fbb.EndTable(start));
   const std::vector<flatbuffers::Offset<disco::wire::Envelope>> list{envelope};
+  const std::vector<flatbuffers::Offset<flatbuffers::String>> names{fbb.CreateString("n0")};
   disco::wire::FinishFrameBuffer(
-      fbb, disco::wire::CreateFrameDirect(fbb, 1, 0, disco::wire::Lane::Event, &list));
+      fbb, disco::wire::CreateFrameDirect(fbb, 1, 0, disco::wire::Lane::Event, &list, &names));
   CHECK_EQ(verify(disco::testing::seal_body_copy(fbb.GetBufferPointer(), fbb.GetSize())),
            Status::kVerifyFailed);
+  // A frame without its required names.
+  flatbuffers::FlatBufferBuilder nameless;
+  const disco::wire::EnvelopeHead head;
+  const std::vector<flatbuffers::Offset<disco::wire::Envelope>> one{
+      disco::wire::CreateEnvelope(nameless, 0, 0, 0, &head)};
+  disco::wire::FinishFrameBuffer(
+      nameless, disco::wire::CreateFrameDirect(nameless, 1, 0, disco::wire::Lane::Event, &one));
+  CHECK_EQ(
+      verify(disco::testing::seal_body_copy(nameless.GetBufferPointer(), nameless.GetSize())),
+      Status::kVerifyFailed);
 }
 
 void bounds_the_tables_a_small_body_can_make_the_verifier_visit() {
   // One envelope referenced 20'000 times is 80 KB of body but 20'001 table visits.
   flatbuffers::FlatBufferBuilder fbb;
-  const auto envelope =
-      disco::wire::CreateEnvelopeDirect(fbb, disco::wire::Kind::Event, 0, "a", "b", "c", "d");
+  const disco::wire::EnvelopeHead head;
+  const auto envelope = disco::wire::CreateEnvelope(fbb, 0, 0, 0, &head);
   const std::vector<flatbuffers::Offset<disco::wire::Envelope>> list(20'000, envelope);
+  const std::vector<flatbuffers::Offset<flatbuffers::String>> names{fbb.CreateString("a")};
   disco::wire::FinishFrameBuffer(
-      fbb, disco::wire::CreateFrameDirect(fbb, 1, 0, disco::wire::Lane::Event, &list));
+      fbb, disco::wire::CreateFrameDirect(fbb, 1, 0, disco::wire::Lane::Event, &list, &names));
   const auto frame = disco::testing::seal_body_copy(fbb.GetBufferPointer(), fbb.GetSize());
   CHECK_EQ(verify(frame), Status::kOk);
   disco::VerifyOptions opts;
