@@ -288,11 +288,14 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
   uint64_t bound = kFrameHeaderBytes + kFinishBound + kFrameTableBound + kVtableScratch +
                    kMaxFieldsPerTable * kFieldLocBytes + 4 * uint64_t{b.envelope_count} +
                    2 * kVectorOverhead;
+  staged_.clear();
+  staged_layout_ = nullptr;
   StagedEnvelope e;
   for (uint32_t i = 0; i < b.envelope_count; ++i) {
     if (!read_envelope(layout, b.strings_at, &at, strings, payloads, payload_count, &e)) {
       return Status::kBadBatch;
     }
+    staged_.push_back(e);
     bound += kEnvelopeTableBound + kVtableScratch;
     bound += name_bound(e.sender_node) + name_bound(e.sender_simproc) +
              name_bound(e.target_node) + name_bound(e.target_simproc);
@@ -310,6 +313,7 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
     if (e.data != nullptr) bound += uint64_t{e.data_length} + kVectorOverhead;
   }
   if (at != b.strings_at) return Status::kBadBatch;
+  staged_layout_ = layout;
   b.bound = align8(bound);
   if (b.bound - kFrameHeaderBytes > kDefaultMaxBodyBytes + (uint64_t{1} << 20)) {
     return Status::kTooLarge;
@@ -403,14 +407,20 @@ Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
     envelopes_.clear();
     envelopes_.reserve(b.envelope_count);
     names_.clear();
-    size_t at = kBatchHeaderBytes;
-    StagedEnvelope e;
-    for (uint32_t i = 0; i < b.envelope_count && status == Status::kOk; ++i) {
-      if (!read_envelope(b.layout, b.strings_at, &at, strings, payloads, payload_count, &e)) {
-        status = Status::kBadBatch;
-        break;
+    // The envelopes prepare() read, when this is its batch (the usual case: both run in one
+    // call, so the staging buffer cannot have changed); else they are read again.
+    if (staged_layout_ == b.layout && staged_.size() == b.envelope_count) {
+      for (const StagedEnvelope& e : staged_) envelopes_.push_back(build.envelope(e).o);
+    } else {
+      size_t at = kBatchHeaderBytes;
+      StagedEnvelope e;
+      for (uint32_t i = 0; i < b.envelope_count && status == Status::kOk; ++i) {
+        if (!read_envelope(b.layout, b.strings_at, &at, strings, payloads, payload_count, &e)) {
+          status = Status::kBadBatch;
+          break;
+        }
+        envelopes_.push_back(build.envelope(e).o);
       }
-      envelopes_.push_back(build.envelope(e).o);
     }
     if (status == Status::kOk) {
       fbb.StartVector(envelopes_.size(), sizeof(fb::uoffset_t));

@@ -197,8 +197,10 @@ class BatchEncoder {
   /// Builds the sealed frame of `batch` into `region[0..region_bytes)`, 8-byte aligned, where
   /// region_bytes >= batch.bound and is a multiple of 8. The frame ends at the region's end;
   /// `*frame_offset` is where it starts (a multiple of 8). kBoundExceeded if the builder needed
-  /// more than the region (a bug in the bound; the region's bytes are then garbage), kBadBatch
-  /// if the staging buffer changed since prepare() in a way that makes it malformed.
+  /// more than the region (a bug in the bound; the region's bytes are then garbage).
+  /// For the batch of the last prepare() it builds the envelopes that call read, so the staging
+  /// buffer and payloads must not change in between (callers run both in one native call);
+  /// for any other batch it reads them again and returns kBadBatch for a malformed one.
   /// `checksum` false seals with seal_frame_unchecked() (frames that only travel in a ring).
   [[nodiscard]] Status build(const PreparedBatch& batch, const PayloadSpan* payloads,
                              size_t payload_count, uint8_t* region, size_t region_bytes,
@@ -224,6 +226,8 @@ class BatchEncoder {
   std::vector<uint32_t> name_stamp_;  // per string id: generation that last named it
   std::vector<uint32_t> name_index_;  // per string id: its index in the frame's names
   std::vector<uint32_t> names_;       // offsets of the frame's names, in index order
+  std::vector<StagedEnvelope> staged_;  // the envelopes the last prepare() read...
+  const uint8_t* staged_layout_ = nullptr;  // ...from this staging buffer (null: none)
   uint32_t generation_ = 0;
 };
 
