@@ -2,7 +2,10 @@
  * Micro benchmarks of the frame codec and the native frame checks (DESIGN §4, §12).
  *
  * For frames of N events (N = 1, 256) with payloads of S bytes (64, 4096):
- *   envelope.encode / envelope.decode   FrameEncoder.encode, decodeFrame
+ *   envelope.encode / envelope.decode   FrameEncoder.encode, decodeFrame (the TypeScript codec)
+ *   batch.encode / batch.decode         FrameWriter.encode, FrameReader.read and an envelope
+ *                                       object per event (the native codec the rings and
+ *                                       gRPC links use), against the TypeScript codec
  *   frame.seal / frame.assert           native sealFrame, assertFrame (verify)
  * and for 256 one-event frames, one verifyBatch call against 256 assertFrame calls.
  *
@@ -22,6 +25,7 @@ import {
   decodeFrame,
 } from '../../dist/index.js';
 import { assertFrame, loadNative, sealFrame, verifyBatch } from '../../dist/native.js';
+import { FrameReader, FrameWriter } from '../../dist/transports/batch-frames.js';
 
 export const suite = {
   name: 'envelope',
@@ -186,6 +190,43 @@ function decodeCases(n, size) {
   ];
 }
 
+/** The native codec (FrameWriter, FrameReader) against the TypeScript codec of the same run. */
+function nativeCodecCases(n, size) {
+  const params = `events=${n} size=${size}`;
+  return [
+    {
+      name: `batch.encode ${params}`,
+      baseline: `envelope.encode ${params}`,
+      messagesPerOp: n,
+      setup() {
+        const envs = events(n, size);
+        const writer = new FrameWriter(PEER);
+        const probe = writer.encode(Lane.Event, 1, 0, envs, 0, n);
+        assertFrame(probe, PEER);
+        return { bytesPerOp: probe.length, fn: () => writer.encode(Lane.Event, 1, 0, envs, 0, n) };
+      },
+    },
+    {
+      name: `batch.decode ${params}`,
+      baseline: `envelope.decode ${params}`,
+      messagesPerOp: n,
+      setup() {
+        const frame = new FrameWriter(PEER).encode(Lane.Event, 1, 0, events(n, size), 0, n);
+        const reader = new FrameReader();
+        let bytes = 0;
+        return {
+          bytesPerOp: frame.length,
+          fn: () => {
+            reader.read(frame, PEER);
+            for (let i = 0; i < reader.count; i++) bytes += reader.envelope(i).payload.length;
+          },
+          check: () => expect(bytes > 0 && bytes % (n * size) === 0, `decoded ${bytes} B`),
+        };
+      },
+    },
+  ];
+}
+
 function nativeCases(n, size) {
   const params = `events=${n} size=${size}`;
   return [
@@ -270,7 +311,9 @@ export function cases() {
     },
   ];
   for (const n of EVENT_COUNTS) {
-    for (const size of PAYLOAD_BYTES) list.push(...encodeCases(n, size), ...decodeCases(n, size));
+    for (const size of PAYLOAD_BYTES) {
+      list.push(...encodeCases(n, size), ...decodeCases(n, size), ...nativeCodecCases(n, size));
+    }
   }
   for (const n of EVENT_COUNTS)
     for (const size of PAYLOAD_BYTES) list.push(...nativeCases(n, size));
