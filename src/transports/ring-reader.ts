@@ -4,15 +4,18 @@
  *
  * A wake-up through a doorbell costs a hand-off to the event loop (a threadsafe function, or a
  * byte on a FIFO through epoll): tens of microseconds on a VM. So while it expects traffic the
- * reader polls the ring itself, from `setImmediate` callbacks, without blocking the event loop:
+ * reader polls the ring itself, from `setImmediate` callbacks, never blocking the event loop for
+ * long:
  *
  * - polling: after a read that returned records, and after this process sent something
- *   (`expectTraffic()`), the reader checks the ring once per turn of the event loop for
- *   `spinNs` (timers and I/O run in between). A check is a few `Atomics.load`s of the
- *   segment's tail and this end's read position (`pollWords()`), no call into the addon. While
- *   it polls the doorbell is not armed, so producers pay no wake-up syscall.
+ *   (`expectTraffic()`), the reader checks the ring for a window of `spinNs`, repeatedly within
+ *   a turn of the event loop for up to POLL_SLICE_NS, then again next turn (timers and I/O run
+ *   in between). A check is a few `Atomics.load`s of the segment's tail and this end's read
+ *   position (`pollWords()`), no call into the addon. While it polls the doorbell is not
+ *   armed, so producers pay no wake-up syscall.
  * - sleeping: when the window passes without records, the reader arms the doorbell
- *   (native/doorbell.h's handshake, no lost wake-up) and waits for it.
+ *   (native/doorbell.h's handshake, no lost wake-up) and waits for it. A window that keeps
+ *   passing without records shrinks (`missed()`): then the reader sleeps at once.
  * - `spinMode`: polls for as long as the ring is open (a core for the lowest latency).
  *
  * Keeping the process alive: a pending `setImmediate` that is not ref'd does not keep the event
