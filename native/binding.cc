@@ -421,8 +421,33 @@ struct ConsumerCore final : EndCore {
   std::string name;
   int pipe_fd = -1;
 
+  bool auto_arm = true;  // readBatch arms the doorbell when it finds the ring empty
+
   ~ConsumerCore() override {
     if (pipe_fd >= 0) ::close(pipe_fd);
+  }
+
+  /// The consumer's half of the sleep handshake (doorbell.h) at the read position: true when
+  /// armed (the doorbell rings when records arrive), false when records (or the producer's
+  /// close) arrived meanwhile: read them instead.
+  [[nodiscard]] bool arm() noexcept {
+    if (bell_kind == BellKind::kFutex) {
+      if (ring->has_unread()) return false;
+      // Fires at once if records arrived after that check.
+      if (bell) bell->arm(ring->read_position(), 0);
+      return true;
+    }
+    return announce_consumer_sleep(ring->memory().header, ring->read_position());
+  }
+
+  /// Takes back an arm (doorbell.h: "Taking an announcement back").
+  void disarm() noexcept {
+    if (bell_kind == BellKind::kPipe) {
+      // Relaxed: a producer that read 1 already rings once more, which is harmless.
+      ring->memory().header->consumer_sleeping.store(0, std::memory_order_relaxed);
+    } else if (bell) {
+      bell->disarm();
+    }
   }
 
  protected:
@@ -559,27 +584,16 @@ bool get_doorbell_options(const Napi::CallbackInfo& info, size_t index, const ch
     double max;
     uint32_t* out;
   };
-  const NumberOption numbers[] = {{"spinNs", 1e9, &options->spin_ns},
-                                  {"livenessMs", 50, &options->liveness_ms}};
-  for (const NumberOption& n : numbers) {
-    const Napi::Value v = o.Get(n.name);
-    if (v.IsUndefined()) continue;
-    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-    if (!(d >= (n.out == &options->liveness_ms ? 1 : 0) && d <= n.max) || std::trunc(d) != d) {
-      throw_type_error(info.Env(), std::string(fn) + ": options." + n.name +
-                                       " must be an integer up to " +
-                                       std::to_string(static_cast<uint64_t>(n.max)));
+  // spinNs and spinMode are the JS reader's (src/transports/ring-reader.ts): ignored here.
+  const Napi::Value liveness = o.Get("livenessMs");
+  if (!liveness.IsUndefined()) {
+    const double d = liveness.IsNumber() ? liveness.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 1 && d <= 50) || std::trunc(d) != d) {
+      throw_type_error(info.Env(),
+                       std::string(fn) + ": options.livenessMs must be an integer from 1 to 50");
       return false;
     }
-    *n.out = static_cast<uint32_t>(d);
-  }
-  const Napi::Value spin = o.Get("spinMode");
-  if (!spin.IsUndefined()) {
-    if (!spin.IsBoolean()) {
-      throw_type_error(info.Env(), std::string(fn) + ": options.spinMode must be a boolean");
-      return false;
-    }
-    options->spin_mode = spin.As<Napi::Boolean>().Value();
+    options->liveness_ms = static_cast<uint32_t>(d);
   }
   return !info.Env().IsExceptionPending();
 }
@@ -690,12 +704,20 @@ class RingConsumerWrap final : public Napi::ObjectWrap<RingConsumerWrap> {
   Napi::Value Release(const Napi::CallbackInfo& info);
   Napi::Value DoorbellFd(const Napi::CallbackInfo& info);
   Napi::Value KeepAlive(const Napi::CallbackInfo& info);
+  Napi::Value PollWords(const Napi::CallbackInfo& info);
+  Napi::Value AutoArm(const Napi::CallbackInfo& info);
+  Napi::Value Arm(const Napi::CallbackInfo& info);
+  Napi::Value Disarm(const Napi::CallbackInfo& info);
   Napi::Value CheckPeer(const Napi::CallbackInfo& info);
   Napi::Value State(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
+  void publish_read_position() noexcept;
 
   std::shared_ptr<ConsumerCore> core_;
+  // The read position as two u32 words (low, high) that JS polls (pollWords()): heap memory
+  // owned by this hint and by the external ArrayBuffer JS sees it through. Null until asked.
+  std::shared_ptr<ViewHint> read_words_;
   Napi::Reference<Napi::Value> view_;  // ArrayBuffer of the outstanding batch
   std::shared_ptr<ViewHint> hint_;
   RecordBatch batch_;
@@ -1203,6 +1225,10 @@ Napi::Function RingConsumerWrap::Define(Napi::Env env) {
                          InstanceMethod<&RingConsumerWrap::Release>("release"),
                          InstanceMethod<&RingConsumerWrap::DoorbellFd>("doorbellFd"),
                          InstanceMethod<&RingConsumerWrap::KeepAlive>("keepAlive"),
+                         InstanceMethod<&RingConsumerWrap::PollWords>("pollWords"),
+                         InstanceMethod<&RingConsumerWrap::AutoArm>("autoArm"),
+                         InstanceMethod<&RingConsumerWrap::Arm>("arm"),
+                         InstanceMethod<&RingConsumerWrap::Disarm>("disarm"),
                          InstanceMethod<&RingConsumerWrap::CheckPeer>("checkPeer"),
                          InstanceMethod<&RingConsumerWrap::State>("state"),
                          InstanceMethod<&RingConsumerWrap::Close>("close"),
@@ -1337,14 +1363,10 @@ Napi::Value RingConsumerWrap::ReadBatch(const Napi::CallbackInfo& info) {
     c.decoder.begin(target);
     s = c.ring->read_batch(c.spans.size(), static_cast<size_t>(max_bytes), c.spans.data(), &batch,
                            &BatchDecoder::visit, &c.decoder);
-    if (s != Status::kRingEmpty) break;
-    if (c.bell_kind == BellKind::kFutex) {
-      if (c.bell) c.bell->arm(c.ring->read_position(), 0);
-      break;
-    }
-    // Pipe doorbell: announce the sleep; if records arrived meanwhile, read them instead.
-    if (announce_consumer_sleep(c.ring->memory().header, c.ring->read_position())) break;
+    // Armed, or records arrived meanwhile: read them instead.
+    if (s != Status::kRingEmpty || !c.auto_arm || c.arm()) break;
   }
+  publish_read_position();
   if (s != Status::kOk) return status_value(env, s);
   c.decoder.finish(batch.reassembled);
   auto hint = std::make_shared<ViewHint>();
@@ -1379,6 +1401,93 @@ Napi::Value RingConsumerWrap::DoorbellFd(const Napi::CallbackInfo& info) {
 Napi::Value RingConsumerWrap::KeepAlive(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
   return keep_alive(info, *core_);
+}
+
+void RingConsumerWrap::publish_read_position() noexcept {
+  if (!read_words_) return;
+  const uint64_t position = core_->ring->read_position();
+  auto* words = reinterpret_cast<uint32_t*>(read_words_->owned);
+  words[0] = static_cast<uint32_t>(position);
+  words[1] = static_cast<uint32_t>(position >> 32);
+}
+
+/// pollWords(): { tail, producerClosed, readPosition } — Uint32Arrays for a poll from JS that
+/// crosses no boundary: the segment's tail (low, high word) and producer_closed, views over the
+/// header page (ring.h) that keep the mapping alive, and this end's read position (low, high),
+/// which readBatch keeps current. The ring has records (or news) to read when a load of tail
+/// differs from the read position, or producer_closed is set. Loading the low word first makes
+/// a torn tail harmless: tail only grows, by at most the capacity (<= 2^32) past the read
+/// position.
+Napi::Value RingConsumerWrap::PollWords(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  const Napi::Env env = info.Env();
+  if (!read_words_) {
+    auto words = std::make_shared<ViewHint>();
+    words->owned = static_cast<uint8_t*>(std::calloc(2, sizeof(uint32_t)));
+    if (words->owned == nullptr) return throw_type_error(env, "pollWords: out of memory");
+    read_words_ = std::move(words);
+    publish_read_position();
+  }
+  auto header_hint = std::make_shared<ViewHint>();
+  header_hint->mapping = core_->ring->memory().owner;
+  auto* header = reinterpret_cast<uint8_t*>(core_->ring->memory().header);
+  struct Part {
+    const char* name;
+    const std::shared_ptr<ViewHint>* hint;
+    uint8_t* base;
+    size_t bytes;
+    size_t offset;
+    size_t words;
+  };
+  const Part parts[] = {
+      {"tail", &header_hint, header, kRingHeaderBytes, offsetof(RingHeader, tail), 2},
+      {"producerClosed", &header_hint, header, kRingHeaderBytes,
+       offsetof(RingHeader, producer_closed), 1},
+      {"readPosition", &read_words_, read_words_->owned, 2 * sizeof(uint32_t), 0, 2}};
+  Napi::Object out = Napi::Object::New(env);
+  napi_value header_ab = nullptr;
+  for (const Part& p : parts) {
+    napi_value ab = p.hint == &header_hint ? header_ab : nullptr;
+    if (ab == nullptr) {
+      auto* holder = new std::shared_ptr<ViewHint>(*p.hint);
+      if (napi_create_external_arraybuffer(env, p.base, p.bytes, finalize_view, holder, &ab) !=
+          napi_ok) {
+        delete holder;
+        return Napi::Value();
+      }
+      if (p.hint == &header_hint) header_ab = ab;
+    }
+    napi_value array = nullptr;
+    if (napi_create_typedarray(env, napi_uint32_array, p.words, ab, p.offset, &array) != napi_ok) {
+      return Napi::Value();
+    }
+    out.Set(p.name, Napi::Value(env, array));
+  }
+  return out;
+}
+
+/// autoArm(on): whether a readBatch that finds the ring empty arms the doorbell (default true).
+/// A reader that polls turns it off and calls arm() when it stops polling.
+Napi::Value RingConsumerWrap::AutoArm(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  if (!info[0].IsBoolean()) return throw_type_error(info.Env(), "autoArm: on must be a boolean");
+  core_->auto_arm = info[0].As<Napi::Boolean>().Value();
+  return info.Env().Undefined();
+}
+
+/// arm(): RING_EMPTY when armed (the doorbell rings when records arrive or the producer
+/// closes), OK when they did meanwhile (read them; nothing armed), CLOSED.
+Napi::Value RingConsumerWrap::Arm(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  return status_value(info.Env(), core_->arm() ? Status::kRingEmpty : Status::kOk);
+}
+
+/// disarm(): takes back an arm; see doorbell.h. A wake-up already on its way still comes.
+Napi::Value RingConsumerWrap::Disarm(const Napi::CallbackInfo& info) {
+  if (!usable(info)) return Napi::Value();
+  if (!core_->closed) core_->disarm();
+  return info.Env().Undefined();
 }
 
 Napi::Value RingConsumerWrap::CheckPeer(const Napi::CallbackInfo& info) {

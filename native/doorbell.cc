@@ -49,15 +49,6 @@ void futex_wait_private(std::atomic<uint32_t>* word, uint32_t expected,
   futex(word, FUTEX_WAIT_PRIVATE, expected, &ts);
 }
 
-/// A hint to the CPU that we spin (frees execution resources for the sibling hyperthread).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
 /// Polls between liveness checks while the peer's exit is watched by the ExitWatcher: only a
 /// backstop, since the watcher wakes the thread when the peer exits.
 constexpr uint64_t kWatchedCheckNs = 1'000'000'000u;
@@ -274,6 +265,13 @@ void Doorbell::arm(uint64_t position, uint64_t want) noexcept {
   if (parked_.load(std::memory_order_relaxed) != 0) futex_wake_private(&armed_);
 }
 
+void Doorbell::disarm() noexcept {
+  // Only an arm that has not fired: the thread clears armed_ itself when it fires, and a
+  // stop (2) or poke (kPoked) must stay.
+  uint32_t armed = 1;
+  armed_.compare_exchange_strong(armed, 0, std::memory_order_relaxed);
+}
+
 void Doorbell::stop() noexcept {
   if (!started_ || joined_) return;
   stop_.store(true, std::memory_order_release);
@@ -400,38 +398,13 @@ void Doorbell::run() noexcept {
     // Acquire pairs with the release store in arm(): position_ and want_ are the armed ones.
     const uint32_t armed = armed_.load(std::memory_order_acquire);
     if (armed != 1 || !options_.watch_data) {
-      if (options_.spin_mode && options_.watch_data) {
-        cpu_relax();
-      } else {
-        park(until_check);
-      }
+      park(until_check);
       continue;
     }
     if (ready()) {
       fire();
       continue;
     }
-    // Spin: most wake-ups under load come within microseconds, cheaper than a futex round
-    // trip. In spin mode this loop only leaves for the liveness check or stop().
-    const uint64_t spin_until = options_.spin_mode ? next_check : now + options_.spin_ns;
-    bool got = false;
-    for (uint32_t i = 0;; ++i) {
-      if (ready()) {
-        got = true;
-        break;
-      }
-      cpu_relax();
-      if ((i & 63) == 63 &&
-          (monotonic_ns() >= spin_until || stop_.load(std::memory_order_relaxed) ||
-           peer_exited_.load(std::memory_order_relaxed))) {
-        break;
-      }
-    }
-    if (got) {
-      fire();
-      continue;
-    }
-    if (options_.spin_mode) continue;
     // Sleep: the handshake of doorbell.h. The bell value is read before announcing, so a ring
     // between here and the wait makes the wait return at once.
     std::atomic<uint32_t>* word = bell();

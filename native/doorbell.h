@@ -2,14 +2,20 @@
 //
 // Two ways to wake a consumer, chosen when it opens (BellKind in ring.h):
 //
-//   futex  A Doorbell thread per ring end spins for a few microseconds, then sleeps on a futex
-//          word in the segment (consumer_bell). The producer rings it with FUTEX_WAKE only when
-//          the consumer announced it sleeps. The thread wakes JavaScript through a callback
-//          (the binding's threadsafe function).
+//   futex  A Doorbell thread per ring end sleeps on a futex word in the segment
+//          (consumer_bell). The producer rings it with FUTEX_WAKE only when the consumer
+//          announced it sleeps. The thread wakes JavaScript through a callback (the binding's
+//          threadsafe function).
 //   pipe   The consumer makes a FIFO "/dev/shm/<ring>.bell" and hands its read end to the JS
 //          event loop, which watches it like a socket; the producer writes one byte into it
 //          only when the consumer announced it sleeps. A Doorbell thread still runs, for peer
 //          liveness only.
+//
+// Spinning is not done here: a wake-up through either doorbell costs a hand-off to the event
+// loop (tens of microseconds on a VM), which a native thread spinning cannot avoid. The JS
+// reader (src/transports/ring-reader.ts) polls the ring itself from the event loop while it
+// expects traffic, and arms a doorbell only when it stops polling. While it polls it has
+// announced nothing, so the producer pays no syscall.
 //
 // The sleep handshake, and why no wake-up is lost. Consumer (C) and producer (P):
 //
@@ -27,6 +33,13 @@
 // committing many batches to a sleeping consumer pays one syscall, and none while it is awake.
 // The timeout (<= 50 ms, or 1 s once the peer's exit is watched, below) bounds the damage of
 // any bug here and paces the liveness checks.
+// Taking an announcement back, when a JS reader starts polling again (the binding's
+// disarm()): with the pipe doorbell the reader itself announced, so it stores
+// consumer_sleeping = 0 and the producer stops paying for wake-ups; a byte already written only
+// makes the reader look at the ring once more. With the futex doorbell only the arm is taken
+// back (Doorbell::disarm): the thread may be asleep in C5, and clearing its flag would leave a
+// later arm unheard until the timeout, so the flag stays and the producer's next commit wakes
+// the thread, which finds itself disarmed and parks. A later sleep announces again from C1.
 // Space for a producer uses the same handshake mirrored: producer_waiting, producer_bell, the
 // consumer ringing after it releases.
 //
@@ -90,10 +103,6 @@ enum class DoorbellEvent : int32_t {
 };
 
 struct DoorbellOptions {
-  /// Spin this long (checking the ring) before sleeping on the futex.
-  uint32_t spin_ns = 5'000;
-  /// Never sleep on the futex: spin until ready (one core per ring end, lowest latency).
-  bool spin_mode = false;
   /// Peer liveness is checked at least this often, and no futex wait is longer, while the
   /// peer's exit is not watched (peer not attached yet, or no pidfds); 1 s once it is.
   uint32_t liveness_ms = 50;
@@ -126,6 +135,10 @@ class Doorbell {
   /// behind `position` (the producer's tail) or the consumer closes. Fires at once if that
   /// already holds. One arm, at most one kReady.
   void arm(uint64_t position, uint64_t want) noexcept;
+
+  /// Takes back an arm() that has not fired: no kReady for it unless one is already on its
+  /// way. The thread, if asleep, stays asleep until its timeout or the next wake-up.
+  void disarm() noexcept;
 
   /// Asks the thread to exit; returns at once.
   void stop() noexcept;

@@ -25,7 +25,9 @@
  *   fails the link (`ringStatusError`).
  * - Consumer: on `RingEvent.READY`, read with a `BatchReader` until `RING_EMPTY` (bounded per
  *   wake-up; yield with `setImmediate` when the bound is hit). `RING_EMPTY` re-arms the doorbell
- *   by itself. `PEER_CLOSED`: the producer closed and everything was read.
+ *   by itself. `PEER_CLOSED`: the producer closed and everything was read. A reader that polls
+ *   (src/transports/ring-reader.ts) turns that off (`autoArm(false)`), checks `pollWords()`
+ *   with `Atomics.load` between reads, and calls `arm()` when it goes to sleep.
  * - `RingEvent.PEER_DEAD` arrives once, within 100 ms of the peer's death; records committed
  *   before it can still be read. The callbacks never keep the process alive.
  *
@@ -161,7 +163,11 @@ export const RingEvent = {
 /** A `RingEvent` value. */
 export type RingEventCode = (typeof RingEvent)[keyof typeof RingEvent];
 
-/** How a ring end waits (native/doorbell.h). */
+/**
+ * How a ring end waits. `doorbell` and `livenessMs` go to the addon (native/doorbell.h);
+ * `spinNs` and `spinMode` are the JS reader's idle strategy (src/transports/ring-reader.ts),
+ * which the addon ignores.
+ */
 export interface RingDoorbellOptions {
   /**
    * Consumer only. `'futex'` (the addon's default): a native thread sleeps on a futex in the
@@ -170,12 +176,30 @@ export interface RingDoorbellOptions {
    * a native thread still watches liveness.
    */
   readonly doorbell?: 'futex' | 'pipe';
-  /** Nanoseconds to spin before sleeping (default 5000). */
+  /**
+   * Reader only: nanoseconds the reader keeps polling its ring from the event loop after
+   * traffic (records read, or a send of this process) before it arms the doorbell and sleeps
+   * (default `RING_POLL_NS`); 0 sleeps at once.
+   */
   readonly spinNs?: number;
-  /** Never sleep: a core per ring end for the lowest latency (default false). */
+  /** Reader only: poll for as long as the ring is open, never sleep (default false). */
   readonly spinMode?: boolean;
   /** Liveness check interval and longest sleep, 1..50 ms (default 50). */
   readonly livenessMs?: number;
+}
+
+/**
+ * Words a reader polls with `Atomics.load`, without crossing into the addon (`pollWords()`):
+ * the ring has something to read when `tail` differs from `readPosition` (both as low, high
+ * u32 words; load the low word first) or `producerClosed[0]` is not 0.
+ */
+export interface RingPollWords {
+  /** The segment's tail, a view over shared memory that the producer writes. */
+  readonly tail: Uint32Array;
+  /** The segment's producer_closed flag. */
+  readonly producerClosed: Uint32Array;
+  /** This end's read position, kept current by `readBatch`. */
+  readonly readPosition: Uint32Array;
 }
 
 /** Ring positions (bytes since creation) as one end sees them. */
@@ -268,7 +292,7 @@ export interface NativeRingConsumer {
   /**
    * Releases the previous batch, reads the next one, verifies and decodes its frames into the
    * output arrays (layout in native/batch.h, read by `BatchReader`), and returns one view over
-   * the batch's bytes, or a status: `RING_EMPTY` (the doorbell is re-armed), `PEER_CLOSED`,
+   * the batch's bytes, or a status: `RING_EMPTY` (the doorbell is re-armed unless `autoArm(false)`), `PEER_CLOSED`,
    * `OUTPUT_TOO_SMALL` (grow the arrays as the summary says), a verification status or
    * `CORRUPT_RECORD` (the link is bad), `CLOSED`.
    *
@@ -289,6 +313,26 @@ export interface NativeRingConsumer {
   doorbellFd(): number;
   /** As `NativeRingProducer.keepAlive`: default false. */
   keepAlive(on: boolean): void;
+  /** The words a poll from JS reads; see `RingPollWords`. Each call returns fresh views. */
+  pollWords(): RingPollWords;
+  /**
+   * Whether a `readBatch` that finds the ring empty arms the doorbell (default true). A reader
+   * that polls turns it off and calls `arm()` when it stops polling.
+   *
+   * @throws TypeError when `on` is not a boolean.
+   */
+  autoArm(on: boolean): void;
+  /**
+   * Arms the doorbell: `RING_EMPTY` when armed (one `RingEvent.READY`, or a byte on the pipe,
+   * comes when records arrive or the producer closes), `OK` when records arrived meanwhile
+   * (read them; nothing is armed), `CLOSED`.
+   */
+  arm(): number;
+  /**
+   * Takes an arm back, so that a producer stops paying for wake-ups while this end polls. A
+   * wake-up already on its way still comes.
+   */
+  disarm(): void;
   /** `OK` or `PEER_DEAD` for the producer end. */
   checkPeer(): number;
   state(): RingState;

@@ -8,10 +8,11 @@
  *   buffer (BatchWriter); the addon builds the FlatBuffers frame in the ring slot, so
  *   a payload is copied once, from JS memory into shared memory. A full ring keeps
  *   the batch queued and asks the addon to call back when space frees.
- * - Inbound: a native doorbell wakes this process when records arrive; each wake-up
- *   reads batches (bounded, then yields to the event loop), the addon verifies and
- *   decodes every frame in place, and envelopes go to their NodeControllers with
- *   payloads as views over shared memory. The views are detached when the batch is
+ * - Inbound: a RingReader per ring (ring-reader.ts) polls the ring from the event loop
+ *   for a short window after traffic (records read, or a send of this process), then
+ *   sleeps on its doorbell; it reads batches (bounded, then yields to the event loop),
+ *   the addon verifies and decodes every frame in place, and envelopes go to their
+ *   NodeControllers with payloads as views over shared memory. The views are detached when the batch is
  *   released, right after it is handed over: a receiver that keeps bytes copies them.
  * - A dead peer (found by the addon within 100 ms) fails the link with PeerDeadError;
  *   a corrupt ring fails it with FrameCorruptError naming the ring. Both are emitted
@@ -19,7 +20,6 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { Socket } from 'node:net';
 import { EventEnvelope, type Envelope, type Lane, type PromiseEnvelope } from '../envelope.js';
 import {
   DiscoError,
@@ -30,20 +30,19 @@ import {
 } from '../errors.js';
 import {
   NativeStatus,
-  openRingConsumer,
   openRingProducer,
   ringSegmentName,
   ringStatusError,
   RingEvent,
-  type NativeRingConsumer,
   type NativeRingProducer,
   type RingDoorbellOptions,
   type RingEventCode,
 } from '../native.js';
-import { BatchReader, BatchWriter } from '../native-batch.js';
+import { type BatchReader, BatchWriter } from '../native-batch.js';
 import { envelopeAt, SenderRefs, stageEnvelope } from './batch-frames.js';
 import { tracerFor } from '../trace.js';
 import { LocalNodes } from './local-nodes.js';
+import { RingReader } from './ring-reader.js';
 import {
   linkTransportMetrics,
   OutboundQueue,
@@ -56,10 +55,6 @@ const tracer = tracerFor('shm');
 
 /** Default time `close()` waits for peers to read what is still queued. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
-/** Most batches read per wake-up before yielding to the event loop. */
-export const READS_PER_WAKEUP = 16;
-/** Most bytes one read takes from a ring. */
-export const READ_BATCH_BYTES = 16 * 1024 * 1024;
 
 /** Options of a ShmTransport. */
 export interface ShmTransportOptions {
@@ -73,9 +68,9 @@ export interface ShmTransportOptions {
   locate(repid: number, node: string): string | undefined;
   limits?: LinkLimits;
   /**
-   * How inbound rings wake this process. Default: the pipe doorbell (the event loop watches a
-   * FIFO), which had the lower round-trip latency in bench/macro (rtt.ring); with `spinMode`
-   * and no `doorbell`, the futex doorbell (spinning needs its thread).
+   * How inbound rings are read: the polling window (`spinNs`) or `spinMode`, and the doorbell
+   * of a sleeping reader. Default doorbell: the pipe (the event loop watches a FIFO), which had
+   * the lower round-trip latency in bench/macro (rtt.ring).
    */
   doorbell?: RingDoorbellOptions;
   /** How long `close()` waits for peers to read what is queued. Default 10 s. */
@@ -89,7 +84,7 @@ export function ringName(cluster: string, from: string, to: string): string {
 
 /** The doorbell options of an inbound ring: `options` with the default doorbell filled in. */
 function consumerDoorbell(options: RingDoorbellOptions | undefined): RingDoorbellOptions {
-  if (options?.doorbell !== undefined || options?.spinMode === true) return options ?? {};
+  if (options?.doorbell !== undefined) return options;
   return { ...options, doorbell: 'pipe' };
 }
 
@@ -124,6 +119,7 @@ class ShmLink implements LinkChannel {
     const status = producer.writeBatch(staging, w.payloads);
     if (status === NativeStatus.OK) {
       this.bytesSent += staging.length;
+      this.owner.expectTraffic();
       return end - start;
     }
     if (status === NativeStatus.WRITE_PENDING) {
@@ -204,91 +200,42 @@ class ShmLink implements LinkChannel {
   }
 }
 
-/** One inbound ring: a peer -> this process. */
+/** One inbound ring: a peer -> this process, read by a RingReader. */
 class ShmInbound {
-  private readonly reader = new BatchReader();
-  private readonly consumer: NativeRingConsumer;
+  private readonly reader: RingReader;
   private readonly senders = new SenderRefs();
-  private scheduled = false;
-  private closed = false;
-  private bell: Socket | null = null;
 
   constructor(
     readonly ring: string,
     private readonly owner: ShmTransport,
     doorbell: RingDoorbellOptions | undefined,
   ) {
-    this.consumer = openRingConsumer(ring, (ev: RingEventCode) => this.onEvent(ev), doorbell);
-    const fd = this.consumer.doorbellFd();
-    if (fd >= 0) {
-      // Pipe doorbell: the producer writes a byte into a FIFO this event loop watches.
-      const bell = new Socket({ fd, readable: true, writable: false });
-      bell.on('data', () => this.drain());
-      bell.on('error', (err: Error) =>
-        this.owner.reportError(
-          new LinkClosedError(`ring ${ring}`, `doorbell failed: ${err.message}`),
-        ),
-      );
-      bell.unref(); // like the futex doorbell, an idle ring never holds the process open
-      this.bell = bell;
-    }
-    this.schedule(); // records may already wait
-  }
-
-  close(): void {
-    this.closed = true;
-    this.bell?.destroy();
-    this.consumer.close();
-  }
-
-  // A wake-up is its own event-loop callback, never inside a sender's stack: it reads at once
-  // rather than one more turn of the loop later.
-  private onEvent(ev: RingEventCode): void {
-    if (ev === RingEvent.READY) this.drain();
-    else if (!this.closed) {
-      this.drain(); // what the dead producer committed is complete and still delivered
-      this.owner.reportError(new PeerDeadError(`ring ${this.ring}`, 'the producing process died'));
-    }
-  }
-
-  private schedule(): void {
-    if (this.scheduled || this.closed) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.drain();
+    this.reader = new RingReader(ring, doorbell, {
+      onBatch: (r) => this.deliverBatch(r),
+      onError: (err) => this.owner.reportError(err),
     });
   }
 
+  close(): void {
+    this.reader.close();
+  }
+
+  /** This process sent something: an answer may come soon. */
+  expectTraffic(): void {
+    this.reader.expectTraffic();
+  }
+
   /** Reading stops while paused; what peers write waits in the rings. */
-  paused = false;
+  pause(): void {
+    this.reader.pause();
+  }
 
   /** Resumes reading: what arrived meanwhile is read on the next turn. */
   resume(): void {
-    this.paused = false;
-    this.schedule();
+    this.reader.resume();
   }
 
-  private drain(): void {
-    for (let n = 0; n < READS_PER_WAKEUP && !this.closed; n++) {
-      if (this.paused) return; // resume() schedules a read
-      const status = this.reader.read(this.consumer, READ_BATCH_BYTES);
-      if (status === NativeStatus.OK) {
-        this.deliverBatch();
-        this.reader.release(this.consumer);
-        continue;
-      }
-      if (status === NativeStatus.RING_EMPTY || status === NativeStatus.PEER_CLOSED) return;
-      this.closed = true;
-      this.consumer.close();
-      this.owner.reportError(ringStatusError(status, this.ring));
-      return;
-    }
-    this.schedule(); // more may wait: yield to the event loop first
-  }
-
-  private deliverBatch(): void {
-    const r = this.reader;
+  private deliverBatch(r: BatchReader): void {
     const n = r.envelopeCount;
     for (let i = 0; i < n; i++) {
       const env = envelopeAt(r, i, this.senders);
@@ -363,7 +310,7 @@ export class ShmTransport extends EventEmitter implements Transport {
 
   /** Stops reading the inbound rings; their producers wait when the rings are full. */
   pauseInbound(): void {
-    for (const i of this.inbound) i.paused = true;
+    for (const i of this.inbound) i.pause();
   }
 
   resumeInbound(): void {
@@ -410,6 +357,11 @@ export class ShmTransport extends EventEmitter implements Transport {
     await Promise.all([...this.links.values()].map((l) => l.close(timeout)));
     this.closed = true;
     for (const i of this.inbound) i.close();
+  }
+
+  /** This process sent something: its inbound rings poll for a while, answers may come. */
+  expectTraffic(): void {
+    for (const i of this.inbound) i.expectTraffic();
   }
 
   /** The local node for (repid, node), if hosted here. */

@@ -395,21 +395,62 @@ describe('wake-ups', () => {
     });
   }
 
-  it('spins in spin mode', async () => {
-    const name = ringName(cluster('spin'));
-    createRing(name, 1 << 16);
-    let ready = 0;
-    const consumer = openRingConsumer(name, () => (ready += 1), { spinMode: true });
-    const producer = openRingProducer(name, () => {});
-    const reader = new BatchReader();
-    expect(reader.read(consumer)).toBe(NativeStatus.RING_EMPTY);
-    producer.writeFrame(sampleFrame());
-    await waitFor(() => ready === 1, DEADLINE_MS, 'READY');
-    expect(reader.read(consumer)).toBe(NativeStatus.OK);
-    consumer.close();
-    producer.close();
-    unlinkRing(name);
-  });
+  for (const doorbell of ['futex', 'pipe'] as const) {
+    it(`polls without the addon and arms only when asked (${doorbell})`, async () => {
+      const r = pair(`poll-${doorbell}`, RING_MIN_CAPACITY_BYTES, doorbell);
+      const socket =
+        doorbell === 'pipe'
+          ? new Socket({ fd: r.consumer.doorbellFd(), readable: true, writable: false })
+          : null;
+      let rung = 0;
+      socket?.on('data', () => (rung += 1));
+      const words = r.consumer.pollWords();
+      const news = () =>
+        Atomics.load(words.tail, 0) !== words.readPosition[0] ||
+        Atomics.load(words.tail, 1) !== words.readPosition[1] ||
+        Atomics.load(words.producerClosed, 0) !== 0;
+      const reader = new BatchReader();
+      r.consumer.autoArm(false);
+      expect(news()).toBe(false);
+      expect(reader.read(r.consumer)).toBe(NativeStatus.RING_EMPTY);
+      const frame = sampleFrame();
+      expect(r.producer.writeFrame(frame)).toBe(NativeStatus.OK);
+      expect(news()).toBe(true);
+      expect(words.tail[0]).toBe(r.consumer.state().tail);
+      // Records wait: arm() arms nothing and says so.
+      expect(r.consumer.arm()).toBe(NativeStatus.OK);
+      expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
+      reader.release(r.consumer);
+      expect(news()).toBe(false);
+      expect(words.readPosition[0]).toBe(r.consumer.state().head);
+      // Empty: armed; the next record rings the doorbell.
+      expect(r.consumer.arm()).toBe(NativeStatus.RING_EMPTY);
+      expect(r.producer.writeFrame(frame)).toBe(NativeStatus.OK);
+      await waitFor(
+        () => (doorbell === 'pipe' ? rung : r.events.consumer.length) > 0,
+        DEADLINE_MS,
+        'the doorbell',
+      );
+      expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
+      expect(reader.read(r.consumer)).toBe(NativeStatus.RING_EMPTY);
+      // Taken back: armed and disarmed, then armed again, the doorbell still rings.
+      expect(r.consumer.arm()).toBe(NativeStatus.RING_EMPTY);
+      r.consumer.disarm();
+      const before = doorbell === 'pipe' ? rung : r.events.consumer.length;
+      expect(r.consumer.arm()).toBe(NativeStatus.RING_EMPTY);
+      expect(r.producer.writeFrame(frame)).toBe(NativeStatus.OK);
+      await waitFor(
+        () => (doorbell === 'pipe' ? rung : r.events.consumer.length) > before,
+        DEADLINE_MS,
+        'the doorbell after a disarm',
+      );
+      expect(() => r.consumer.autoArm(1 as unknown as boolean)).toThrow(TypeError);
+      r.producer.close();
+      expect(news()).toBe(true); // the producer's close is news too
+      socket?.destroy();
+      r.close();
+    });
+  }
 });
 
 describe('untrusted peer', () => {

@@ -9,8 +9,10 @@
  *   tput.ring.batch  one writeBatch per `batch` messages of a prebuilt staging layout: the
  *                    addon builds the FlatBuffers frame in the ring slot, copying each payload
  *                    once (what ShmTransport does per batch, minus the JS staging);
- *   rtt.ring         64 B ping-pong over two rings, each side answering from its doorbell
- *                    callback, with the doorbell options under test on both consumers.
+ *   rtt.ring         64 B ping-pong over two rings, each side answering as soon as its reader
+ *                    (ShmTransport's RingReader) hands it the message, with the idle strategy
+ *                    and doorbell under test on both consumers (spinNs: polling window after
+ *                    traffic, 0 = a reader that always sleeps; spinMode: polls all the time).
  *
  * The reader reads batches with BatchReader (the addon verifies and decodes every frame) and
  * checks the epochs; a run ends when the last message has been read.
@@ -19,6 +21,7 @@
 import { createHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { createRing, ringSegmentName, unlinkRing } from '../../../dist/native.js';
+import { RING_POLL_NS } from '../../../dist/transports/ring-reader.js';
 import { latencyOf } from '../../lib/stats.mjs';
 import { payloadOf, sealedFrames } from '../lib/frames.mjs';
 import { Peer, now, uniqueCluster } from '../lib/peer.mjs';
@@ -148,7 +151,7 @@ export function ringThroughputCase({ size, mode, batch = 1, ringBytes }) {
 function doorbellLabel(doorbell) {
   const kind = doorbell.doorbell ?? 'futex';
   if (doorbell.spinMode === true) return `doorbell=${kind} spinMode=1`;
-  return `doorbell=${kind} spinNs=${doorbell.spinNs ?? 5000}`;
+  return `doorbell=${kind} spinNs=${doorbell.spinNs ?? RING_POLL_NS}`;
 }
 
 /**
@@ -175,6 +178,7 @@ export function ringRoundTripCase(doorbell) {
         state.sentAt = now();
         const done = sender.writeFrame(frames[state.sent++ % cycle]);
         if (done !== true) done.catch((err) => state.failure?.reject(err));
+        receiver?.expectTraffic();
       };
       try {
         peer = await Peer.start(PEER, 'echo');

@@ -1,103 +1,52 @@
 /**
  * The two ends of a shared-memory ring as the raw-link benchmarks drive them, straight on the
- * addon's ring ends (dist/native.js) without a transport: a receiver that reads batches when its
- * doorbell rings, and a sender that writes prebuilt frames or staged batches and waits for space
+ * addon's ring ends (dist/native.js) without a transport: a receiver (ShmTransport's RingReader),
+ * and a sender that writes prebuilt frames or staged batches and waits for space
  * through the producer's doorbell when the ring is full.
  */
 
-import { Socket } from 'node:net';
-import { BatchReader } from '../../../dist/native-batch.js';
 import {
   NativeStatus,
   RingEvent,
   nativeStatusName,
-  openRingConsumer,
   openRingProducer,
 } from '../../../dist/native.js';
-
-/** Most batches read per wake-up before yielding to the event loop (as ShmTransport does). */
-const READS_PER_WAKEUP = 16;
-/** Most bytes one read takes (as ShmTransport). */
-const READ_BYTES = 16 * 1024 * 1024;
+import { RingReader } from '../../../dist/transports/ring-reader.js';
 
 function statusError(what, ring, status) {
   return new Error(`${what} on ring ${ring}: ${nativeStatusName(status)}`);
 }
 
 /**
- * Reads ring `ring` whenever its doorbell rings (and once when constructed), handing each batch
- * to `onBatch(reader)` before releasing it. `doorbell` is the consumer's RingDoorbellOptions; with `doorbell: 'pipe'` the
- * event loop watches the FIFO itself. Failures go to `onError`.
+ * Reads ring `ring` with ShmTransport's reader (src/transports/ring-reader.ts: polls from the
+ * event loop after traffic, then sleeps on its doorbell), handing each batch to
+ * `onBatch(reader)` before releasing it. `doorbell` is the consumer's RingDoorbellOptions
+ * (doorbell kind, spinNs, spinMode). Failures go to `onError`.
  */
 export class RingReceiver {
-  #ring;
-  #consumer;
-  #reader = new BatchReader();
-  #onBatch;
-  #onError;
-  #socket = null;
-  #scheduled = false;
+  #reader;
   #closed = false;
 
   constructor(ring, doorbell, onBatch, onError) {
-    this.#ring = ring;
-    this.#onBatch = onBatch;
-    this.#onError = onError;
-    this.#consumer = openRingConsumer(
-      ring,
-      (event) => {
-        if (event === RingEvent.READY) this.drain();
-        else this.#fail(new Error(`ring ${ring}: the producing process died`));
+    this.#reader = new RingReader(ring, doorbell, {
+      onBatch,
+      onError: (err) => {
+        if (this.#closed) return;
+        this.#closed = true;
+        onError(err);
       },
-      doorbell,
-    );
-    if (doorbell?.doorbell === 'pipe') {
-      this.#socket = new Socket({
-        fd: this.#consumer.doorbellFd(),
-        readable: true,
-        writable: false,
-      });
-      this.#socket.on('data', () => this.drain());
-      this.#socket.on('error', (err) => this.#fail(err));
-    }
-    // The doorbell is armed by a read that finds the ring empty; records may also wait already.
-    this.drain();
+    });
   }
 
-  /** Reads what is there (bounded; the rest after a turn of the event loop). */
-  drain() {
-    if (this.#closed) return;
-    const reader = this.#reader;
-    for (let n = 0; n < READS_PER_WAKEUP; n++) {
-      const status = reader.read(this.#consumer, READ_BYTES);
-      if (status === NativeStatus.OK) {
-        this.#onBatch(reader);
-        continue;
-      }
-      if (status === NativeStatus.RING_EMPTY || status === NativeStatus.PEER_CLOSED) return;
-      this.#fail(statusError('readBatch', this.#ring, status));
-      return;
-    }
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => {
-        this.#scheduled = false;
-        this.drain();
-      });
-    }
+  /** This process just sent: an answer may come soon (as ShmTransport does after a send). */
+  expectTraffic() {
+    this.#reader.expectTraffic();
   }
 
   close() {
     if (this.#closed) return;
     this.#closed = true;
-    this.#socket?.destroy();
-    this.#consumer.close();
-  }
-
-  #fail(err) {
-    if (this.#closed) return;
-    this.close();
-    this.#onError(err);
+    this.#reader.close();
   }
 }
 

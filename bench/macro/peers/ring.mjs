@@ -7,7 +7,7 @@
  *                                              batches of `batch` events, one writeBatch each
  *   produce {count}                            writes `count` messages; { t0, t1 } (ns)
  *   echo {inRing, outRing, doorbell}           answers every message read from inRing with one
- *                                              64 B frame on outRing, from the doorbell callback
+ *                                              64 B frame on outRing, as soon as it is read
  *   close                                      closes every ring end
  */
 
@@ -78,6 +78,7 @@ serve({
           const done = sender.writeFrame(frames[sent++ % cycle]);
           if (done !== true) done.catch((err) => (failure = err));
         }
+        receiver?.expectTraffic();
       },
       (err) => (failure = err),
     );

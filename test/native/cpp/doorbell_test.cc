@@ -1,6 +1,7 @@
 // Doorbells: a sleeping consumer thread is woken for every burst (no lost wake-ups, a deadline
-// on each), a producer waiting for space is woken by a release, spin mode, the pipe doorbell's
-// byte, and a killed peer reported as dead.
+// on each), a consumer that took an arm back is still woken once it arms again, a producer
+// waiting for space is woken by a release, the pipe doorbell's byte, and a killed peer reported
+// as dead.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -66,7 +67,6 @@ void wakes_a_sleeping_consumer_for_every_burst() {
   CHECK_EQ(RingConsumer::attach(ring.memory(), disco::BellKind::kFutex, &consumer), Status::kOk);
   Events events;
   disco::DoorbellOptions options;
-  options.spin_ns = 0;  // sleep at once: every burst must come through the futex
   Doorbell bell(ring.memory(), Doorbell::Side::kConsumer, options, &Events::on_event, &events);
   int err = 0;
   CHECK_EQ(bell.start(&err), Status::kOk);
@@ -107,7 +107,10 @@ void wakes_a_sleeping_consumer_for_every_burst() {
   CHECK_EQ(events.dead, 0);  // joined: no more writers
 }
 
-void spins_in_spin_mode() {
+// A JS reader that starts polling takes its arm back while the thread sleeps on the futex; the
+// producer's next commit wakes the thread, which must park, and the next arm must still be heard
+// long before the futex timeout (10 s here, past the deadline).
+void wakes_a_consumer_that_disarmed_and_armed_again() {
   HeapRing ring(1 << 16);
   std::unique_ptr<RingProducer> producer;
   std::unique_ptr<RingConsumer> consumer;
@@ -115,23 +118,32 @@ void spins_in_spin_mode() {
   CHECK_EQ(RingConsumer::attach(ring.memory(), disco::BellKind::kFutex, &consumer), Status::kOk);
   Events events;
   disco::DoorbellOptions options;
-  options.spin_mode = true;
+  options.liveness_ms = 10'000;
   Doorbell bell(ring.memory(), Doorbell::Side::kConsumer, options, &Events::on_event, &events);
   int err = 0;
   CHECK_EQ(bell.start(&err), Status::kOk);
-  for (int i = 0; i < 50; ++i) {
-    const int seen = events.ready_count();
+  for (int round = 0; round < 20; ++round) {
     bell.arm(consumer->read_position(), 0);
-    const auto f = frame_with(static_cast<uint64_t>(i) + 1, 8);
+    std::this_thread::sleep_for(std::chrono::milliseconds(round % 2 == 0 ? 5 : 0));
+    bell.disarm();
+    const int seen = events.ready_count();
+    // Written while disarmed: read by "polling", without a wake-up being needed.
+    const auto f = frame_with(static_cast<uint64_t>(round) + 1, 32);
     CHECK_EQ(producer->write_frame(f.data(), f.size()), Status::kOk);
-    CHECK(events.wait_past(events.ready, seen));
     RecordSpan spans[4];
     RecordBatch batch;
     CHECK_EQ(consumer->read_batch(4, SIZE_MAX, spans, &batch), Status::kOk);
     CHECK_EQ(consumer->release(batch), Status::kOk);
+    // Asleep again (or about to be), armed: the next record must wake it.
+    bell.arm(consumer->read_position(), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(round % 3 == 0 ? 5 : 0));
+    CHECK_EQ(producer->write_frame(f.data(), f.size()), Status::kOk);
+    CHECK(events.wait_past(events.ready, seen));
+    CHECK_EQ(consumer->read_batch(4, SIZE_MAX, spans, &batch), Status::kOk);
+    CHECK_EQ(consumer->release(batch), Status::kOk);
   }
-  // A spinning consumer never asks for a futex wake.
-  CHECK_EQ(ring.header()->consumer_bell.load(), 0u);
+  bell.stop();
+  bell.join();
 }
 
 void wakes_a_producer_when_space_frees() {
@@ -145,7 +157,6 @@ void wakes_a_producer_when_space_frees() {
   }
   Events events;
   disco::DoorbellOptions options;
-  options.spin_ns = 0;
   Doorbell bell(ring.memory(), Doorbell::Side::kProducer, options, &Events::on_event, &events);
   int err = 0;
   CHECK_EQ(bell.start(&err), Status::kOk);
@@ -270,7 +281,7 @@ void stops_promptly_while_asleep() {
 
 int main() {
   wakes_a_sleeping_consumer_for_every_burst();
-  spins_in_spin_mode();
+  wakes_a_consumer_that_disarmed_and_armed_again();
   wakes_a_producer_when_space_frees();
   rings_the_pipe_of_a_sleeping_pipe_consumer();
   reports_a_killed_producer_as_dead();
