@@ -107,6 +107,13 @@ class UdsLink implements LinkChannel {
     this.connect();
   }
 
+  /**
+   * A send that finds the link idle is written at once, inside the send: a lone event or an
+   * answer does not wait a turn of the event loop for the pump. Later sends of the same turn
+   * queue behind it and leave together, one frame per turn, as before.
+   */
+  readonly writesAtOnce = true;
+
   get ready(): boolean {
     return this.connected && this.socket !== null && !this.socket.writableNeedDrain;
   }

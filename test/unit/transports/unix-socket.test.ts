@@ -66,6 +66,24 @@ describe('UnixSocketTransport', () => {
     await B.server.close();
   });
 
+  it('writes a send that finds a connected link idle at once, and batches the rest of the turn', async () => {
+    const { A, B } = await pair();
+    const inbox = new RecordingInbox();
+    B.server.controller('b1').setInbox('p', inbox);
+    const a1 = A.server.controller('a1');
+    a1.sendEvent('b1/p', 0, 'connects');
+    await until(() => inbox.events.length === 1);
+    await A.server.flush();
+    a1.sendEvent('b1/p', 1, 'alone');
+    expect(A.uds.metrics().queued).toBe(0); // on the socket already, not waiting for the pump
+    a1.sendEvent('b1/p', 2, 'second');
+    expect(A.uds.metrics().queued).toBe(1);
+    await until(() => inbox.events.length === 3);
+    expect(inbox.events.map((e) => e.data)).toEqual(['connects', 'alone', 'second']);
+    await A.server.close();
+    await B.server.close();
+  });
+
   it('routes same-server nodes in-process and other-server nodes over the socket', async () => {
     const { A, B } = await pair();
     for (const c of [...A.server.controllers(), ...B.server.controllers()]) {
