@@ -47,8 +47,11 @@ const tracer = tracerFor('grpc');
 export const DEFAULT_PEER_DEADLINE_MS = 30_000;
 /** Default bytes of sent, unacknowledged frames a link keeps for resending. */
 export const DEFAULT_RESEND_BUFFER_BYTES = 64 * 1024 * 1024;
-/** Default delay of an ack after a delivery (acks also go after enough frames or bytes). */
-export const DEFAULT_ACK_DELAY_MS = 2;
+/**
+ * Default delay of an ack after a delivery (acks also go after enough frames or bytes): what
+ * a sender's `flush()` may wait longer, against one ack message per this many ms each way.
+ */
+export const DEFAULT_ACK_DELAY_MS = 10;
 /** Default first and largest wait before reopening a broken call (jittered, doubling). */
 export const DEFAULT_RECONNECT_BACKOFF_MS = 50;
 export const DEFAULT_RECONNECT_BACKOFF_MAX_MS = 2_000;
