@@ -47,8 +47,11 @@ const tracer = tracerFor('grpc');
  * each, about a tenth of a round trip's time.
  */
 const ACK_EVERY_FRAMES = 256;
-/** An ack goes at once after this many bytes delivered since the last one. */
-const ACK_EVERY_BYTES = 4 * 1024 * 1024;
+/**
+ * An ack goes at once after this many bytes delivered since the last one. The sender keeps
+ * every frame until an ack covers it; the sooner it can let go, the younger its frames die.
+ */
+const ACK_EVERY_BYTES = 1024 * 1024;
 
 type Call = ServerDuplexStream<Buffer, Buffer>;
 
