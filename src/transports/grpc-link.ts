@@ -14,10 +14,11 @@
  * - A call counts as established when the receiver's first ack arrives (it acks at
  *   once on every new call), so a reconnecting link trims before it resends.
  * - Acks are cumulative; an ack above the last link_seq sent is a protocol error.
- * - `ready` is false while no call is established, the call's write buffer wants a
- *   'drain', a resend is in progress, the resend buffer is full, or a short batching
- *   hold is on; frames then wait in the OutboundQueue (back-pressure as usual). The
- *   hold follows small frames only while it pays (see `maybeHold`).
+ * - `ready` is false while no call is established, the call holds WRITE_AHEAD_BYTES not
+ *   yet written out or wants a 'drain', a resend is in progress, the resend buffer is
+ *   full, or a short batching hold is on; frames then wait in the OutboundQueue
+ *   (back-pressure as usual). The hold follows small frames only while it pays (see
+ *   `maybeHold`).
  * - When no call has been established for `peerDeadlineMs`, the link fails with
  *   LinkClosedError counting every message not acknowledged (resend buffer + queue).
  *   A call the receiver ends with DATA_LOSS (it refused a frame) fails the link at
@@ -64,8 +65,20 @@ const HOLD_PROBE_MAX_FRAMES = 1024;
  * one message, not a full one and a sliver that the receiver has to copy back together.
  */
 const CHUNK_SLACK_BYTES = 16 * 1024;
+/**
+ * Bytes a link hands to its call beyond what the call has written out. grpc-js asks for a
+ * 'drain' only after 16 messages, which for large frames is 16 MiB held in its buffers and
+ * so in the resend buffer too, kept alive long enough to cost full garbage collections; the
+ * link waits for write callbacks instead once this much is outstanding.
+ */
+const WRITE_AHEAD_BYTES = 4 * 1024 * 1024;
 /** Acks are empty frames: a peer announcing more is refused before it is buffered. */
 const ACK_FRAME_MAX_BODY_BYTES = 4096;
+
+/** Bytes handed to one call and not yet written out by it (per call: a new call starts at 0). */
+interface WriteAhead {
+  bytes: number;
+}
 
 /** What a link needs from its transport, resolved (defaults filled in). */
 export interface GrpcLinkConfig {
@@ -115,6 +128,8 @@ export class GrpcLink implements LinkChannel {
   /** Date.now() since when no call has been established; -1 while one is. */
   private downSince = Date.now();
   private writeBlocked = false;
+  /** Bytes handed to the current call and not yet written out by it. */
+  private ahead: WriteAhead = { bytes: 0 };
   private readonly resend = new ResendBuffer();
   private lastSeq = 0;
   private backoffMs: number;
@@ -150,6 +165,7 @@ export class GrpcLink implements LinkChannel {
     return (
       this.established &&
       !this.writeBlocked &&
+      this.ahead.bytes < WRITE_AHEAD_BYTES &&
       this.resend.caughtUp &&
       this.resend.bytes < this.config.resendBufferBytes &&
       this.holdTimer === null
@@ -293,6 +309,7 @@ export class GrpcLink implements LinkChannel {
     this.call = call;
     this.established = false;
     this.writeBlocked = false;
+    this.ahead = { bytes: 0 };
     this.resend.rewind();
     const reader = new FrameStreamReader(this.name, ACK_FRAME_MAX_BODY_BYTES);
     call.on('data', (chunk: Buffer) => {
@@ -349,7 +366,7 @@ export class GrpcLink implements LinkChannel {
   /** Writes frames not yet written on this call, in order, while the call takes them. */
   private writePending(): void {
     if (!this.established || this.call === null) return;
-    while (!this.writeBlocked) {
+    while (!this.writeBlocked && this.ahead.bytes < WRITE_AHEAD_BYTES) {
       const next = this.resend.next();
       if (next === null) break;
       if (next.resend) this.counters.resends++;
@@ -365,12 +382,31 @@ export class GrpcLink implements LinkChannel {
     const call = this.call!;
     const chunk = this.config.chunkBytes;
     this.counters.bytesSent += frame.length;
-    if (frame.length <= chunk + CHUNK_SLACK_BYTES) return call.write(frame);
+    if (frame.length <= chunk + CHUNK_SLACK_BYTES) return this.writeCounted(call, frame);
     let ok = true;
     for (let at = 0; at < frame.length; at += chunk) {
-      ok = call.write(frame.subarray(at, Math.min(at + chunk, frame.length)));
+      ok = this.writeCounted(call, frame.subarray(at, Math.min(at + chunk, frame.length)));
     }
     return ok;
+  }
+
+  /** One call.write, counted in `ahead` until the call has written it out. */
+  private writeCounted(call: ClientDuplexStream<Buffer, Buffer>, bytes: Buffer): boolean {
+    const ahead = this.ahead;
+    const n = bytes.length;
+    ahead.bytes += n;
+    return call.write(bytes, () => this.onWritten(ahead, n));
+  }
+
+  /** A write of `n` bytes left the call: below WRITE_AHEAD_BYTES, the link takes frames again. */
+  private onWritten(ahead: WriteAhead, n: number): void {
+    const before = ahead.bytes;
+    ahead.bytes = before - n;
+    if (ahead !== this.ahead || before < WRITE_AHEAD_BYTES || ahead.bytes >= WRITE_AHEAD_BYTES) {
+      return;
+    }
+    this.writePending();
+    this.queue.resume();
   }
 
   private onCallEnded(call: ClientDuplexStream<Buffer, Buffer>, s: StatusObject): void {

@@ -8,9 +8,11 @@
  * message boundary: both cut the stream with a FrameStreamReader.
  */
 
+import type { Http2Server, Http2Session, Settings } from 'node:http2';
 import {
   makeGenericClientConstructor,
   type ChannelOptions,
+  type Server,
   type MethodDefinition,
   type ServiceDefinition,
 } from '@grpc/grpc-js';
@@ -36,6 +38,18 @@ const RECEIVE_CHUNK_FACTOR = 16;
 export const KEEPALIVE_TIME_MS = 10_000;
 /** How long a keepalive ping may go unanswered before the connection is dropped. */
 export const KEEPALIVE_TIMEOUT_MS = 5_000;
+
+/**
+ * Default HTTP/2 receive window of a link's server, per call and per connection. With
+ * HTTP/2's 64 KiB default a sender stalls whenever the receiving process is busy with the
+ * previous frame (copying, verifying, delivering it): large events then go at the pace of
+ * window updates. It bounds what one connection buffers while its reader is paused.
+ */
+export const DEFAULT_RECEIVE_WINDOW_BYTES = 4 * 1024 * 1024;
+/** HTTP/2's own default and smallest window (RFC 9113 §6.9.2). */
+const HTTP2_DEFAULT_WINDOW_BYTES = 65_535;
+/** HTTP/2's largest window. */
+export const HTTP2_MAX_WINDOW_BYTES = 2 ** 31 - 1;
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -95,4 +109,38 @@ export function serverChannelOptions(chunkBytes: number, user?: ChannelOptions):
     'grpc.max_send_message_length': chunkBytes + MESSAGE_SLACK_BYTES,
     ...user,
   };
+}
+
+/** The parts of a grpc-js Server (1.14) that `setServerReceiveWindow` uses; not public API. */
+interface ServerInternals {
+  commonServerOptions?: { settings?: Settings };
+  createHttp2Server?: (credentials: unknown) => Http2Server;
+}
+
+/**
+ * Makes `server` (before `bindAsync`) advertise a receive window of `bytes` per call and per
+ * connection. grpc-js has no server option for it (its 'grpc-node.flow_control_window' sets
+ * only a client's), so this reaches into its internals: the options it hands to
+ * `http2.createServer`, and the HTTP/2 server it creates, whose sessions get the connection
+ * window. Returns false, changing nothing, when those internals are not there (another
+ * grpc-js release): the server then keeps HTTP/2's default, slower but correct.
+ */
+export function setServerReceiveWindow(server: Server, bytes: number): boolean {
+  const internals = server as unknown as ServerInternals;
+  const options = internals.commonServerOptions;
+  const create = internals.createHttp2Server;
+  if (typeof options !== 'object' || options === null || typeof create !== 'function') {
+    return false;
+  }
+  if (bytes <= HTTP2_DEFAULT_WINDOW_BYTES) return true;
+  options.settings = { ...options.settings, initialWindowSize: bytes };
+  internals.createHttp2Server = function (this: unknown, credentials: unknown) {
+    const http2Server = create.call(this, credentials);
+    http2Server.on('session', (session: Http2Session) => {
+      // Before the session's first SETTINGS exchange: the window update goes out with them.
+      session.setLocalWindowSize(bytes);
+    });
+    return http2Server;
+  };
+  return true;
 }

@@ -20,6 +20,7 @@ import { Server, type ChannelOptions } from '@grpc/grpc-js';
 import { EventEnvelope, type Envelope, type PromiseEnvelope } from '../envelope.js';
 import { DiscoError, emitError, LinkClosedError, UndeliverableError } from '../errors.js';
 import { FRAME_HEADER_BYTES, FRAME_MAX_BODY_BYTES } from '../native.js';
+import { tracerFor } from '../trace.js';
 import { GrpcInbound, newSessionId } from './grpc-inbound.js';
 import { GrpcLink } from './grpc-link.js';
 import {
@@ -30,19 +31,27 @@ import {
 import {
   clientChannelOptions,
   DEFAULT_CHUNK_BYTES,
+  DEFAULT_RECEIVE_WINDOW_BYTES,
+  HTTP2_MAX_WINDOW_BYTES,
   LINK_SERVICE,
   serverChannelOptions,
+  setServerReceiveWindow,
 } from './grpc-service.js';
 import { LocalNodes } from './local-nodes.js';
 import { linkTransportMetrics, type LinkLimits } from './outbound-queue.js';
 import type { LocalNode, Transport, TransportMetrics } from './transport.js';
 
+const tracer = tracerFor('grpc');
+
 /** Default time a link may go without an established call before it fails. */
 export const DEFAULT_PEER_DEADLINE_MS = 30_000;
 /** Default bytes of sent, unacknowledged frames a link keeps for resending. */
 export const DEFAULT_RESEND_BUFFER_BYTES = 64 * 1024 * 1024;
-/** Default delay of an ack after a delivery (acks also go after enough frames or bytes). */
-export const DEFAULT_ACK_DELAY_MS = 2;
+/**
+ * Default delay of an ack after a delivery (acks also go after enough frames or bytes): what
+ * a sender's `flush()` may wait longer, against one ack message per this many ms each way.
+ */
+export const DEFAULT_ACK_DELAY_MS = 10;
 /** Default first and largest wait before reopening a broken call (jittered, doubling). */
 export const DEFAULT_RECONNECT_BACKOFF_MS = 50;
 export const DEFAULT_RECONNECT_BACKOFF_MAX_MS = 2_000;
@@ -93,6 +102,11 @@ export interface GrpcTransportOptions {
   flushDelayMs?: number;
   /** Largest gRPC message written (a frame up to 16 KiB over it goes whole); larger frames are sliced. Default 1 MiB. */
   chunkBytes?: number;
+  /**
+   * HTTP/2 receive window of the server, per call and per connection, bytes (65535 = HTTP/2's
+   * default). What a sender may have in flight before the receiving process reads it. Default 4 MiB.
+   */
+  receiveWindowBytes?: number;
   /** Largest frame accepted from one peer. Default 1 GiB + headers. */
   maxFrameBytes?: number;
   /** Per inbound peer: reading pauses when exceeded (back-pressure); nothing is dropped. */
@@ -140,6 +154,7 @@ export class GrpcTransport extends EventEmitter implements Transport {
   private readonly links = new Map<string, GrpcLink>();
   private readonly inbound: GrpcInbound;
   private readonly chunkBytes: number;
+  private readonly receiveWindowBytes: number;
   private server: Server | null = null;
   private closing: Promise<void> | null = null;
   private eventsSent = 0;
@@ -163,6 +178,17 @@ export class GrpcTransport extends EventEmitter implements Transport {
     }
     this.options = options;
     this.chunkBytes = positive('chunkBytes', options.chunkBytes, DEFAULT_CHUNK_BYTES, 1024);
+    this.receiveWindowBytes = positive(
+      'receiveWindowBytes',
+      options.receiveWindowBytes,
+      DEFAULT_RECEIVE_WINDOW_BYTES,
+      65_535,
+    );
+    if (this.receiveWindowBytes > HTTP2_MAX_WINDOW_BYTES) {
+      throw new RangeError(
+        `receiveWindowBytes must be at most ${HTTP2_MAX_WINDOW_BYTES}, got ${this.receiveWindowBytes}`,
+      );
+    }
     const r = options.reliability ?? {};
     this.inbound = new GrpcInbound(
       {
@@ -201,6 +227,9 @@ export class GrpcTransport extends EventEmitter implements Transport {
       return Promise.reject(new RangeError('listen() was called already, or after close()'));
     }
     const server = new Server(serverChannelOptions(this.chunkBytes, this.options.channelOptions));
+    if (!setServerReceiveWindow(server, this.receiveWindowBytes) && tracer.enabled) {
+      tracer.log(`${this.options.self}: this grpc-js has no hook for the receive window`);
+    }
     server.addService(LINK_SERVICE, { Stream: this.inbound.handle });
     const host = address.slice(0, Math.max(0, address.lastIndexOf(':')));
     return new Promise((resolve, reject) => {

@@ -1,3 +1,4 @@
+import { connect as http2Connect, type Settings } from 'node:http2';
 import { Metadata, status as GrpcStatus, credentials, type StatusObject } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { decodeFrame, FrameEncoder, Lane } from '../../src/envelope.js';
@@ -356,6 +357,33 @@ describe('GrpcTransport link', () => {
       /self must be 1-200 printable ASCII characters, got "m\\n1"/,
     );
     expect(() => new GrpcTransport({ ...base, cluster: '', self: 'm' })).toThrow(/cluster/);
+  });
+
+  it('advertises its receive window to every connection, per call and per connection', async () => {
+    const windowBytes = 3 * 1024 * 1024;
+    const dir = new Directory();
+    const A = await startTransport(dir, uniqueCluster('grpc-window'), 'A', {
+      receiveWindowBytes: windowBytes,
+    });
+    const session = http2Connect(`http://${dir.addressOf('A')}`);
+    session.on('error', () => {
+      // Closed below; a failure shows as the settings never arriving.
+    });
+    try {
+      const settings = await new Promise<Settings>((resolve) =>
+        session.once('remoteSettings', resolve),
+      );
+      expect(settings.initialWindowSize).toBe(windowBytes);
+      // The connection window goes up by a WINDOW_UPDATE right after the settings.
+      await until(() => session.state.remoteWindowSize === windowBytes, 10_000, 'window update');
+    } finally {
+      session.destroy();
+      await A.t.close();
+    }
+    const base = { cluster: 'c', self: 'm', locate: () => undefined, addressOf: () => '' };
+    expect(() => new GrpcTransport({ ...base, receiveWindowBytes: 1024 })).toThrow(
+      /receiveWindowBytes must be a number ≥ 65535, got 1024/,
+    );
   });
 
   it('refuses to send after close() and closes idempotently', async () => {
