@@ -170,8 +170,9 @@ void rejects_a_sealed_body_the_verifier_refuses() {
   // A frame whose envelope misses its required head. Built with the raw table API: the
   // generated EnvelopeBuilder asserts on missing required fields in debug builds.
   flatbuffers::FlatBufferBuilder fbb;
+  const auto data = fbb.CreateVector(std::vector<uint8_t>{1, 2});
   const auto start = fbb.StartTable();
-  fbb.AddOffset(disco::wire::Envelope::VT_DATA, fbb.CreateVector(std::vector<uint8_t>{1, 2}));
+  fbb.AddOffset(disco::wire::Envelope::VT_DATA, data);
   const flatbuffers::Offset<disco::wire::Envelope> envelope(fbb.EndTable(start));
   const std::vector<flatbuffers::Offset<disco::wire::Envelope>> list{envelope};
   const std::vector<flatbuffers::Offset<flatbuffers::String>> names{fbb.CreateString("n0")};
