@@ -40,6 +40,8 @@ import {
 
 /** Default data bytes of each shared-memory ring. */
 export const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
+/** How long a failure waits for a Server's death that may have caused it (whenSettled). */
+const ROOT_CAUSE_GRACE_MS = 200;
 /** Default time for every child to start and listen. */
 export const START_TIMEOUT_MS = 30_000;
 /** Default time children get to exit after 'shutdown' before they are killed. */
@@ -410,8 +412,9 @@ export class Application extends EventEmitter {
     if (!proc.connected) return;
     try {
       proc.send(msg, (err) => {
-        // A child that is exiting closes its channel; its exit is reported by onExit.
-        if (err !== null && !child.exited && proc.connected) this.emit('error', err);
+        // A child that is exiting closes its channel (EPIPE): its exit is reported by onExit.
+        if (err === null || (err as NodeJS.ErrnoException).code === 'EPIPE') return;
+        if (!child.exited && proc.connected) this.fail(child, err);
       });
     } catch {
       // EPIPE thrown at once: the child is exiting, and onExit reports how it ended.
@@ -482,14 +485,34 @@ export class Application extends EventEmitter {
     });
   }
 
+  /**
+   * The run's outcome. A Server that dies is the root cause of what its siblings then report
+   * (their links see a dead peer), and the siblings' reports can arrive before its exit does:
+   * so a failure that is not a death waits up to ROOT_CAUSE_GRACE_MS for one, and a death is
+   * reported in preference.
+   */
   private whenSettled(): Promise<Map<string, unknown>> {
     return new Promise((resolve, reject) => {
+      let grace: NodeJS.Timeout | null = null;
+      const settle = (error: Error): void => {
+        this.off('progress', check);
+        if (grace !== null) clearTimeout(grace);
+        reject(error);
+      };
+      const firstError = (): Error | undefined => {
+        const kids = [...this.children.values()];
+        return (
+          kids.find((c) => c.error instanceof PeerDeadError)?.error ??
+          kids.find((c) => c.error !== undefined)?.error ??
+          this.linkError
+        );
+      };
       const check = (): void => {
         const kids = [...this.children.values()];
-        const error = kids.find((c) => c.error !== undefined)?.error ?? this.linkError;
-        if (error !== undefined) {
-          this.off('progress', check);
-          reject(error);
+        const error = firstError();
+        if (error instanceof PeerDeadError) settle(error);
+        else if (error !== undefined) {
+          grace ??= setTimeout(() => settle(firstError()!), ROOT_CAUSE_GRACE_MS);
         } else if (kids.every((c) => c.result !== undefined)) {
           this.off('progress', check);
           resolve(new Map(kids.map((c) => [c.name, c.result!.value])));
