@@ -115,7 +115,12 @@ describe('GrpcTransport when the receiving process dies', () => {
     expect(second.progress.violations).toEqual([]);
     expect(second.progress.first).toBe(acked); // nothing acknowledged is delivered again
     expect(second.progress.count).toBe(total - acked); // and nothing unacknowledged is lost
-    expect(first.progress.count).toBeGreaterThanOrEqual(acked);
+    // The first receiver reports every 20 ms and acks on its own cadence, and the kill can fall
+    // between an ack and the next report: its last report may lag what it acknowledged. What it
+    // did report arrived in order, once each.
+    expect(first.progress.violations).toEqual([]);
+    expect(first.progress.first).toBe(0);
+    expect(first.progress.last).toBe(first.progress.count - 1);
     const m = A.t.linkMetrics()[0]!;
     expect(m).toMatchObject({ peer: 'B', unacknowledged: 0, acked: total });
     expect(m.resends).toBeGreaterThan(0);
