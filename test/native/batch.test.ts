@@ -5,7 +5,7 @@
  * reset past their soft limit, and the heap encoder and decoder that the gRPC link will use,
  * cross-checked with the TypeScript FlatBuffers codec.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { decodeFrame, EventEnvelope, PromiseEnvelope } from '../../src/envelope.js';
 import { InvalidArgumentError } from '../../src/errors.js';
@@ -34,21 +34,10 @@ import {
   openRingProducer,
   unlinkRing,
 } from '../../src/native.js';
-import { leftovers, removeCluster, ringName, uniqueCluster } from './ring-helpers.js';
-
-const clusters: string[] = [];
-
-afterEach(() => {
-  for (const c of clusters.splice(0)) {
-    const left = leftovers(c);
-    removeCluster(c);
-    expect(left, `cluster ${c} left segments behind`).toEqual([]);
-  }
-});
+import { ringName, testCluster } from './ring-helpers.js';
 
 function ring(what: string, capacity: number) {
-  const c = uniqueCluster(what);
-  clusters.push(c);
+  const c = testCluster(what);
   const name = ringName(c);
   createRing(name, capacity);
   const producer = openRingProducer(name, () => {});

@@ -3,6 +3,7 @@
  * /dev/shm, decode arrays, and waiting with a deadline.
  */
 import { readdirSync } from 'node:fs';
+import { expect, onTestFinished } from 'vitest';
 
 import { clusterSegmentPrefix, ringSegmentName, unlinkRing } from '../../src/native.js';
 
@@ -12,6 +13,20 @@ let counter = 0;
 export function uniqueCluster(what: string): string {
   counter += 1;
   return `t${process.pid}x${counter}-${what}`;
+}
+
+/**
+ * A unique cluster for the running test. When the test ends, pass or fail, every segment of
+ * the cluster is removed, and the test fails if it left any behind.
+ */
+export function testCluster(what: string): string {
+  const cluster = uniqueCluster(what);
+  onTestFinished(() => {
+    const left = leftovers(cluster);
+    removeCluster(cluster);
+    expect(left, `cluster ${cluster} left segments behind`).toEqual([]);
+  });
+  return cluster;
 }
 
 /** Entries of /dev/shm that belong to `cluster`. */

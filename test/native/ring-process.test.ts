@@ -7,7 +7,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { BatchReader } from '../../src/native-batch.js';
 import {
@@ -20,22 +20,13 @@ import {
   openRingProducer,
   unlinkRing,
 } from '../../src/native.js';
-import { leftovers, removeCluster, ringName, uniqueCluster } from './ring-helpers.js';
+import { ringName, testCluster } from './ring-helpers.js';
 
 const PRODUCER = fileURLToPath(new URL('./fixtures/ring-producer.mjs', import.meta.url));
 const CONSUMER = fileURLToPath(new URL('./fixtures/ring-consumer.mjs', import.meta.url));
 /** Generous: PEER_DEAD is promised within 100 ms; this only catches a detection that never comes. */
 const DEATH_DEADLINE_MS = 2_000;
 const EXCHANGE_DEADLINE_MS = 45_000;
-const clusters: string[] = [];
-
-afterEach(() => {
-  for (const c of clusters.splice(0)) {
-    const left = leftovers(c);
-    removeCluster(c);
-    expect(left, `cluster ${c} left segments behind`).toEqual([]);
-  }
-});
 
 function startProducer(name: string, mode: string, count: number, perBatch: number, bytes = 32) {
   return fork(PRODUCER, [name, mode, String(count), String(perBatch), String(bytes)], {
@@ -90,8 +81,7 @@ function consume(
 describe('two processes through a ring', () => {
   for (const doorbell of ['futex', 'pipe'] as const) {
     it(`delivers 200k sequenced events in order, once, with ${doorbell} wake-ups`, async () => {
-      const cluster = uniqueCluster(`mp-${doorbell}`);
-      clusters.push(cluster);
+      const cluster = testCluster(`mp-${doorbell}`);
       const name = ringName(cluster);
       createRing(name, 1 << 18); // small: the producer must wait for space many times
       let wake: () => void = () => {};
@@ -127,8 +117,7 @@ describe('two processes through a ring', () => {
   }
 
   it('reports a producer killed with SIGKILL as PEER_DEAD and never delivers its half record', async () => {
-    const cluster = uniqueCluster('kill');
-    clusters.push(cluster);
+    const cluster = testCluster('kill');
     const name = ringName(cluster);
     createRing(name, 1 << 20);
     let deadAt = 0;
@@ -163,8 +152,7 @@ describe('two processes through a ring', () => {
   });
 
   it('reports a consumer killed with SIGKILL to the producer, whose writes then fail', async () => {
-    const cluster = uniqueCluster('kill-consumer');
-    clusters.push(cluster);
+    const cluster = testCluster('kill-consumer');
     const name = ringName(cluster);
     createRing(name, 1 << 16);
     let dead = false;

@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import type { DiscoError } from '../../src/errors.js';
 import type { BatchReader } from '../../src/native-batch.js';
@@ -20,7 +20,7 @@ import {
   unlinkRing,
 } from '../../src/native.js';
 import { RingReader } from '../../src/transports/ring-reader.js';
-import { leftovers, removeCluster, ringName, uniqueCluster, waitFor } from './ring-helpers.js';
+import { ringName, testCluster, waitFor } from './ring-helpers.js';
 
 const PRODUCER = fileURLToPath(new URL('./fixtures/ring-producer.mjs', import.meta.url));
 const IDLE_READER = fileURLToPath(new URL('./fixtures/ring-idle-reader.mjs', import.meta.url));
@@ -28,19 +28,9 @@ const DEADLINE_MS = 5_000;
 const EXCHANGE_DEADLINE_MS = 45_000;
 /** An idle spin-mode reader lets go after 100 ms; this only catches a process that never exits. */
 const EXIT_DEADLINE_MS = 10_000;
-const clusters: string[] = [];
-
-afterEach(() => {
-  for (const c of clusters.splice(0)) {
-    const left = leftovers(c);
-    removeCluster(c);
-    expect(left, `cluster ${c} left segments behind`).toEqual([]);
-  }
-});
 
 function newRing(what: string, capacity = 1 << 18): string {
-  const cluster = uniqueCluster(what);
-  clusters.push(cluster);
+  const cluster = testCluster(what);
   const name = ringName(cluster);
   createRing(name, capacity);
   return name;

@@ -12,7 +12,7 @@ import { openSync, closeSync, readSync, statSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import {
   FrameCorruptError,
@@ -42,24 +42,14 @@ import {
   ringStatusError,
   unlinkRing,
 } from '../../src/native.js';
-import { leftovers, removeCluster, ringName, uniqueCluster, waitFor } from './ring-helpers.js';
+import { leftovers, ringName, testCluster, waitFor } from './ring-helpers.js';
 
 const DEADLINE_MS = 5_000;
-const clusters: string[] = [];
 
 function cluster(what: string): string {
-  const c = uniqueCluster(what);
-  clusters.push(c);
+  const c = testCluster(what);
   return c;
 }
-
-afterEach(() => {
-  for (const c of clusters.splice(0)) {
-    const left = leftovers(c);
-    removeCluster(c);
-    expect(left, `cluster ${c} left segments behind`).toEqual([]);
-  }
-});
 
 function sampleFrame(): Uint8Array {
   return loadNative().testing.buildSampleFrame();
