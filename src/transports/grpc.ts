@@ -159,8 +159,6 @@ export class GrpcTransport extends EventEmitter implements Transport {
   private closing: Promise<void> | null = null;
   private eventsSent = 0;
   private promisesSent = 0;
-  private eventsDelivered = 0;
-  private promisesDelivered = 0;
 
   /** @throws {RangeError} for an option out of its domain. */
   constructor(options: GrpcTransportOptions) {
@@ -301,8 +299,8 @@ export class GrpcTransport extends EventEmitter implements Transport {
     const counts = {
       eventsSent: this.eventsSent,
       promisesSent: this.promisesSent,
-      eventsDelivered: this.eventsDelivered,
-      promisesDelivered: this.promisesDelivered,
+      eventsDelivered: this.nodes.eventsDelivered,
+      promisesDelivered: this.nodes.promisesDelivered,
     };
     return linkTransportMetrics(
       this.name,
@@ -436,20 +434,13 @@ export class GrpcTransport extends EventEmitter implements Transport {
   }
 
   private deliver(env: Envelope): void {
-    const sink = this.nodes.get(env.repid, env.targetNode);
-    if (sink === undefined) {
+    if (!this.nodes.deliver(env)) {
       this.reportError(
         new UndeliverableError(
           `${env.targetNode}/${env.simproc}`,
           `node is not hosted by ${this.options.self} (repid ${env.repid})`,
         ),
       );
-    } else if (env instanceof EventEnvelope) {
-      this.eventsDelivered++;
-      sink.deliverEvent(env);
-    } else {
-      this.promisesDelivered++;
-      sink.deliverPromise(env);
     }
   }
 }

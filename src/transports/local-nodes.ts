@@ -7,6 +7,7 @@
  * receives every envelope for a node not attached here, and forwards it.
  */
 
+import { EventEnvelope, type Envelope } from '../envelope.js';
 import type { LocalNode } from './transport.js';
 
 /** Registry of the LocalNodes of this process. */
@@ -14,6 +15,9 @@ export class LocalNodes {
   private readonly byRepid = new Map<number, Map<string, LocalNode>>();
   private last: LocalNode | null = null;
   private fallback: LocalNode | undefined = undefined;
+  /** Envelopes handed over by `deliver`, for the owning transport's metrics. */
+  eventsDelivered = 0;
+  promisesDelivered = 0;
 
   /** Where envelopes for nodes not attached here go (a gateway's forwarder); null for none. */
   setFallback(sink: LocalNode | null): void {
@@ -56,5 +60,22 @@ export class LocalNodes {
     if (found === undefined) return this.fallback;
     this.last = found;
     return found;
+  }
+
+  /**
+   * Hands a received envelope to its node (or the fallback) and counts it.
+   * @returns false when nothing here takes it: the caller reports it as undeliverable.
+   */
+  deliver(env: Envelope): boolean {
+    const sink = this.get(env.repid, env.targetNode);
+    if (sink === undefined) return false;
+    if (env instanceof EventEnvelope) {
+      this.eventsDelivered++;
+      sink.deliverEvent(env);
+    } else {
+      this.promisesDelivered++;
+      sink.deliverPromise(env);
+    }
+    return true;
   }
 }

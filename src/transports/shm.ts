@@ -246,20 +246,13 @@ class ShmInbound {
     const n = r.envelopeCount;
     for (let i = 0; i < n; i++) {
       const env = envelopeAt(r, i, this.senders);
-      const sink = this.owner.sink(env.repid, env.targetNode);
-      if (sink === undefined) {
+      if (!this.owner.deliver(env)) {
         this.owner.reportError(
           new UndeliverableError(
             `${env.targetNode}/${env.simproc}`,
             `node is not hosted here (ring ${this.ring})`,
           ),
         );
-      } else if (env instanceof EventEnvelope) {
-        this.owner.eventsDelivered++;
-        sink.deliverEvent(env);
-      } else {
-        this.owner.promisesDelivered++;
-        sink.deliverPromise(env);
       }
     }
   }
@@ -277,8 +270,6 @@ export class ShmTransport extends EventEmitter implements Transport {
   private closed = false;
   private eventsSent = 0;
   private promisesSent = 0;
-  eventsDelivered = 0;
-  promisesDelivered = 0;
 
   constructor(options: ShmTransportOptions) {
     super();
@@ -347,8 +338,8 @@ export class ShmTransport extends EventEmitter implements Transport {
     const counts = {
       eventsSent: this.eventsSent,
       promisesSent: this.promisesSent,
-      eventsDelivered: this.eventsDelivered,
-      promisesDelivered: this.promisesDelivered,
+      eventsDelivered: this.nodes.eventsDelivered,
+      promisesDelivered: this.nodes.promisesDelivered,
     };
     return linkTransportMetrics(this.name, counts, this.links.values());
   }
@@ -371,9 +362,9 @@ export class ShmTransport extends EventEmitter implements Transport {
     for (const i of this.inbound) i.expectTraffic();
   }
 
-  /** The local node for (repid, node), if hosted here. */
-  sink(repid: number, node: string): LocalNode | undefined {
-    return this.nodes.get(repid, node);
+  /** Hands a received envelope to its local node; false when none here takes it. */
+  deliver(env: Envelope): boolean {
+    return this.nodes.deliver(env);
   }
 
   /** Emits `err` as 'error' (silenced once closing), or throws it asynchronously when nobody listens. */

@@ -198,8 +198,6 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
   private closed = false;
   private eventsSent = 0;
   private promisesSent = 0;
-  private eventsDelivered = 0;
-  private promisesDelivered = 0;
   private inboundCount = 0;
   private paused = false;
 
@@ -276,8 +274,8 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
     const counts = {
       eventsSent: this.eventsSent,
       promisesSent: this.promisesSent,
-      eventsDelivered: this.eventsDelivered,
-      promisesDelivered: this.promisesDelivered,
+      eventsDelivered: this.nodes.eventsDelivered,
+      promisesDelivered: this.nodes.promisesDelivered,
     };
     return linkTransportMetrics(this.name, counts, this.links.values());
   }
@@ -347,20 +345,13 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
     decodeFrame(
       frame,
       (env) => {
-        const sink = this.nodes.get(env.repid, env.targetNode);
-        if (sink === undefined) {
+        if (!this.nodes.deliver(env)) {
           this.reportError(
             new UndeliverableError(
               `${env.targetNode}/${env.simproc}`,
               `node is not hosted by ${this.endpoint}`,
             ),
           );
-        } else if (env instanceof EventEnvelope) {
-          this.eventsDelivered++;
-          sink.deliverEvent(env);
-        } else {
-          this.promisesDelivered++;
-          sink.deliverPromise(env);
         }
       },
       peer,
