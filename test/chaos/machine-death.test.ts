@@ -8,7 +8,6 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,17 +16,10 @@ import { describe, expect, it } from 'vitest';
 import { LinkClosedError } from '../../src/errors.js';
 import { clusterSegmentPrefix, removeStaleRings } from '../../src/native.js';
 import { Application } from '../../src/runtime/application.js';
+import { freePort } from '../fixtures/grpc/pair.js';
 import { exchangeJob } from '../multiprocess/exchange.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe('a member machine killed mid-run', () => {
   it('fails the leader run with LinkClosedError after the link deadline', async () => {

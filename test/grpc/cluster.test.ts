@@ -6,21 +6,12 @@
  */
 
 import { readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Application } from '../../src/runtime/application.js';
 import type { TopologyInput } from '../../src/topology.js';
+import { freePort } from '../fixtures/grpc/pair.js';
 import { exchangeJob, type ExchangeResult } from '../multiprocess/exchange.js';
-
-/** A port that was free a moment ago (the OS picks it). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 let seq = 0;
 const fixture = (name: string): string =>
