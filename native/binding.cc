@@ -357,6 +357,77 @@ Napi::Value make_view(Napi::Env env, uint8_t* data, size_t length,
   return Napi::Value(env, view);
 }
 
+/// bindOutput(envelopes, headers, strings, frames): { summary, frames, envelopes, epochs,
+/// headers, strings } — decode output arrays in one block of native memory, whose pointers
+/// `*target` gets, so that a read or decode call need not check six arrays each time. `*owner`
+/// keeps the block alive while the addon object uses it (the arrays keep it alive for JS).
+Napi::Value bind_output(const Napi::CallbackInfo& info, const char* fn,
+                        std::shared_ptr<ViewHint>* owner, DecodeTarget* target) {
+  const Napi::Env env = info.Env();
+  constexpr double kMaxItems = 1 << 24;
+  double envelopes = 0, headers = 0, strings = 0, frames = 0;
+  if (!get_integer(info, 0, fn, "envelopes", 1, kMaxItems, &envelopes) ||
+      !get_integer(info, 1, fn, "headers", 0, kMaxItems, &headers) ||
+      !get_integer(info, 2, fn, "strings", 0, kMaxItems, &strings) ||
+      !get_integer(info, 3, fn, "frames", 1, kMaxItems, &frames)) {
+    return Napi::Value();
+  }
+  const auto e = static_cast<size_t>(envelopes), h = static_cast<size_t>(headers),
+             st = static_cast<size_t>(strings), f = static_cast<size_t>(frames);
+  // Epochs first, so that the f64s are 8-byte aligned; u32 arrays after them.
+  struct Part {
+    const char* name;
+    napi_typedarray_type type;
+    size_t count;
+    size_t offset;
+  };
+  Part parts[] = {{"epochs", napi_float64_array, e, 0},
+                  {"summary", napi_uint32_array, kSummaryWords, 0},
+                  {"frames", napi_uint32_array, f * kFrameWords, 0},
+                  {"envelopes", napi_uint32_array, e * kEnvelopeWords, 0},
+                  {"headers", napi_uint32_array, 2 * h, 0},
+                  {"strings", napi_uint32_array, 2 * st, 0}};
+  size_t bytes = 0;
+  for (Part& p : parts) {
+    p.offset = bytes;
+    bytes += p.count * element_size(p.type);
+  }
+  auto hint = std::make_shared<ViewHint>();
+  hint->owned = static_cast<uint8_t*>(std::calloc(bytes, 1));
+  if (hint->owned == nullptr) return throw_type_error(env, std::string(fn) + ": out of memory");
+  auto* holder = new std::shared_ptr<ViewHint>(hint);
+  napi_value ab = nullptr;
+  if (napi_create_external_arraybuffer(env, hint->owned, bytes, finalize_view, holder, &ab) !=
+      napi_ok) {
+    delete holder;
+    return Napi::Value();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  for (const Part& p : parts) {
+    napi_value array = nullptr;
+    if (napi_create_typedarray(env, p.type, p.count, ab, p.offset, &array) != napi_ok) {
+      return Napi::Value();
+    }
+    out.Set(p.name, Napi::Value(env, array));
+  }
+  uint8_t* base = hint->owned;
+  DecodeTarget t;
+  t.epochs = reinterpret_cast<double*>(base + parts[0].offset);
+  t.summary = reinterpret_cast<uint32_t*>(base + parts[1].offset);
+  t.frames = reinterpret_cast<uint32_t*>(base + parts[2].offset);
+  t.frame_capacity = f;
+  t.envelopes = reinterpret_cast<uint32_t*>(base + parts[3].offset);
+  t.envelope_capacity = e;
+  t.headers = reinterpret_cast<uint32_t*>(base + parts[4].offset);
+  t.header_capacity = h;
+  t.strings = reinterpret_cast<uint32_t*>(base + parts[5].offset);
+  t.string_capacity = st;
+  *owner = std::move(hint);
+  *target = t;
+  return out;
+}
+
+
 /// Detaches the ArrayBuffer held by `ref` (if any) and empties the reference.
 void detach_view(Napi::Reference<Napi::Value>* ref) {
   if (ref->IsEmpty()) return;
@@ -738,6 +809,11 @@ class BatchEncoderWrap final : public Napi::ObjectWrap<BatchEncoderWrap> {
 
  private:
   Napi::Value Encode(const Napi::CallbackInfo& info);
+  Napi::Value EncodeInto(const Napi::CallbackInfo& info);
+  /// Prepares and builds the frame of encode/encodeInto's staging and payloads: in scratch_
+  /// when its bound allows (`*heap` stays empty), else into a fresh ArrayBuffer of the bound.
+  Status build(const Napi::CallbackInfo& info, const char* fn, const uint8_t** frame,
+               size_t* length, Napi::ArrayBuffer* heap, size_t* heap_offset);
   BatchEncoder encoder_;
   std::vector<PayloadSpan> payloads_;
   /// Where frames up to kEncodeScratchMaxBytes are built before their one copy out; u64 words
@@ -754,7 +830,10 @@ class FrameDecoderWrap final : public Napi::ObjectWrap<FrameDecoderWrap> {
 
  private:
   Napi::Value Decode(const Napi::CallbackInfo& info);
+  Napi::Value BindOutput(const Napi::CallbackInfo& info);
   BatchDecoder decoder_;
+  std::shared_ptr<ViewHint> output_;
+  DecodeTarget output_target_;
 };
 
 /// The addon's exports, one instance per JS environment.
@@ -1272,68 +1351,7 @@ void RingConsumerWrap::release_batch() {
 /// grow), it replaces them; arrays handed out before stay valid memory but are no longer written.
 Napi::Value RingConsumerWrap::BindOutput(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
-  const Napi::Env env = info.Env();
-  constexpr double kMaxItems = 1 << 24;
-  double envelopes = 0, headers = 0, strings = 0, frames = 0;
-  if (!get_integer(info, 0, "bindOutput", "envelopes", 1, kMaxItems, &envelopes) ||
-      !get_integer(info, 1, "bindOutput", "headers", 0, kMaxItems, &headers) ||
-      !get_integer(info, 2, "bindOutput", "strings", 0, kMaxItems, &strings) ||
-      !get_integer(info, 3, "bindOutput", "frames", 1, kMaxItems, &frames)) {
-    return Napi::Value();
-  }
-  const auto e = static_cast<size_t>(envelopes), h = static_cast<size_t>(headers),
-             st = static_cast<size_t>(strings), f = static_cast<size_t>(frames);
-  // Epochs first, so that the f64s are 8-byte aligned; u32 arrays after them.
-  struct Part {
-    const char* name;
-    napi_typedarray_type type;
-    size_t count;
-    size_t offset;
-  };
-  Part parts[] = {{"epochs", napi_float64_array, e, 0},
-                  {"summary", napi_uint32_array, kSummaryWords, 0},
-                  {"frames", napi_uint32_array, f * kFrameWords, 0},
-                  {"envelopes", napi_uint32_array, e * kEnvelopeWords, 0},
-                  {"headers", napi_uint32_array, 2 * h, 0},
-                  {"strings", napi_uint32_array, 2 * st, 0}};
-  size_t bytes = 0;
-  for (Part& p : parts) {
-    p.offset = bytes;
-    bytes += p.count * element_size(p.type);
-  }
-  auto hint = std::make_shared<ViewHint>();
-  hint->owned = static_cast<uint8_t*>(std::calloc(bytes, 1));
-  if (hint->owned == nullptr) return throw_type_error(env, "bindOutput: out of memory");
-  auto* holder = new std::shared_ptr<ViewHint>(hint);
-  napi_value ab = nullptr;
-  if (napi_create_external_arraybuffer(env, hint->owned, bytes, finalize_view, holder, &ab) !=
-      napi_ok) {
-    delete holder;
-    return Napi::Value();
-  }
-  Napi::Object out = Napi::Object::New(env);
-  for (const Part& p : parts) {
-    napi_value array = nullptr;
-    if (napi_create_typedarray(env, p.type, p.count, ab, p.offset, &array) != napi_ok) {
-      return Napi::Value();
-    }
-    out.Set(p.name, Napi::Value(env, array));
-  }
-  uint8_t* base = hint->owned;
-  DecodeTarget t;
-  t.epochs = reinterpret_cast<double*>(base + parts[0].offset);
-  t.summary = reinterpret_cast<uint32_t*>(base + parts[1].offset);
-  t.frames = reinterpret_cast<uint32_t*>(base + parts[2].offset);
-  t.frame_capacity = f;
-  t.envelopes = reinterpret_cast<uint32_t*>(base + parts[3].offset);
-  t.envelope_capacity = e;
-  t.headers = reinterpret_cast<uint32_t*>(base + parts[4].offset);
-  t.header_capacity = h;
-  t.strings = reinterpret_cast<uint32_t*>(base + parts[5].offset);
-  t.string_capacity = st;
-  output_ = std::move(hint);
-  output_target_ = t;
-  return out;
+  return bind_output(info, "bindOutput", &output_, &output_target_);
 }
 
 /// readBatch(maxBytes) into the arrays of bindOutput(), or readBatch(summary, frames, envelopes,
@@ -1517,7 +1535,9 @@ Napi::Value RingConsumerWrap::GetClosed(const Napi::CallbackInfo& info) {
 // ---- BatchEncoderWrap, FrameDecoderWrap ---------------------------------------------------------
 
 Napi::Function BatchEncoderWrap::Define(Napi::Env env) {
-  return DefineClass(env, "BatchEncoder", {InstanceMethod<&BatchEncoderWrap::Encode>("encode")});
+  return DefineClass(env, "BatchEncoder",
+                     {InstanceMethod<&BatchEncoderWrap::Encode>("encode"),
+                      InstanceMethod<&BatchEncoderWrap::EncodeInto>("encodeInto")});
 }
 
 BatchEncoderWrap::BatchEncoderWrap(const Napi::CallbackInfo& info)
@@ -1529,48 +1549,109 @@ BatchEncoderWrap::BatchEncoderWrap(const Napi::CallbackInfo& info)
 /// at their exact length; larger ones are built straight into their own ArrayBuffer.
 constexpr size_t kEncodeScratchMaxBytes = size_t{1} << 20;
 
-/// encode(staging, payloads?): Uint8Array | number — the sealed frame in fresh memory, 8-byte
-/// aligned. The bound overestimates small envelopes about threefold, and a link keeps its
-/// frames until they are acknowledged: so a frame up to kEncodeScratchMaxBytes is built in a
-/// reused scratch block and copied into a buffer of exactly its length (a copy of the frame is
-/// cheaper than zero-filling its bound, and the memory held is what the link accounts for).
-/// A larger frame, mostly payload, is built into an ArrayBuffer of its bound, the view covering
-/// the frame at its end.
-Napi::Value BatchEncoderWrap::Encode(const Napi::CallbackInfo& info) {
-  if (!check_this(info, kEncoderTag, "BatchEncoder")) return Napi::Value();
-  const Napi::Env env = info.Env();
+/// The bound overestimates small envelopes about threefold, and a link keeps its frames until
+/// they are acknowledged: so a frame up to kEncodeScratchMaxBytes is built in a reused scratch
+/// block and copied out at its exact length (a copy of the frame is cheaper than zero-filling
+/// its bound, and the memory held is what the link accounts for). A larger frame, mostly
+/// payload, is built into an ArrayBuffer of its bound, the frame at its end. Returns kOk, a
+/// prepare/build status, or kInvalidArgument with a JS exception pending.
+Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn,
+                               const uint8_t** frame, size_t* length, Napi::ArrayBuffer* heap,
+                               size_t* heap_offset) {
   TypedView staging;
-  if (!get_typed_array(info, 0, napi_uint8_array, "encode", "staging", &staging) ||
-      !get_payloads(info, 1, "encode", &payloads_)) {
-    return Napi::Value();
+  if (!get_typed_array(info, 0, napi_uint8_array, fn, "staging", &staging) ||
+      !get_payloads(info, 1, fn, &payloads_)) {
+    return Status::kInvalidArgument;
   }
   PreparedBatch b;
   Status s = encoder_.prepare(static_cast<const uint8_t*>(staging.data), staging.length,
                               payloads_.data(), payloads_.size(), &b);
-  if (s != Status::kOk) return status_value(env, s);
+  if (s != Status::kOk) {
+    payloads_.clear();
+    return s;
+  }
   const auto bound = static_cast<size_t>(b.bound);
   size_t offset = 0;
-  size_t length = 0;
   if (bound <= kEncodeScratchMaxBytes) {
     if (scratch_.size() * sizeof(uint64_t) < bound) scratch_.resize(bound / sizeof(uint64_t));
     auto* region = reinterpret_cast<uint8_t*>(scratch_.data());
-    s = encoder_.build(b, payloads_.data(), payloads_.size(), region, bound, &offset, &length);
+    s = encoder_.build(b, payloads_.data(), payloads_.size(), region, bound, &offset, length);
     payloads_.clear();
-    if (s != Status::kOk) return status_value(env, s);
-    // Node allocates a copied Buffer outside its pool, so the frame starts 8-byte aligned.
-    return Napi::Buffer<uint8_t>::Copy(env, region + offset, length);
+    *frame = region + offset;
+    return s;
   }
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, bound);
-  if (env.IsExceptionPending()) return Napi::Value();
-  s = encoder_.build(b, payloads_.data(), payloads_.size(), static_cast<uint8_t*>(buffer.Data()),
-                     bound, &offset, &length);
+  *heap = Napi::ArrayBuffer::New(info.Env(), bound);
+  if (info.Env().IsExceptionPending()) {
+    payloads_.clear();
+    return Status::kInvalidArgument;
+  }
+  auto* region = static_cast<uint8_t*>(heap->Data());
+  s = encoder_.build(b, payloads_.data(), payloads_.size(), region, bound, &offset, length);
   payloads_.clear();
+  *frame = region + offset;
+  *heap_offset = offset;
+  return s;
+}
+
+/// encode(staging, payloads?): Uint8Array | number — the sealed frame in fresh memory, 8-byte
+/// aligned, or a status.
+Napi::Value BatchEncoderWrap::Encode(const Napi::CallbackInfo& info) {
+  if (!check_this(info, kEncoderTag, "BatchEncoder")) return Napi::Value();
+  const Napi::Env env = info.Env();
+  const uint8_t* frame = nullptr;
+  size_t length = 0;
+  Napi::ArrayBuffer heap;
+  size_t heap_offset = 0;
+  const Status s = build(info, "encode", &frame, &length, &heap, &heap_offset);
+  if (s == Status::kInvalidArgument && env.IsExceptionPending()) return Napi::Value();
   if (s != Status::kOk) return status_value(env, s);
-  return Napi::Uint8Array::New(env, length, buffer, offset);
+  if (!heap.IsEmpty()) return Napi::Uint8Array::New(env, length, heap, heap_offset);
+  // Node allocates a copied Buffer outside its pool, so the frame starts 8-byte aligned.
+  return Napi::Buffer<uint8_t>::Copy(env, frame, length);
+}
+
+/// encodeInto(staging, payloads, out, offset): number | Uint8Array — copies the sealed frame to
+/// out[offset ..] and returns its length when it fits there; else returns it in fresh memory
+/// as `encode` does. A failure returns minus its status. `offset` must keep the frame 8-byte
+/// aligned (out's memory is; the caller keeps offsets multiples of 8). Creating a JS buffer per
+/// frame costs more than building a small one: a link hands out slices of a block instead.
+Napi::Value BatchEncoderWrap::EncodeInto(const Napi::CallbackInfo& info) {
+  if (!check_this(info, kEncoderTag, "BatchEncoder")) return Napi::Value();
+  const Napi::Env env = info.Env();
+  TypedView out;
+  if (!get_typed_array(info, 2, napi_uint8_array, "encodeInto", "out", &out)) {
+    return Napi::Value();
+  }
+  const Napi::Value offset_value = info[3];
+  const double offset_number = offset_value.IsNumber() ? offset_value.As<Napi::Number>() : -1.0;
+  const auto out_address = reinterpret_cast<uintptr_t>(out.data);
+  if (!(offset_number >= 0 && offset_number <= static_cast<double>(out.length)) ||
+      offset_number != static_cast<double>(static_cast<size_t>(offset_number)) ||
+      (out_address + static_cast<size_t>(offset_number)) % kFrameAlignment != 0) {
+    Napi::TypeError::New(env, "encodeInto: offset must be an 8-byte aligned index of out")
+        .ThrowAsJavaScriptException();
+    return Napi::Value();
+  }
+  const auto offset = static_cast<size_t>(offset_number);
+  const uint8_t* frame = nullptr;
+  size_t length = 0;
+  Napi::ArrayBuffer heap;
+  size_t heap_offset = 0;
+  const Status s = build(info, "encodeInto", &frame, &length, &heap, &heap_offset);
+  if (s == Status::kInvalidArgument && env.IsExceptionPending()) return Napi::Value();
+  if (s != Status::kOk) return Napi::Number::New(env, -static_cast<double>(static_cast<int>(s)));
+  if (!heap.IsEmpty()) return Napi::Uint8Array::New(env, length, heap, heap_offset);
+  if (length <= out.length - offset) {
+    std::memcpy(static_cast<uint8_t*>(out.data) + offset, frame, length);
+    return Napi::Number::New(env, static_cast<double>(length));
+  }
+  return Napi::Buffer<uint8_t>::Copy(env, frame, length);
 }
 
 Napi::Function FrameDecoderWrap::Define(Napi::Env env) {
-  return DefineClass(env, "FrameDecoder", {InstanceMethod<&FrameDecoderWrap::Decode>("decode")});
+  return DefineClass(env, "FrameDecoder",
+                     {InstanceMethod<&FrameDecoderWrap::Decode>("decode"),
+                      InstanceMethod<&FrameDecoderWrap::BindOutput>("bindOutput")});
 }
 
 FrameDecoderWrap::FrameDecoderWrap(const Napi::CallbackInfo& info)
@@ -1578,14 +1659,27 @@ FrameDecoderWrap::FrameDecoderWrap(const Napi::CallbackInfo& info)
   napi_type_tag_object(info.Env(), info.This(), &kDecoderTag);
 }
 
-/// decode(frame, summary, frames, envelopes, epochs, headers, strings): number — verifies the
-/// frame and decodes it; offsets in the outputs are relative to `frame`.
+/// bindOutput(envelopes, headers, strings, frames): the arrays decode(frame) fills (see
+/// bind_output); a later call replaces them.
+Napi::Value FrameDecoderWrap::BindOutput(const Napi::CallbackInfo& info) {
+  if (!check_this(info, kDecoderTag, "FrameDecoder")) return Napi::Value();
+  return bind_output(info, "bindOutput", &output_, &output_target_);
+}
+
+/// decode(frame) into the arrays of bindOutput(), or decode(frame, summary, frames, envelopes,
+/// epochs, headers, strings) into the arrays given (checked on every call): number — verifies
+/// the frame and decodes it; offsets in the outputs are relative to `frame`.
 Napi::Value FrameDecoderWrap::Decode(const Napi::CallbackInfo& info) {
   if (!check_this(info, kDecoderTag, "FrameDecoder")) return Napi::Value();
   TypedView frame;
   DecodeTarget target;
-  if (!get_typed_array(info, 0, napi_uint8_array, "decode", "frame", &frame) ||
-      !get_decode_target(info, 1, "decode", &target)) {
+  if (!get_typed_array(info, 0, napi_uint8_array, "decode", "frame", &frame)) {
+    return Napi::Value();
+  }
+  if (info.Length() == 1) {
+    if (!output_) return throw_type_error(info.Env(), "decode: call bindOutput() first");
+    target = output_target_;
+  } else if (!get_decode_target(info, 1, "decode", &target)) {
     return Napi::Value();
   }
   const auto* bytes = static_cast<const uint8_t*>(frame.data);

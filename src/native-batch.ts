@@ -158,6 +158,22 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error('disco-transport needs a little-endian host');
 }
 
+/**
+ * Stores `v` as a little-endian u64 at words[i], words[i + 1]: a number (an integer up to
+ * 2^53 - 1, as link sequence numbers are) without making a bigint per frame, or a bigint
+ * (taken modulo 2^64).
+ */
+function u64(words: Uint32Array, i: number, v: number | bigint): void {
+  if (typeof v === 'number') {
+    words[i] = v % TWO_POW_32;
+    words[i + 1] = Math.floor(v / TWO_POW_32);
+    return;
+  }
+  const wide = BigInt.asUintN(64, v);
+  words[i] = Number(wide & 0xffffffffn);
+  words[i + 1] = Number(wide >> 32n);
+}
+
 /** The string an address slot of the previous envelope named, and its id. */
 class LastId {
   key: string | null = null;
@@ -197,8 +213,8 @@ export class BatchWriter {
   private resetNext = true;
   private resetThis = false;
   private lane: Lane = Lane.Event;
-  private linkSeq = 0n;
-  private ack = 0n;
+  private linkSeq: number | bigint = 0;
+  private ack: number | bigint = 0;
 
   /**
    * @param initialBytes - starting size of the staging buffer (it grows as needed).
@@ -229,9 +245,10 @@ export class BatchWriter {
 
   /**
    * Starts a new batch for `lane`, dropping the previous one. Resets the string table (both sides)
-   * when it has passed its soft limit or `resetStrings()` asked for it.
+   * when it has passed its soft limit or `resetStrings()` asked for it. `linkSeq` and `ack`:
+   * integers from 0 to 2^53 - 1, or bigints below 2^64.
    */
-  begin(lane: Lane, linkSeq = 0n, ack = 0n): void {
+  begin(lane: Lane, linkSeq: number | bigint = 0, ack: number | bigint = 0): void {
     if (this.ids.size > STRING_SOFT_ENTRIES || this.stringBytes > STRING_SOFT_BYTES) {
       this.resetNext = true;
     }
@@ -370,8 +387,10 @@ export class BatchWriter {
   finish(): Uint8Array {
     const out = this.out;
     const stringsAt = out.used;
-    out.reserve(this.definitions.used);
-    out.bytes.set(this.definitions.bytes.subarray(0, this.definitions.used), stringsAt);
+    if (this.definitions.used > 0) {
+      out.reserve(this.definitions.used);
+      out.bytes.set(this.definitions.bytes.subarray(0, this.definitions.used), stringsAt);
+    }
     const used = stringsAt + this.definitions.used;
     const v = out.view;
     v.setUint32(0, BATCH_MAGIC, true);
@@ -383,8 +402,8 @@ export class BatchWriter {
     v.setUint32(20, this.definitionCount, true);
     v.setUint32(24, this.lane, true);
     v.setUint32(28, 0, true);
-    v.setBigUint64(32, BigInt.asUintN(64, this.linkSeq), true);
-    v.setBigUint64(40, BigInt.asUintN(64, this.ack), true);
+    u64(out.words, 8, this.linkSeq);
+    u64(out.words, 10, this.ack);
     return out.bytes.subarray(0, used);
   }
 
@@ -490,7 +509,7 @@ export class BatchReader {
   private readonly table: string[] = [];
   private readonly decoder = new TextDecoder();
   /** The ring end whose `bindOutput` arrays these are, or null for arrays of our own. */
-  private boundTo: NativeRingConsumer | null = null;
+  private boundTo: NativeRingConsumer | NativeFrameDecoder | null = null;
 
   constructor(capacity: BatchReaderCapacity = {}) {
     const envelopes = capacity.envelopes ?? 4096;
@@ -542,9 +561,9 @@ export class BatchReader {
     }
   }
 
-  /** Swaps the arrays for ones `consumer` decodes into, of the same capacities. */
-  private bind(consumer: NativeRingConsumer): void {
-    const o = consumer.bindOutput(
+  /** Swaps the arrays for ones `end` decodes into, of the same capacities. */
+  private bind(end: NativeRingConsumer | NativeFrameDecoder): void {
+    const o = end.bindOutput(
       this.epochs.length,
       this.headerIds.length / 2,
       this.strings.length / 2,
@@ -556,7 +575,7 @@ export class BatchReader {
     this.epochs = o.epochs;
     this.headerIds = o.headers;
     this.strings = o.strings;
-    this.boundTo = consumer;
+    this.boundTo = end;
   }
 
   /**
@@ -564,22 +583,16 @@ export class BatchReader {
    * status; on OK the accessors read it and payloads are views into `frame`.
    */
   decode(decoder: NativeFrameDecoder, frame: Uint8Array): number {
+    if (this.boundTo !== decoder) this.bind(decoder);
     for (;;) {
       this.view = null;
-      const s = decoder.decode(
-        frame,
-        this.summary,
-        this.frames,
-        this.envelopes,
-        this.epochs,
-        this.headerIds,
-        this.strings,
-      );
+      const s = decoder.decode(frame);
       if (s === NativeStatus.OK) {
         this.accept(frame);
         return s;
       }
       if (s !== NativeStatus.OUTPUT_TOO_SMALL || !this.grow()) return s;
+      this.bind(decoder);
     }
   }
 

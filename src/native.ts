@@ -345,10 +345,30 @@ export interface NativeRingConsumer {
 export interface NativeBatchEncoder {
   /** The sealed frame (8-byte aligned view) or a status (`BAD_BATCH`, `TOO_LARGE`). */
   encode(staging: Uint8Array, payloads?: readonly Uint8Array[]): Uint8Array | number;
+  /**
+   * Copies the sealed frame to `out[offset..]` and returns its length (> 0) when it fits there;
+   * else returns it in fresh memory as `encode` does. A failure returns minus its status.
+   * `offset` keeps the frame 8-byte aligned.
+   */
+  encodeInto(
+    staging: Uint8Array,
+    payloads: readonly Uint8Array[],
+    out: Uint8Array,
+    offset: number,
+  ): Uint8Array | number;
 }
 
 /** Verifies one frame in JS memory and decodes it like `readBatch` (offsets relative to it). */
 export interface NativeFrameDecoder {
+  /** Output arrays for `decode(frame)`, as a ring consumer's `bindOutput`. @throws TypeError. */
+  bindOutput(
+    envelopes: number,
+    headers: number,
+    strings: number,
+    frames: number,
+  ): NativeBatchOutput;
+  /** As the seven-argument form, into the arrays of `bindOutput`. @throws TypeError before it. */
+  decode(frame: Uint8Array): number;
   decode(
     frame: Uint8Array,
     summary: Uint32Array,
@@ -782,15 +802,37 @@ export function encodeBatch(
 ): Uint8Array {
   const frame = encoder.encode(staging, payloads);
   if (typeof frame !== 'number') return frame;
-  if (frame === NativeStatus.BAD_BATCH) {
-    throw new InvalidArgumentError(
+  throw encodeStatusError(frame, staging, link);
+}
+
+/**
+ * Builds the sealed frame of a staging layout into `out` at `offset` (8-byte aligned) when it
+ * fits there, returning its length; else into fresh memory, returning that (8-byte aligned).
+ * Throws as `encodeBatch`.
+ */
+export function encodeBatchInto(
+  encoder: NativeBatchEncoder,
+  staging: Uint8Array,
+  payloads: readonly Uint8Array[],
+  out: Uint8Array,
+  offset: number,
+  link: string,
+): Uint8Array | number {
+  const r = encoder.encodeInto(staging, payloads, out, offset);
+  if (typeof r !== 'number' || r > 0) return r;
+  throw encodeStatusError(-r, staging, link);
+}
+
+function encodeStatusError(status: number, staging: Uint8Array, link: string): DiscoError {
+  if (status === NativeStatus.BAD_BATCH) {
+    return new InvalidArgumentError(
       'batch staging layout',
       link,
       'a layout written by the BatchWriter paired with this encoder (reset its strings)',
     );
   }
-  if (frame === NativeStatus.TOO_LARGE) {
-    throw new MessageTooLargeError(`a batch on ${link}`, staging.length, FRAME_MAX_BODY_BYTES);
+  if (status === NativeStatus.TOO_LARGE) {
+    return new MessageTooLargeError(`a batch on ${link}`, staging.length, FRAME_MAX_BODY_BYTES);
   }
-  throw ringStatusError(frame, link);
+  return ringStatusError(status, link);
 }

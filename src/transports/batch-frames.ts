@@ -24,7 +24,7 @@ import { EventEnvelope, Lane, PromiseEnvelope, type Envelope } from '../envelope
 import {
   createBatchEncoder,
   createFrameDecoder,
-  encodeBatch,
+  encodeBatchInto,
   frameStatusError,
   NativeStatus,
   type NativeBatchEncoder,
@@ -36,15 +36,28 @@ const TWO_POW_32 = 2 ** 32;
 /** Sender nodes (and simprocs per node) cached; past it a cache starts afresh. */
 const SENDER_CACHE_NODES = 4096;
 
+/**
+ * Bytes of the blocks a FrameWriter cuts frames from. Creating a JS buffer per frame cost
+ * more than building a one-envelope frame, so frames are slices of a shared block. A block
+ * is never written twice: a frame kept for resending keeps its block alive, and since a link
+ * releases frames in order, what it holds beyond its frames is at most two blocks.
+ */
+export const FRAME_BLOCK_BYTES = 256 * 1024;
+/** A block with less room than this left is replaced before the next frame. */
+const FRAME_BLOCK_MIN_ROOM = 4096;
+
 /** Builds sealed frames of envelopes; one per link. */
 export class FrameWriter {
   private readonly writer = new BatchWriter();
   private readonly encoder: NativeBatchEncoder = createBatchEncoder();
+  private block: Buffer = Buffer.allocUnsafeSlow(FRAME_BLOCK_BYTES);
+  private blockUsed = 0;
 
   constructor(private readonly link: string) {}
 
   /**
-   * The sealed frame of `envelopes[start..end)` (8-byte aligned, fresh memory).
+   * The sealed frame of `envelopes[start..end)`: 8-byte aligned, in memory no later frame
+   * reuses (a slice of a block, or a buffer of its own when larger than a block's room).
    * @throws MessageTooLargeError above FRAME_MAX_BODY_BYTES.
    */
   encode(
@@ -54,18 +67,34 @@ export class FrameWriter {
     envelopes: readonly Envelope[],
     start: number,
     end: number,
-  ): Uint8Array {
+  ): Buffer {
     const w = this.writer;
-    w.begin(lane, BigInt(linkSeq), BigInt(ack));
+    w.begin(lane, linkSeq, ack);
     for (let i = start; i < end; i++) stageEnvelope(w, envelopes[i]!);
+    if (FRAME_BLOCK_BYTES - this.blockUsed < FRAME_BLOCK_MIN_ROOM) {
+      this.block = Buffer.allocUnsafeSlow(FRAME_BLOCK_BYTES);
+      this.blockUsed = 0;
+    }
+    let r: Uint8Array | number;
     try {
-      return encodeBatch(this.encoder, w.finish(), w.payloads, this.link);
+      r = encodeBatchInto(
+        this.encoder,
+        w.finish(),
+        w.payloads,
+        this.block,
+        this.blockUsed,
+        this.link,
+      );
     } catch (err) {
       w.resetStrings(); // the encoder may have taken this batch's strings: start both afresh
       throw err;
     } finally {
       w.begin(lane); // drops the references to large payloads
     }
+    if (typeof r !== 'number') return Buffer.from(r.buffer, r.byteOffset, r.length);
+    const at = this.blockUsed;
+    this.blockUsed = (at + r + 7) & ~7;
+    return this.block.subarray(at, at + r);
   }
 }
 

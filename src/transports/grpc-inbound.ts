@@ -296,7 +296,7 @@ export class GrpcInbound {
     state.unackedFrames = 0;
     state.unackedBytes = 0;
     const frame = this.acks.encode(Lane.Promise, 0, state.session.delivered, NO_ENVELOPES, 0, 0);
-    if (!state.call.write(Buffer.from(frame.buffer, frame.byteOffset, frame.length))) {
+    if (!state.call.write(frame)) {
       state.ackBlocked = true;
     }
   }

@@ -182,8 +182,7 @@ export class GrpcLink implements LinkChannel {
 
   writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
     const seq = this.config.reliable ? ++this.lastSeq : 0;
-    const encoded = this.writer.encode(lane, seq, 0, envelopes, start, end);
-    const frame = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.length);
+    const frame = this.writer.encode(lane, seq, 0, envelopes, start, end);
     const count = end - start;
     this.counters.framesSent++;
     if (this.config.reliable) {

@@ -29,11 +29,13 @@ import {
   createFrameDecoder,
   createRing,
   encodeBatch,
+  encodeBatchInto,
   loadNative,
   openRingConsumer,
   openRingProducer,
   unlinkRing,
 } from '../../src/native.js';
+import { FRAME_BLOCK_BYTES, FrameWriter } from '../../src/transports/batch-frames.js';
 import { ringName, testCluster } from './ring-helpers.js';
 
 function ring(what: string, capacity: number) {
@@ -414,6 +416,109 @@ describe('heap encoder and decoder', () => {
     expect(() => encodeBatch(encoder, new Uint8Array(48), [], 'grpc link to m2')).toThrow(
       InvalidArgumentError,
     );
+  });
+
+  it('builds a frame into a block at an offset: the bytes encode makes, or its own buffer', () => {
+    const encoder = createBatchEncoder();
+    const w = new BatchWriter();
+    const list = SAMPLES.slice(0, 6);
+    w.begin(Lane.Event, 7, 2);
+    stage(w, list);
+    const expected = encodeBatch(createBatchEncoder(), w.finish(), w.payloads, 'grpc link to m2');
+    w.resetStrings(); // the next batches go to another encoder
+
+    const block = Buffer.alloc(4096, 0xee);
+    w.begin(Lane.Event, 7, 2);
+    stage(w, list);
+    const n = encodeBatchInto(encoder, w.finish(), w.payloads, block, 64, 'grpc link to m2');
+    expect(n).toBe(expected.length);
+    expect(Buffer.compare(block.subarray(64, 64 + expected.length), expected)).toBe(0);
+    expect(block.subarray(0, 64).every((b) => b === 0xee)).toBe(true); // nothing before it
+    expect(block[64 + expected.length]).toBe(0xee); // nor after it
+    const reader = new BatchReader();
+    expect(reader.decode(createFrameDecoder(), block.subarray(64, 64 + (n as number)))).toBe(
+      NativeStatus.OK,
+    );
+    expectSame(readBack(reader), list);
+
+    // No room left at the offset: the frame comes back in memory of its own.
+    w.begin(Lane.Event, 7, 2);
+    stage(w, list);
+    const own = encodeBatchInto(encoder, w.finish(), w.payloads, block, 4096 - 8, 'm2');
+    expect(own).toBeInstanceOf(Uint8Array);
+    expect(Buffer.compare(own as Uint8Array, expected)).toBe(0);
+    expect((own as Uint8Array).buffer).not.toBe(block.buffer);
+
+    // A misaligned or out-of-range offset is refused before anything is built.
+    const native = new (loadNative().BatchEncoder)();
+    w.begin(Lane.Event);
+    stage(w, list);
+    const staging = w.finish().slice();
+    for (const offset of [4, -8, 4104, 0.5, Number.NaN]) {
+      expect(() => native.encodeInto(staging, w.payloads, block, offset)).toThrow(/8-byte aligned/);
+    }
+    expect(() => native.encodeInto(staging, w.payloads, new Uint16Array(8) as never, 0)).toThrow(
+      TypeError,
+    );
+    // A failure is minus its status.
+    expect(native.encodeInto(new Uint8Array(48), [], block, 0)).toBe(-NativeStatus.BAD_BATCH);
+    expect(() => encodeBatchInto(native, new Uint8Array(48), [], block, 0, 'm2')).toThrow(
+      InvalidArgumentError,
+    );
+  });
+
+  it('FrameWriter: frames never share bytes, and a frame too large for a block stands alone', () => {
+    const writer = new FrameWriter('grpc link to m2');
+    const sender = Object.freeze({ node: 'n0', simproc: 'p' });
+    const envelope = (epoch: number, size: number) =>
+      new EventEnvelope(
+        0,
+        sender,
+        'n1',
+        'p',
+        epoch,
+        null,
+        undefined,
+        bytes(size, epoch),
+        0,
+        0,
+        null,
+      );
+    const frames: { frame: Buffer; copy: Buffer; epoch: number }[] = [];
+    // Enough small frames to fill several blocks, and one larger than a block.
+    for (let i = 0; i < 3000; i++) {
+      const size = i === 1500 ? FRAME_BLOCK_BYTES : 200;
+      const frame = writer.encode(Lane.Event, i + 1, 0, [envelope(i, size)], 0, 1);
+      expect(frame.byteOffset % 8).toBe(0);
+      frames.push({ frame, copy: Buffer.from(frame), epoch: i });
+    }
+    expect(frames[1500]!.frame.buffer).not.toBe(frames[1499]!.frame.buffer);
+    expect(new Set(frames.map((f) => f.frame.buffer)).size).toBeGreaterThan(2);
+    const reader = new BatchReader();
+    const decoder = createFrameDecoder();
+    for (const { frame, copy, epoch } of frames) {
+      expect(Buffer.compare(frame, copy)).toBe(0); // no later frame wrote over it
+      expect(reader.decode(decoder, frame)).toBe(NativeStatus.OK);
+      expect(reader.epoch(0)).toBe(epoch);
+    }
+  });
+
+  it('decodes into bound output arrays, and grows them for a frame that needs more', () => {
+    const decoder = createFrameDecoder();
+    expect(() => decoder.decode(new Uint8Array(64))).toThrow(/bindOutput/);
+    const encoder = createBatchEncoder();
+    const w = new BatchWriter();
+    const list = Array.from({ length: 40 }, (_, i) =>
+      event({ epoch: i, headers: { [`k${i}`]: `v${i}` }, data: bytes(16, i) }),
+    );
+    w.begin(Lane.Event, 1);
+    stage(w, list);
+    const frame = encodeBatch(encoder, w.finish(), w.payloads, 'grpc link to m2');
+    const reader = new BatchReader({ envelopes: 4, headers: 2, strings: 2 });
+    expect(reader.decode(decoder, frame)).toBe(NativeStatus.OK);
+    expectSame(readBack(reader), list);
+    expect(reader.decode(decoder, frame)).toBe(NativeStatus.OK); // again, in the grown arrays
+    expectSame(readBack(reader), list);
   });
 
   it('refuses malformed staging with BAD_BATCH', () => {
