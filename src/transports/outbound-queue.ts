@@ -284,7 +284,8 @@ export class OutboundQueue extends EventEmitter {
     if (!Number.isInteger(taken) || taken < 0 || taken > end - start) {
       throw new RangeError(`channel took ${taken} of ${end - start} envelopes`);
     }
-    for (let i = start; i < start + taken; i++) this.queuedBytes -= estimateBytes(q.items[i]!);
+    if (taken === end - start) this.queuedBytes -= bytes;
+    else for (let i = start; i < start + taken; i++) this.queuedBytes -= estimateBytes(q.items[i]!);
     q.head = start + taken;
     if (taken > 0) this.framesWritten++;
     this.envelopesWritten += taken;

@@ -270,6 +270,13 @@ export class ShmTransport extends EventEmitter implements Transport {
   private closed = false;
   private eventsSent = 0;
   private promisesSent = 0;
+  /**
+   * The link of the last send and the (repid, node) it went to: `locate` is pure, so a run of
+   * sends to one node finds its link without looking it up again.
+   */
+  private lastLink: ShmLink | null = null;
+  private lastRepid = -1;
+  private lastNode = '';
 
   constructor(options: ShmTransportOptions) {
     super();
@@ -375,6 +382,7 @@ export class ShmTransport extends EventEmitter implements Transport {
 
   private linkFor(env: Envelope): ShmLink {
     if (this.closing) throw new LinkClosedError(this.name, 'the transport was closed');
+    if (env.targetNode === this.lastNode && env.repid === this.lastRepid) return this.lastLink!;
     const peer = this.options.locate(env.repid, env.targetNode);
     if (peer === undefined) {
       throw new LinkClosedError(
@@ -392,6 +400,9 @@ export class ShmTransport extends EventEmitter implements Transport {
       link.queue.on('drain', () => this.emit('drain'));
       this.links.set(peer, link);
     }
+    this.lastLink = link;
+    this.lastRepid = env.repid;
+    this.lastNode = env.targetNode;
     return link;
   }
 }
