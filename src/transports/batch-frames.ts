@@ -146,8 +146,24 @@ export class FrameReader {
  */
 export class SenderRefs {
   private readonly byNode = new Map<string, Map<string, NodeRef>>();
+  // The last answer: the envelopes of a batch mostly share a sender, and a decoder hands out
+  // one string object per name, so two comparisons usually replace two Map lookups.
+  private lastNode = '';
+  private lastSimproc = '';
+  private lastRef: NodeRef | null = null;
 
   get(node: string, simproc: string): NodeRef {
+    if (node === this.lastNode && simproc === this.lastSimproc && this.lastRef !== null) {
+      return this.lastRef;
+    }
+    const ref = this.lookup(node, simproc);
+    this.lastNode = node;
+    this.lastSimproc = simproc;
+    this.lastRef = ref;
+    return ref;
+  }
+
+  private lookup(node: string, simproc: string): NodeRef {
     if (this.byNode.size >= SENDER_CACHE_NODES) this.byNode.clear();
     let bySimproc = this.byNode.get(node);
     if (bySimproc === undefined) {
