@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { decodeFrame, EventEnvelope, PromiseEnvelope } from '../../src/envelope.js';
+import { decodeFrame, EMPTY_HEADERS, EventEnvelope, PromiseEnvelope } from '../../src/envelope.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import {
   type AddressRef,
@@ -477,7 +477,7 @@ describe('heap encoder and decoder', () => {
         'n1',
         'p',
         epoch,
-        null,
+        EMPTY_HEADERS,
         undefined,
         bytes(size, epoch),
         0,
