@@ -78,7 +78,6 @@ export interface AddressRef {
 /** String-valued header map. */
 export type HeaderMap = Readonly<Record<string, string>>;
 
-
 /** Compares the TypeScript mirror with the addon's constants; returns the names that differ. */
 export function batchLayoutMismatches(native: NativeBatchLayout): string[] {
   const mirror: Record<keyof NativeBatchLayout, number> = {

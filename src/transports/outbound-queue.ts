@@ -163,19 +163,29 @@ export class OutboundQueue extends EventEmitter {
    */
   push(env: Envelope): void {
     if (this.failure !== null) throw this.failure;
-    const lane = env instanceof EventEnvelope ? Lane.Event : Lane.Promise;
-    const size = estimateBytes(env);
-    const count = this.queued;
-    if (count >= this.limits.hardLimitMessages) {
-      throw new BackpressureError(this.name, this.limits.hardLimitMessages, 'messages');
+    const limits = this.limits;
+    let lane: Lane;
+    let size = ENVELOPE_OVERHEAD_BYTES; // as estimateBytes(env), without a second type test
+    if (env instanceof EventEnvelope) {
+      lane = Lane.Event;
+      if (env.payload !== null) size += env.payload.length;
+    } else {
+      lane = Lane.Promise;
     }
-    const events = this.lanes[Lane.Event]!.length;
-    if (lane === Lane.Event && events > 0 && this.queuedBytes + size > this.limits.hardLimitBytes) {
-      throw new BackpressureError(this.name, this.limits.hardLimitBytes, 'bytes');
+    const count = this.queued;
+    if (count >= limits.hardLimitMessages) {
+      throw new BackpressureError(this.name, limits.hardLimitMessages, 'messages');
+    }
+    const bytes = this.queuedBytes + size;
+    if (lane === Lane.Event && bytes > limits.hardLimitBytes && this.lanes[lane]!.length > 0) {
+      throw new BackpressureError(this.name, limits.hardLimitBytes, 'bytes');
     }
     this.lanes[lane]!.push(env);
-    this.queuedBytes += size;
-    if (!this.blocked && !this.writable) {
+    this.queuedBytes = bytes;
+    if (
+      !this.blocked &&
+      (bytes > limits.highWaterMarkBytes || count + 1 > limits.highWaterMarkMessages)
+    ) {
       this.blocked = true;
       this.backpressureEvents++;
     }
