@@ -810,10 +810,20 @@ class BatchEncoderWrap final : public Napi::ObjectWrap<BatchEncoderWrap> {
  private:
   Napi::Value Encode(const Napi::CallbackInfo& info);
   Napi::Value EncodeInto(const Napi::CallbackInfo& info);
-  /// Prepares and builds the frame of encode/encodeInto's staging and payloads: in scratch_
-  /// when its bound allows (`*heap` stays empty), else into a fresh buffer of the bound.
-  Status build(const Napi::CallbackInfo& info, const char* fn, const uint8_t** frame,
-               size_t* length, Napi::ArrayBuffer* heap, size_t* heap_offset);
+  /// A frame encode/encodeInto built: in scratch_ (`heap` empty), or at `heap_offset` of a
+  /// fresh buffer of its bound.
+  struct Built {
+    const uint8_t* frame = nullptr;
+    size_t length = 0;
+    Napi::ArrayBuffer heap;
+    size_t heap_offset = 0;
+  };
+  /// Prepares and builds the frame of encode/encodeInto's staging and payloads (arguments 0
+  /// and 1). Returns kOk, a prepare/build status, or kInvalidArgument with a JS exception
+  /// pending.
+  Status build(const Napi::CallbackInfo& info, const char* fn, Built* out);
+  /// The built frame in memory of its own: the heap buffer's view, or a copy of scratch.
+  static Napi::Value own_frame(Napi::Env env, const Built& b);
   BatchEncoder encoder_;
   std::vector<PayloadSpan> payloads_;
   /// Where frames up to kEncodeScratchMaxBytes are built before their one copy out; u64 words
@@ -1553,11 +1563,8 @@ constexpr size_t kEncodeScratchMaxBytes = size_t{1} << 20;
 /// they are acknowledged: so a frame up to kEncodeScratchMaxBytes is built in a reused scratch
 /// block and copied out at its exact length (a copy of the frame is cheaper than zero-filling
 /// its bound, and the memory held is what the link accounts for). A larger frame, mostly
-/// payload, is built into a buffer of its bound, the frame at its end. Returns kOk, a
-/// prepare/build status, or kInvalidArgument with a JS exception pending.
-Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn,
-                               const uint8_t** frame, size_t* length, Napi::ArrayBuffer* heap,
-                               size_t* heap_offset) {
+/// payload, is built into a buffer of its bound, the frame at its end.
+Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn, Built* out) {
   TypedView staging;
   if (!get_typed_array(info, 0, napi_uint8_array, fn, "staging", &staging) ||
       !get_payloads(info, 1, fn, &payloads_)) {
@@ -1572,28 +1579,34 @@ Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn,
   }
   const auto bound = static_cast<size_t>(b.bound);
   size_t offset = 0;
+  uint8_t* region = nullptr;
   if (bound <= kEncodeScratchMaxBytes) {
     if (scratch_.size() * sizeof(uint64_t) < bound) scratch_.resize(bound / sizeof(uint64_t));
-    auto* region = reinterpret_cast<uint8_t*>(scratch_.data());
-    s = encoder_.build(b, payloads_.data(), payloads_.size(), region, bound, &offset, length);
-    payloads_.clear();
-    *frame = region + offset;
-    return s;
+    region = reinterpret_cast<uint8_t*>(scratch_.data());
+  } else {
+    // A Node Buffer, not an ArrayBuffer: its memory is not zero-filled first (for a 1 MiB
+    // frame that fill cost a third of the encode), and the builder writes every byte the frame
+    // covers.
+    const Napi::Buffer<uint8_t> block = Napi::Buffer<uint8_t>::New(info.Env(), bound);
+    if (info.Env().IsExceptionPending()) {
+      payloads_.clear();
+      return Status::kInvalidArgument;
+    }
+    out->heap = block.ArrayBuffer();
+    out->heap_offset = block.ByteOffset();
+    region = block.Data();
   }
-  // A Node Buffer, not an ArrayBuffer: its memory is not zero-filled first (for a 1 MiB frame
-  // that fill cost a third of the encode), and the builder writes every byte the frame covers.
-  const Napi::Buffer<uint8_t> block = Napi::Buffer<uint8_t>::New(info.Env(), bound);
-  if (info.Env().IsExceptionPending()) {
-    payloads_.clear();
-    return Status::kInvalidArgument;
-  }
-  *heap = block.ArrayBuffer();
-  uint8_t* region = block.Data();
-  s = encoder_.build(b, payloads_.data(), payloads_.size(), region, bound, &offset, length);
+  s = encoder_.build(b, payloads_.data(), payloads_.size(), region, bound, &offset, &out->length);
   payloads_.clear();
-  *frame = region + offset;
-  *heap_offset = block.ByteOffset() + offset;
+  out->frame = region + offset;
+  out->heap_offset += offset;
   return s;
+}
+
+Napi::Value BatchEncoderWrap::own_frame(Napi::Env env, const Built& b) {
+  if (!b.heap.IsEmpty()) return Napi::Uint8Array::New(env, b.length, b.heap, b.heap_offset);
+  // Node allocates a copied Buffer outside its pool, so the frame starts 8-byte aligned.
+  return Napi::Buffer<uint8_t>::Copy(env, b.frame, b.length);
 }
 
 /// encode(staging, payloads?): Uint8Array | number — the sealed frame in fresh memory, 8-byte
@@ -1601,16 +1614,11 @@ Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn,
 Napi::Value BatchEncoderWrap::Encode(const Napi::CallbackInfo& info) {
   if (!check_this(info, kEncoderTag, "BatchEncoder")) return Napi::Value();
   const Napi::Env env = info.Env();
-  const uint8_t* frame = nullptr;
-  size_t length = 0;
-  Napi::ArrayBuffer heap;
-  size_t heap_offset = 0;
-  const Status s = build(info, "encode", &frame, &length, &heap, &heap_offset);
+  Built built;
+  const Status s = build(info, "encode", &built);
   if (s == Status::kInvalidArgument && env.IsExceptionPending()) return Napi::Value();
   if (s != Status::kOk) return status_value(env, s);
-  if (!heap.IsEmpty()) return Napi::Uint8Array::New(env, length, heap, heap_offset);
-  // Node allocates a copied Buffer outside its pool, so the frame starts 8-byte aligned.
-  return Napi::Buffer<uint8_t>::Copy(env, frame, length);
+  return own_frame(env, built);
 }
 
 /// encodeInto(staging, payloads, out, offset): number | Uint8Array — copies the sealed frame to
@@ -1631,24 +1639,18 @@ Napi::Value BatchEncoderWrap::EncodeInto(const Napi::CallbackInfo& info) {
   if (!(offset_number >= 0 && offset_number <= static_cast<double>(out.length)) ||
       offset_number != static_cast<double>(static_cast<size_t>(offset_number)) ||
       (out_address + static_cast<size_t>(offset_number)) % kFrameAlignment != 0) {
-    Napi::TypeError::New(env, "encodeInto: offset must be an 8-byte aligned index of out")
-        .ThrowAsJavaScriptException();
-    return Napi::Value();
+    return throw_type_error(env, "encodeInto: offset must be an 8-byte aligned index of out");
   }
   const auto offset = static_cast<size_t>(offset_number);
-  const uint8_t* frame = nullptr;
-  size_t length = 0;
-  Napi::ArrayBuffer heap;
-  size_t heap_offset = 0;
-  const Status s = build(info, "encodeInto", &frame, &length, &heap, &heap_offset);
+  Built built;
+  const Status s = build(info, "encodeInto", &built);
   if (s == Status::kInvalidArgument && env.IsExceptionPending()) return Napi::Value();
   if (s != Status::kOk) return Napi::Number::New(env, -static_cast<double>(static_cast<int>(s)));
-  if (!heap.IsEmpty()) return Napi::Uint8Array::New(env, length, heap, heap_offset);
-  if (length <= out.length - offset) {
-    std::memcpy(static_cast<uint8_t*>(out.data) + offset, frame, length);
-    return Napi::Number::New(env, static_cast<double>(length));
+  if (built.heap.IsEmpty() && built.length <= out.length - offset) {
+    std::memcpy(static_cast<uint8_t*>(out.data) + offset, built.frame, built.length);
+    return Napi::Number::New(env, static_cast<double>(built.length));
   }
-  return Napi::Buffer<uint8_t>::Copy(env, frame, length);
+  return own_frame(env, built);
 }
 
 Napi::Function FrameDecoderWrap::Define(Napi::Env env) {

@@ -26,6 +26,7 @@ import { DataFormat, Kind, Lane } from './generated/envelope_generated.js';
 import {
   NativeStatus,
   type NativeBatchLayout,
+  type NativeBoundOutput,
   type NativeFrameDecoder,
   type NativeRingConsumer,
 } from './native.js';
@@ -509,7 +510,7 @@ export class BatchReader {
   private readonly table: string[] = [];
   private readonly decoder = new TextDecoder();
   /** The ring end whose `bindOutput` arrays these are, or null for arrays of our own. */
-  private boundTo: NativeRingConsumer | NativeFrameDecoder | null = null;
+  private boundTo: NativeBoundOutput | null = null;
 
   constructor(capacity: BatchReaderCapacity = {}) {
     const envelopes = capacity.envelopes ?? 4096;
@@ -562,7 +563,7 @@ export class BatchReader {
   }
 
   /** Swaps the arrays for ones `end` decodes into, of the same capacities. */
-  private bind(end: NativeRingConsumer | NativeFrameDecoder): void {
+  private bind(end: NativeBoundOutput): void {
     const o = end.bindOutput(
       this.epochs.length,
       this.headerIds.length / 2,

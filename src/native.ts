@@ -271,12 +271,12 @@ export interface NativeBatchOutput {
   readonly strings: Uint32Array;
 }
 
-/** The reading end of a ring (one consumer process per ring). */
-export interface NativeRingConsumer {
+/** A native end that decodes into arrays it allocates (a ring consumer, a frame decoder). */
+export interface NativeBoundOutput {
   /**
    * Allocates output arrays with room for that many envelopes, header pairs, new strings and
-   * frames, and makes `readBatch(maxBytes)` decode into them from now on (no arrays to check per
-   * call). Called again, e.g. to grow after `OUTPUT_TOO_SMALL`, it replaces them: the arrays
+   * frames, and makes the one-argument read or decode fill them from now on (no arrays to check
+   * per call). Called again, e.g. to grow after `OUTPUT_TOO_SMALL`, it replaces them: the arrays
    * returned before are not written any more.
    *
    * @throws TypeError for counts that are not integers in range (envelopes and frames >= 1).
@@ -287,6 +287,10 @@ export interface NativeRingConsumer {
     strings: number,
     frames: number,
   ): NativeBatchOutput;
+}
+
+/** The reading end of a ring (one consumer process per ring). */
+export interface NativeRingConsumer extends NativeBoundOutput {
   /** As the seven-argument form, into the arrays of `bindOutput`. @throws TypeError before it. */
   readBatch(maxBytes: number): Uint8Array | number;
   /**
@@ -359,14 +363,7 @@ export interface NativeBatchEncoder {
 }
 
 /** Verifies one frame in JS memory and decodes it like `readBatch` (offsets relative to it). */
-export interface NativeFrameDecoder {
-  /** Output arrays for `decode(frame)`, as a ring consumer's `bindOutput`. @throws TypeError. */
-  bindOutput(
-    envelopes: number,
-    headers: number,
-    strings: number,
-    frames: number,
-  ): NativeBatchOutput;
+export interface NativeFrameDecoder extends NativeBoundOutput {
   /** As the seven-argument form, into the arrays of `bindOutput`. @throws TypeError before it. */
   decode(frame: Uint8Array): number;
   decode(
