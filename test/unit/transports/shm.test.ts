@@ -99,6 +99,74 @@ describe('ShmTransport', () => {
     await cleanup();
   });
 
+  it('sends each of interleaved sends to its own Server, with its own sender', async () => {
+    // Sends alternate between targets on two other Servers and between two senders: a link
+    // or sender remembered from the previous send must never serve the next one by mistake.
+    const cluster = `shm-test-${process.pid}-${++seq}`;
+    const topology = loadTopology({
+      cluster,
+      simprocs: ['p'],
+      machines: [
+        {
+          name: 'm',
+          servers: [
+            { name: 'A', nodes: ['a1', 'a2'] },
+            { name: 'B', nodes: ['b1', 'b2'] },
+            { name: 'C', nodes: ['c1'] },
+          ],
+        },
+      ],
+    });
+    const ids = machineServerIds(topology, 'm');
+    const rings: string[] = [];
+    for (const from of ids)
+      for (const to of ids) if (from !== to) rings.push(ringName(cluster, from, to));
+    for (const r of rings) createRing(r, 1 << 20);
+    onTestFinished(() => {
+      for (const r of rings) unlinkRing(r);
+    });
+    const servers = ['A', 'B', 'C'].map((name) => {
+      const shm = new ShmTransport({
+        cluster,
+        self: serverId(topology, 'm', name),
+        peers: ids,
+        locate: sameMachineLocator(topology, 'm', name, 'id'),
+      });
+      shm.open();
+      return new Server({ topology, machine: 'm', server: name, transports: [shm] });
+    });
+    const [A, B, C] = servers as [Server, Server, Server];
+    const inboxes = {
+      b1: new RecordingInbox(),
+      b2: new RecordingInbox(),
+      c1: new RecordingInbox(),
+    };
+    B.controller('b1').setInbox('p', inboxes.b1);
+    B.controller('b2').setInbox('p', inboxes.b2);
+    C.controller('c1').setInbox('p', inboxes.c1);
+    const senders = [A.controller('a1'), A.controller('a2')];
+    const targets = ['b1', 'c1', 'c1', 'b2', 'b1', 'b1', 'c1', 'b2'] as const;
+    const n = 400;
+    for (let i = 0; i < n; i++) {
+      senders[(i >> 1) % 2]!.sendEvent(
+        `${targets[i % targets.length]}/p`,
+        i,
+        new Uint8Array([i & 0xff]),
+      );
+      if (i % 37 === 0) await new Promise((resolve) => setImmediate(resolve)); // some frames of one
+    }
+    const expected = (node: string) =>
+      Array.from({ length: n }, (_, i) => i).filter((i) => targets[i % targets.length] === node);
+    await until(() => Object.values(inboxes).reduce((k, b) => k + b.events.length, 0) === n);
+    for (const [node, inbox] of Object.entries(inboxes)) {
+      expect(inbox.events.map((e) => e.epoch)).toEqual(expected(node));
+      for (const e of inbox.events) {
+        expect(e.sender).toEqual({ node: (e.epoch >> 1) % 2 === 0 ? 'a1' : 'a2', simproc: 'p' });
+      }
+    }
+    for (const server of servers) await server.close();
+  });
+
   it('carries events and promises between Servers with every field intact', async () => {
     const { A, B, cleanup } = pair();
     const inbox = new RecordingInbox();
