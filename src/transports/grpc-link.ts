@@ -119,6 +119,11 @@ export class GrpcLink implements LinkChannel {
     unacknowledged: 0,
     acked: 0,
   };
+
+  /** Bytes written to calls, resends included. */
+  get bytesSent(): number {
+    return this.counters.bytesSent;
+  }
   private readonly name: string;
   private readonly writer: FrameWriter;
   private readonly ackReader = new FrameReader();

@@ -15,10 +15,9 @@
  *   UndeliverableError when there is none. Every error is a DiscoError naming the peer.
  */
 
-import { EventEmitter } from 'node:events';
 import { Server, type ChannelOptions } from '@grpc/grpc-js';
-import { EventEnvelope, type Envelope, type PromiseEnvelope } from '../envelope.js';
-import { DiscoError, emitError, LinkClosedError, UndeliverableError } from '../errors.js';
+import type { Envelope } from '../envelope.js';
+import { DiscoError, emitError, UndeliverableError } from '../errors.js';
 import { FRAME_HEADER_BYTES, FRAME_MAX_BODY_BYTES } from '../native.js';
 import { tracerFor } from '../trace.js';
 import { GrpcInbound, newSessionId } from './grpc-inbound.js';
@@ -37,9 +36,9 @@ import {
   serverChannelOptions,
   setServerReceiveWindow,
 } from './grpc-service.js';
-import { LocalNodes } from './local-nodes.js';
-import { linkTransportMetrics, type LinkLimits } from './outbound-queue.js';
-import type { LocalNode, Transport, TransportMetrics } from './transport.js';
+import { LinkTransport } from './link-transport.js';
+import type { LinkLimits } from './outbound-queue.js';
+import type { Transport } from './transport.js';
 
 const tracer = tracerFor('grpc');
 
@@ -144,25 +143,20 @@ function positive(name: string, v: number | undefined, fallback: number, min = 1
 }
 
 /** Cross-machine transport over gRPC; see the file header. */
-export class GrpcTransport extends EventEmitter implements Transport {
+export class GrpcTransport extends LinkTransport<GrpcLink> implements Transport {
   readonly name = 'grpc';
-  readonly carriesObjects = false;
   /** Random id of this transport's incarnation, sent with every call. */
   readonly session = newSessionId();
   private readonly options: GrpcTransportOptions;
-  private readonly nodes = new LocalNodes();
-  private readonly links = new Map<string, GrpcLink>();
   private readonly inbound: GrpcInbound;
   private readonly chunkBytes: number;
   private readonly receiveWindowBytes: number;
   private server: Server | null = null;
-  private closing: Promise<void> | null = null;
-  private eventsSent = 0;
-  private promisesSent = 0;
+  private shutdownDone: Promise<void> | null = null;
 
   /** @throws {RangeError} for an option out of its domain. */
   constructor(options: GrpcTransportOptions) {
-    super();
+    super(options.locate, options.self);
     for (const [k, v] of [
       ['cluster', options.cluster],
       ['self', options.self],
@@ -221,7 +215,7 @@ export class GrpcTransport extends EventEmitter implements Transport {
     if (address === undefined) {
       return Promise.reject(new RangeError('listen() needs the listenAddress option'));
     }
-    if (this.server !== null || this.closing !== null) {
+    if (this.server !== null || this.closing) {
       return Promise.reject(new RangeError('listen() was called already, or after close()'));
     }
     const server = new Server(serverChannelOptions(this.chunkBytes, this.options.channelOptions));
@@ -243,23 +237,6 @@ export class GrpcTransport extends EventEmitter implements Transport {
     });
   }
 
-  get writable(): boolean {
-    for (const link of this.links.values()) if (!link.queue.writable) return false;
-    return true;
-  }
-
-  attach(node: LocalNode): void {
-    this.nodes.attach(node);
-  }
-
-  detach(node: LocalNode): void {
-    this.nodes.detach(node);
-  }
-
-  setFallback(sink: LocalNode | null): void {
-    this.nodes.setFallback(sink);
-  }
-
   pauseInbound(): void {
     this.inbound.pauseAll();
   }
@@ -268,45 +245,14 @@ export class GrpcTransport extends EventEmitter implements Transport {
     this.inbound.resumeAll();
   }
 
-  handlesNode(repid: number, node: string): boolean {
-    const peer = this.options.locate(repid, node);
-    return peer !== undefined && peer !== this.options.self;
-  }
-
-  /** @throws {BackpressureError} at the link's hard limit; {LinkClosedError} once it failed. */
-  sendEvent(env: EventEnvelope): void {
-    this.linkFor(env).queue.push(env);
-    this.eventsSent++;
-  }
-
-  /** @throws {BackpressureError} at the link's hard limit; {LinkClosedError} once it failed. */
-  sendPromise(env: PromiseEnvelope): void {
-    this.linkFor(env).queue.push(env);
-    this.promisesSent++;
-  }
-
   /**
    * Resolves once the peers acknowledged everything accepted so far, their links failed, or
    * a link has had no call for CLOSE_FLUSH_TIMEOUT_MS (its peer looks gone: `Server.close()`
    * must not wait out the peer deadline). Nothing is dropped then: the link still delivers
    * it if the peer returns, or counts it in a LinkClosedError at its deadline or `close()`.
    */
-  async flush(): Promise<void> {
+  override async flush(): Promise<void> {
     await Promise.all([...this.links.values()].map((l) => l.flush(CLOSE_FLUSH_TIMEOUT_MS)));
-  }
-
-  metrics(): TransportMetrics {
-    const counts = {
-      eventsSent: this.eventsSent,
-      promisesSent: this.promisesSent,
-      eventsDelivered: this.nodes.eventsDelivered,
-      promisesDelivered: this.nodes.promisesDelivered,
-    };
-    return linkTransportMetrics(
-      this.name,
-      counts,
-      [...this.links.values()].map((l) => ({ queue: l.queue, bytesSent: l.counters.bytesSent })),
-    );
   }
 
   /** Counters per peer (outbound link and inbound calls of that identity), sorted by peer. */
@@ -338,8 +284,9 @@ export class GrpcTransport extends EventEmitter implements Transport {
    * every call and shuts the server down. Idempotent; later sends throw LinkClosedError.
    */
   close(): Promise<void> {
-    this.closing ??= this.shutdown();
-    return this.closing;
+    this.closing = true;
+    this.shutdownDone ??= this.shutdown();
+    return this.shutdownDone;
   }
 
   /** Emits `err` as 'error', or throws it asynchronously when nobody listens. */
@@ -362,24 +309,7 @@ export class GrpcTransport extends EventEmitter implements Transport {
     });
   }
 
-  private linkFor(env: Envelope): GrpcLink {
-    if (this.closing !== null) throw new LinkClosedError(this.name, 'the transport was closed');
-    const peer = this.options.locate(env.repid, env.targetNode);
-    if (peer === undefined) {
-      throw new LinkClosedError(
-        this.name,
-        `node ${JSON.stringify(env.targetNode)} is no longer routed here`,
-      );
-    }
-    let link = this.links.get(peer);
-    if (link === undefined) {
-      link = this.createLink(peer);
-      this.links.set(peer, link);
-    }
-    return link;
-  }
-
-  private createLink(peer: string): GrpcLink {
+  protected createLink(peer: string): GrpcLink {
     const o = this.options;
     const r = o.reliability ?? {};
     const address = o.addressOf(peer);
@@ -429,7 +359,6 @@ export class GrpcTransport extends EventEmitter implements Transport {
       },
       (err) => this.reportError(err),
     );
-    link.queue.on('drain', () => this.emit('drain'));
     return link;
   }
 

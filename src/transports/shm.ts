@@ -19,8 +19,7 @@
  *   as 'error'; the process lives on.
  */
 
-import { EventEmitter } from 'node:events';
-import { EventEnvelope, type Envelope, type Lane, type PromiseEnvelope } from '../envelope.js';
+import type { Envelope, Lane } from '../envelope.js';
 import {
   DiscoError,
   emitError,
@@ -41,15 +40,10 @@ import {
 import { type BatchReader, BatchWriter } from '../native-batch.js';
 import { envelopeAt, SenderRefs, stageEnvelope } from './batch-frames.js';
 import { tracerFor } from '../trace.js';
-import { LocalNodes } from './local-nodes.js';
+import { LinkTransport } from './link-transport.js';
 import { RingReader } from './ring-reader.js';
-import {
-  linkTransportMetrics,
-  OutboundQueue,
-  type LinkChannel,
-  type LinkLimits,
-} from './outbound-queue.js';
-import type { LocalNode, Transport, TransportMetrics } from './transport.js';
+import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
+import type { Transport } from './transport.js';
 
 const tracer = tracerFor('shm');
 
@@ -259,27 +253,14 @@ class ShmInbound {
 }
 
 /** Same-machine transport over shared-memory rings; see the file header. */
-export class ShmTransport extends EventEmitter implements Transport {
+export class ShmTransport extends LinkTransport<ShmLink> implements Transport {
   readonly name = 'shm';
-  readonly carriesObjects = false;
   private readonly options: ShmTransportOptions;
-  private readonly nodes = new LocalNodes();
-  private readonly links = new Map<string, ShmLink>();
   private readonly inbound: ShmInbound[] = [];
-  private closing = false;
   private closed = false;
-  private eventsSent = 0;
-  private promisesSent = 0;
-  /**
-   * The link of the last send and the (repid, node) it went to: `locate` is pure, so a run of
-   * sends to one node finds its link without looking it up again.
-   */
-  private lastLink: ShmLink | null = null;
-  private lastRepid = -1;
-  private lastNode = '';
 
   constructor(options: ShmTransportOptions) {
-    super();
+    super(options.locate, options.self);
     this.options = options;
   }
 
@@ -296,23 +277,6 @@ export class ShmTransport extends EventEmitter implements Transport {
     }
   }
 
-  get writable(): boolean {
-    for (const link of this.links.values()) if (!link.queue.writable) return false;
-    return true;
-  }
-
-  attach(node: LocalNode): void {
-    this.nodes.attach(node);
-  }
-
-  detach(node: LocalNode): void {
-    this.nodes.detach(node);
-  }
-
-  setFallback(sink: LocalNode | null): void {
-    this.nodes.setFallback(sink);
-  }
-
   /** Stops reading the inbound rings; their producers wait when the rings are full. */
   pauseInbound(): void {
     for (const i of this.inbound) i.pause();
@@ -320,35 +284,6 @@ export class ShmTransport extends EventEmitter implements Transport {
 
   resumeInbound(): void {
     for (const i of this.inbound) i.resume();
-  }
-
-  handlesNode(repid: number, node: string): boolean {
-    const peer = this.options.locate(repid, node);
-    return peer !== undefined && peer !== this.options.self;
-  }
-
-  sendEvent(env: EventEnvelope): void {
-    this.linkFor(env).queue.push(env);
-    this.eventsSent++;
-  }
-
-  sendPromise(env: PromiseEnvelope): void {
-    this.linkFor(env).queue.push(env);
-    this.promisesSent++;
-  }
-
-  async flush(): Promise<void> {
-    await Promise.all([...this.links.values()].map((l) => l.queue.flushed()));
-  }
-
-  metrics(): TransportMetrics {
-    const counts = {
-      eventsSent: this.eventsSent,
-      promisesSent: this.promisesSent,
-      eventsDelivered: this.nodes.eventsDelivered,
-      promisesDelivered: this.nodes.promisesDelivered,
-    };
-    return linkTransportMetrics(this.name, counts, this.links.values());
   }
 
   /**
@@ -380,29 +315,11 @@ export class ShmTransport extends EventEmitter implements Transport {
     emitError(this, err);
   }
 
-  private linkFor(env: Envelope): ShmLink {
-    if (this.closing) throw new LinkClosedError(this.name, 'the transport was closed');
-    if (env.targetNode === this.lastNode && env.repid === this.lastRepid) return this.lastLink!;
-    const peer = this.options.locate(env.repid, env.targetNode);
-    if (peer === undefined) {
-      throw new LinkClosedError(
-        this.name,
-        `node ${JSON.stringify(env.targetNode)} is no longer routed here`,
-      );
-    }
-    let link = this.links.get(peer);
-    if (link === undefined) {
-      link = new ShmLink(
-        ringName(this.options.cluster, this.options.self, peer),
-        this,
-        this.options.limits,
-      );
-      link.queue.on('drain', () => this.emit('drain'));
-      this.links.set(peer, link);
-    }
-    this.lastLink = link;
-    this.lastRepid = env.repid;
-    this.lastNode = env.targetNode;
-    return link;
+  protected createLink(peer: string): ShmLink {
+    return new ShmLink(
+      ringName(this.options.cluster, this.options.self, peer),
+      this,
+      this.options.limits,
+    );
   }
 }

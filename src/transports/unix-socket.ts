@@ -18,16 +18,8 @@
  * - Errors are emitted as 'error' (the Router relays them).
  */
 
-import { EventEmitter } from 'node:events';
 import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
-import {
-  decodeFrame,
-  EventEnvelope,
-  FrameEncoder,
-  type Envelope,
-  type Lane,
-  type PromiseEnvelope,
-} from '../envelope.js';
+import { decodeFrame, FrameEncoder, type Envelope, type Lane } from '../envelope.js';
 import {
   DiscoError,
   emitError,
@@ -39,14 +31,9 @@ import {
 import { assertFrame, sealFrame } from '../native.js';
 import { tracerFor } from '../trace.js';
 import { FrameStreamReader } from './frame-stream.js';
-import { LocalNodes } from './local-nodes.js';
-import {
-  linkTransportMetrics,
-  OutboundQueue,
-  type LinkChannel,
-  type LinkLimits,
-} from './outbound-queue.js';
-import type { LocalNode, Transport, TransportMetrics } from './transport.js';
+import { LinkTransport } from './link-transport.js';
+import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
+import type { Transport } from './transport.js';
 
 const tracer = tracerFor('uds');
 
@@ -185,25 +172,20 @@ class UdsLink implements LinkChannel {
 }
 
 /** Same-machine transport over Unix-domain sockets; see the file header. */
-export class UnixSocketTransport extends EventEmitter implements Transport {
+export class UnixSocketTransport extends LinkTransport<UdsLink> implements Transport {
   readonly name: string;
-  readonly carriesObjects = false;
   readonly endpoint: string;
   private readonly options: UnixSocketTransportOptions;
-  private readonly nodes = new LocalNodes();
-  private readonly links = new Map<string, UdsLink>();
   private readonly encoder = new FrameEncoder();
   private readonly inbound = new Set<Socket>();
   private server: NetServer | null = null;
-  private closed = false;
-  private eventsSent = 0;
-  private promisesSent = 0;
   private inboundCount = 0;
   private paused = false;
 
   constructor(options: UnixSocketTransportOptions) {
-    super();
-    this.endpoint = checkEndpoint(options.endpoint);
+    const endpoint = checkEndpoint(options.endpoint);
+    super(options.locate, endpoint);
+    this.endpoint = endpoint;
     this.name = options.name ?? 'uds';
     this.options = options;
   }
@@ -224,23 +206,6 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
     });
   }
 
-  get writable(): boolean {
-    for (const link of this.links.values()) if (!link.queue.writable) return false;
-    return true;
-  }
-
-  attach(node: LocalNode): void {
-    this.nodes.attach(node);
-  }
-
-  detach(node: LocalNode): void {
-    this.nodes.detach(node);
-  }
-
-  setFallback(sink: LocalNode | null): void {
-    this.nodes.setFallback(sink);
-  }
-
   pauseInbound(): void {
     this.paused = true;
     for (const s of this.inbound) s.pause();
@@ -251,38 +216,9 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
     for (const s of this.inbound) s.resume();
   }
 
-  handlesNode(repid: number, node: string): boolean {
-    const peer = this.options.locate(repid, node);
-    return peer !== undefined && peer !== this.endpoint;
-  }
-
-  sendEvent(env: EventEnvelope): void {
-    this.linkFor(env).queue.push(env);
-    this.eventsSent++;
-  }
-
-  sendPromise(env: PromiseEnvelope): void {
-    this.linkFor(env).queue.push(env);
-    this.promisesSent++;
-  }
-
-  async flush(): Promise<void> {
-    await Promise.all([...this.links.values()].map((l) => l.queue.flushed()));
-  }
-
-  metrics(): TransportMetrics {
-    const counts = {
-      eventsSent: this.eventsSent,
-      promisesSent: this.promisesSent,
-      eventsDelivered: this.nodes.eventsDelivered,
-      promisesDelivered: this.nodes.promisesDelivered,
-    };
-    return linkTransportMetrics(this.name, counts, this.links.values());
-  }
-
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closing) return;
+    this.closing = true;
     await Promise.all([...this.links.values()].map((l) => l.close()));
     for (const s of this.inbound) s.destroy();
     await new Promise<void>((resolve) =>
@@ -295,28 +231,14 @@ export class UnixSocketTransport extends EventEmitter implements Transport {
     emitError(this, err);
   }
 
-  private linkFor(env: Envelope): UdsLink {
-    if (this.closed) throw new LinkClosedError(this.name, 'the transport was closed');
-    const peer = this.options.locate(env.repid, env.targetNode);
-    if (peer === undefined) {
-      throw new LinkClosedError(
-        this.name,
-        `node ${JSON.stringify(env.targetNode)} is no longer routed here`,
-      );
-    }
-    let link = this.links.get(peer);
-    if (link === undefined) {
-      link = new UdsLink(
-        peer,
-        this,
-        this.encoder,
-        this.options.limits,
-        this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      );
-      link.queue.on('drain', () => this.emit('drain'));
-      this.links.set(peer, link);
-    }
-    return link;
+  protected createLink(peer: string): UdsLink {
+    return new UdsLink(
+      peer,
+      this,
+      this.encoder,
+      this.options.limits,
+      this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    );
   }
 
   private accept(socket: Socket): void {

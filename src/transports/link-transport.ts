@@ -1,0 +1,128 @@
+/**
+ * What the framed transports (Unix socket, shared-memory ring, gRPC) have in common: the
+ * NodeControllers of this process they deliver to, one link per peer with its
+ * OutboundQueue, the counts, and the way a send finds its link.
+ *
+ * - `locate(repid, node)` names the peer that hosts a node (pure, as the transports'
+ *   options say); a run of sends to one node reuses the link found for the first.
+ * - A link is made on the first send to its peer (`createLink`), and its queue's 'drain'
+ *   becomes the transport's.
+ * - Once `closing` is set, sends throw LinkClosedError; each subclass closes its links
+ *   in its own way.
+ */
+
+import { EventEmitter } from 'node:events';
+import type { Envelope, EventEnvelope, PromiseEnvelope } from '../envelope.js';
+import { LinkClosedError } from '../errors.js';
+import { LocalNodes } from './local-nodes.js';
+import { linkTransportMetrics, type OutboundQueue } from './outbound-queue.js';
+import type { LocalNode, TransportMetrics } from './transport.js';
+
+/** A link as LinkTransport keeps it: its queue and what it has written. */
+export interface TransportLink {
+  readonly queue: OutboundQueue;
+  readonly bytesSent: number;
+}
+
+/** The shared half of a framed transport; see the file header. */
+export abstract class LinkTransport<L extends TransportLink> extends EventEmitter {
+  abstract readonly name: string;
+  readonly carriesObjects = false;
+  protected readonly nodes = new LocalNodes();
+  protected readonly links = new Map<string, L>();
+  /** Set when `close()` starts: later sends throw LinkClosedError. */
+  protected closing = false;
+  private eventsSent = 0;
+  private promisesSent = 0;
+  // The link of the last send and the (repid, node) it went to.
+  private lastLink: L | null = null;
+  private lastRepid = -1;
+  private lastNode = '';
+
+  /**
+   * @param locate - the peer hosting (repid, node), or undefined when another transport's. Pure.
+   * @param self - this process's own peer name, which `locate` may return for its own nodes.
+   */
+  constructor(
+    private readonly locate: (repid: number, node: string) => string | undefined,
+    private readonly self: string,
+  ) {
+    super();
+  }
+
+  /** False while any link is above its high-water mark. */
+  get writable(): boolean {
+    for (const link of this.links.values()) if (!link.queue.writable) return false;
+    return true;
+  }
+
+  attach(node: LocalNode): void {
+    this.nodes.attach(node);
+  }
+
+  detach(node: LocalNode): void {
+    this.nodes.detach(node);
+  }
+
+  setFallback(sink: LocalNode | null): void {
+    this.nodes.setFallback(sink);
+  }
+
+  handlesNode(repid: number, node: string): boolean {
+    const peer = this.locate(repid, node);
+    return peer !== undefined && peer !== this.self;
+  }
+
+  /** @throws {BackpressureError} at the link's hard limit; {LinkClosedError} once it failed. */
+  sendEvent(env: EventEnvelope): void {
+    this.linkFor(env).queue.push(env);
+    this.eventsSent++;
+  }
+
+  /** @throws {BackpressureError} at the link's hard limit; {LinkClosedError} once it failed. */
+  sendPromise(env: PromiseEnvelope): void {
+    this.linkFor(env).queue.push(env);
+    this.promisesSent++;
+  }
+
+  /** Resolves when every link has handed what it accepted so far to its channel. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.links.values()].map((l) => l.queue.flushed()));
+  }
+
+  metrics(): TransportMetrics {
+    const counts = {
+      eventsSent: this.eventsSent,
+      promisesSent: this.promisesSent,
+      eventsDelivered: this.nodes.eventsDelivered,
+      promisesDelivered: this.nodes.promisesDelivered,
+    };
+    return linkTransportMetrics(this.name, counts, this.links.values());
+  }
+
+  /** A new link to `peer` (the first send to it). */
+  protected abstract createLink(peer: string): L;
+
+  /** The link a send of `env` goes by, made on first use. @throws {LinkClosedError}. */
+  protected linkFor(env: Envelope): L {
+    if (this.closing) throw new LinkClosedError(this.name, 'the transport was closed');
+    if (env.targetNode === this.lastNode && env.repid === this.lastRepid) return this.lastLink!;
+    const peer = this.locate(env.repid, env.targetNode);
+    if (peer === undefined) {
+      throw new LinkClosedError(
+        this.name,
+        `node ${JSON.stringify(env.targetNode)} is no longer routed here`,
+      );
+    }
+    let link = this.links.get(peer);
+    if (link === undefined) {
+      link = this.createLink(peer);
+      link.queue.on('drain', () => this.emit('drain'));
+      this.links.set(peer, link);
+    }
+    this.lastLink = link;
+    this.lastRepid = env.repid;
+    this.lastNode = env.targetNode;
+    return link;
+  }
+}
