@@ -284,6 +284,15 @@ export class OutboundQueue extends EventEmitter {
     let end = start;
     let bytes = 0;
     const limit = Math.min(q.items.length, start + this.limits.maxFrameEnvelopes);
+    if (
+      limit === q.items.length &&
+      this.lanes[lane === Lane.Event ? Lane.Promise : Lane.Event]!.length === 0 &&
+      this.queuedBytes <= this.limits.maxFrameBytes
+    ) {
+      // All that is queued is this lane's and fits one frame: no need to size each envelope.
+      end = limit;
+      bytes = this.queuedBytes;
+    }
     while (end < limit) {
       const size = estimateBytes(q.items[end]!);
       if (end > start && bytes + size > this.limits.maxFrameBytes) break;
