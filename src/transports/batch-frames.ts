@@ -39,8 +39,9 @@ const SENDER_CACHE_NODES = 4096;
 /**
  * Bytes of the blocks a FrameWriter cuts frames from. Creating a JS buffer per frame cost
  * more than building a one-envelope frame, so frames are slices of a shared block. A block
- * is never written twice: a frame kept for resending keeps its block alive, and since a link
- * releases frames in order, what it holds beyond its frames is at most two blocks.
+ * is never written twice: a frame kept for resending keeps its block alive. A link releases
+ * frames in order, and the rest of a block given up for a frame that did not fit is shorter
+ * than that frame, so what it holds is at most twice its frames' bytes plus two blocks.
  */
 export const FRAME_BLOCK_BYTES = 256 * 1024;
 /** A block with less room than this left is replaced before the next frame. */
@@ -91,7 +92,12 @@ export class FrameWriter {
     } finally {
       w.begin(lane); // drops the references to large payloads
     }
-    if (typeof r !== 'number') return Buffer.from(r.buffer, r.byteOffset, r.length);
+    if (typeof r !== 'number') {
+      // Too large for what is left of the block: the next frame starts a new one, so that a
+      // run of frames this size does not go to memory of its own one by one.
+      if (r.length < FRAME_BLOCK_BYTES) this.blockUsed = FRAME_BLOCK_BYTES;
+      return Buffer.from(r.buffer, r.byteOffset, r.length);
+    }
     const at = this.blockUsed;
     this.blockUsed = (at + r + 7) & ~7;
     return this.block.subarray(at, at + r);

@@ -494,6 +494,13 @@ describe('heap encoder and decoder', () => {
     }
     expect(frames[1500]!.frame.buffer).not.toBe(frames[1499]!.frame.buffer);
     expect(new Set(frames.map((f) => f.frame.buffer)).size).toBeGreaterThan(2);
+    // Frames a little over a third of a block: one that does not fit in what is left starts
+    // a new block for the next, instead of every later one getting memory of its own.
+    const large = Array.from({ length: 12 }, (_, i) =>
+      writer.encode(Lane.Event, 4000 + i, 0, [envelope(i, 90 * 1024)], 0, 1),
+    );
+    const shared = large.filter((f, i) => large.some((g, j) => j !== i && g.buffer === f.buffer));
+    expect(shared.length).toBeGreaterThanOrEqual(6);
     const reader = new BatchReader();
     const decoder = createFrameDecoder();
     for (const { frame, copy, epoch } of frames) {
