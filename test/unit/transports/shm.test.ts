@@ -12,13 +12,18 @@ import type { LinkLimits } from '../../../src/transports/outbound-queue.js';
 
 let seq = 0;
 
-/** Two Servers of one machine in this process, linked by real shared-memory rings. */
-function pair(
-  ringBytes = 1 << 20,
-  limits?: LinkLimits,
-  openB = true,
-  doorbell?: RingDoorbellOptions,
-) {
+interface MachineOptions {
+  ringBytes?: number;
+  limits?: LinkLimits;
+  doorbell?: RingDoorbellOptions;
+}
+
+/**
+ * Servers of one machine, all in this process, with a real shared-memory ring for every
+ * ordered pair of them (removed when the test ends, pass or fail). `make(name)` builds one
+ * Server and its ShmTransport, reading its inbound rings unless told not to.
+ */
+function machine(servers: Record<string, string[]>, options: MachineOptions = {}) {
   const cluster = `shm-test-${process.pid}-${++seq}`;
   const topology = loadTopology({
     cluster,
@@ -26,10 +31,7 @@ function pair(
     machines: [
       {
         name: 'm',
-        servers: [
-          { name: 'A', nodes: ['a1', 'a2'] },
-          { name: 'B', nodes: ['b1'] },
-        ],
+        servers: Object.entries(servers).map(([name, nodes]) => ({ name, nodes })),
       },
     ],
   });
@@ -37,7 +39,7 @@ function pair(
   const rings: string[] = [];
   for (const from of ids)
     for (const to of ids) if (from !== to) rings.push(ringName(cluster, from, to));
-  for (const r of rings) createRing(r, ringBytes);
+  for (const r of rings) createRing(r, options.ringBytes ?? 1 << 20);
   onTestFinished(() => {
     // Also after a failed assertion: no test leaves segments in /dev/shm.
     for (const r of rings) unlinkRing(r);
@@ -48,14 +50,26 @@ function pair(
       self: serverId(topology, 'm', name),
       peers: ids,
       locate: sameMachineLocator(topology, 'm', name, 'id'),
-      limits,
-      ...(doorbell !== undefined ? { doorbell } : {}),
+      limits: options.limits,
+      ...(options.doorbell !== undefined ? { doorbell: options.doorbell } : {}),
     });
     if (open) shm.open();
     return { server: new Server({ topology, machine: 'm', server: name, transports: [shm] }), shm };
   };
-  const A = make('A');
-  const B = make('B', openB);
+  return { cluster, rings, make };
+}
+
+/** Two Servers of one machine in this process, linked by real shared-memory rings. */
+function pair(
+  ringBytes = 1 << 20,
+  limits?: LinkLimits,
+  openB = true,
+  doorbell?: RingDoorbellOptions,
+) {
+  const m = machine({ A: ['a1', 'a2'], B: ['b1'] }, { ringBytes, limits, doorbell });
+  const A = m.make('A');
+  const B = m.make('B', openB);
+  const { rings, cluster } = m;
   const cleanup = async () => {
     await A.server.close();
     await B.server.close();
@@ -102,39 +116,8 @@ describe('ShmTransport', () => {
   it('sends each of interleaved sends to its own Server, with its own sender', async () => {
     // Sends alternate between targets on two other Servers and between two senders: a link
     // or sender remembered from the previous send must never serve the next one by mistake.
-    const cluster = `shm-test-${process.pid}-${++seq}`;
-    const topology = loadTopology({
-      cluster,
-      simprocs: ['p'],
-      machines: [
-        {
-          name: 'm',
-          servers: [
-            { name: 'A', nodes: ['a1', 'a2'] },
-            { name: 'B', nodes: ['b1', 'b2'] },
-            { name: 'C', nodes: ['c1'] },
-          ],
-        },
-      ],
-    });
-    const ids = machineServerIds(topology, 'm');
-    const rings: string[] = [];
-    for (const from of ids)
-      for (const to of ids) if (from !== to) rings.push(ringName(cluster, from, to));
-    for (const r of rings) createRing(r, 1 << 20);
-    onTestFinished(() => {
-      for (const r of rings) unlinkRing(r);
-    });
-    const servers = ['A', 'B', 'C'].map((name) => {
-      const shm = new ShmTransport({
-        cluster,
-        self: serverId(topology, 'm', name),
-        peers: ids,
-        locate: sameMachineLocator(topology, 'm', name, 'id'),
-      });
-      shm.open();
-      return new Server({ topology, machine: 'm', server: name, transports: [shm] });
-    });
+    const m = machine({ A: ['a1', 'a2'], B: ['b1', 'b2'], C: ['c1'] });
+    const servers = ['A', 'B', 'C'].map((name) => m.make(name).server);
     const [A, B, C] = servers as [Server, Server, Server];
     const inboxes = {
       b1: new RecordingInbox(),
