@@ -383,29 +383,24 @@ export function decodeFrame(
 /** Vtable offset (4 + 2 × field id, schemas/envelope.fbs) of Frame.names. */
 const FRAME_NAMES_FIELD = 12;
 
+/** The first field of `h` the verifier cannot check that is out of range, or null. */
+function badHeadField(h: WireEnvelopeHead, names: number): string | null {
+  if (h.senderNode() >= names) return 'sender node';
+  if (h.senderSimproc() >= names) return 'sender simproc';
+  if (h.targetNode() >= names) return 'target node';
+  if (h.targetSimproc() >= names) return 'target simproc';
+  if (h.kind() > Kind.Control) return 'kind';
+  if (h.dataFormat() > DataFormat.Serialized) return 'data format';
+  return null;
+}
+
 /** Checks what the verifier does not: name indices and enum values; throws for the first bad one. */
 function checkHeads(root: WireFrame, count: number, names: number, peer: string): void {
   const w = new WireEnvelope();
   const h = new WireEnvelopeHead();
   for (let i = 0; i < count; i++) {
-    root.envelopes(i, w)!.head(h)!;
-    const bad =
-      h.senderNode() >= names
-        ? 'sender node'
-        : h.senderSimproc() >= names
-          ? 'sender simproc'
-          : h.targetNode() >= names
-            ? 'target node'
-            : h.targetSimproc() >= names
-              ? 'target simproc'
-              : h.kind() > Kind.Control
-                ? 'kind'
-                : h.dataFormat() > DataFormat.Serialized
-                  ? 'data format'
-                  : null;
-    if (bad !== null) {
-      throw new FrameCorruptError(peer, `envelope ${i} has an invalid ${bad}`);
-    }
+    const bad = badHeadField(root.envelopes(i, w)!.head(h)!, names);
+    if (bad !== null) throw new FrameCorruptError(peer, `envelope ${i} has an invalid ${bad}`);
   }
 }
 
