@@ -160,8 +160,8 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
 
 /**
  * Stores `v` as a little-endian u64 at words[i], words[i + 1]: a number (an integer up to
- * 2^53 - 1, as link sequence numbers are) without making a bigint per frame, or a bigint
- * (taken modulo 2^64).
+ * 2^53 - 1: link sequence numbers, most seqnrs) without making a bigint, or a bigint (taken
+ * modulo 2^64).
  */
 function u64(words: Uint32Array, i: number, v: number | bigint): void {
   if (typeof v === 'number') {
@@ -368,14 +368,7 @@ export class BatchWriter {
     F64[0] = epoch;
     w[i + 8] = F64_WORDS[0]!;
     w[i + 9] = F64_WORDS[1]!;
-    if (typeof seqnr === 'bigint') {
-      const wide = BigInt.asUintN(64, seqnr);
-      w[i + 10] = Number(wide & 0xffffffffn);
-      w[i + 11] = Number(wide >> 32n);
-    } else {
-      w[i + 10] = seqnr % TWO_POW_32;
-      w[i + 11] = Math.floor(seqnr / TWO_POW_32);
-    }
+    u64(w, i + 10, seqnr);
     w[i + 12] = 0;
     w[i + 13] = 0;
     this.envelopeCount++;
