@@ -30,6 +30,7 @@
 //
 // Views over native memory (received batches, reserved slots) are external ArrayBuffers that
 // keep the mapping alive (ViewHint) and are detached when released, so that stale use throws.
+// A consumer makes the ArrayBuffer of its next batch ahead, when it releases one (spare_).
 
 #include <fcntl.h>
 #include <napi.h>
@@ -339,16 +340,25 @@ void finalize_view(napi_env, void*, void* hint) {
   delete static_cast<std::shared_ptr<ViewHint>*>(hint);
 }
 
-/// A Uint8Array over `length` bytes at `data`, backed by an external ArrayBuffer that holds
-/// `hint`. `*buffer` is the ArrayBuffer (to detach later). Empty on failure (JS exception).
-Napi::Value make_view(Napi::Env env, uint8_t* data, size_t length,
-                      const std::shared_ptr<ViewHint>& hint, napi_value* buffer) {
+/// An external ArrayBuffer over `length` bytes at `data` that holds `hint` until it is
+/// collected. Null on failure (JS exception pending).
+napi_value make_external(Napi::Env env, uint8_t* data, size_t length,
+                         const std::shared_ptr<ViewHint>& hint) {
   auto* holder = new std::shared_ptr<ViewHint>(hint);
   napi_value ab = nullptr;
   if (napi_create_external_arraybuffer(env, data, length, finalize_view, holder, &ab) != napi_ok) {
     delete holder;
-    return Napi::Value();
+    return nullptr;
   }
+  return ab;
+}
+
+/// A Uint8Array over `length` bytes at `data`, backed by an external ArrayBuffer that holds
+/// `hint`. `*buffer` is the ArrayBuffer (to detach later). Empty on failure (JS exception).
+Napi::Value make_view(Napi::Env env, uint8_t* data, size_t length,
+                      const std::shared_ptr<ViewHint>& hint, napi_value* buffer) {
+  napi_value ab = make_external(env, data, length, hint);
+  if (ab == nullptr) return Napi::Value();
   napi_value view = nullptr;
   if (napi_create_typedarray(env, napi_uint8_array, length, ab, 0, &view) != napi_ok) {
     return Napi::Value();
@@ -426,7 +436,6 @@ Napi::Value bind_output(const Napi::CallbackInfo& info, const char* fn,
   *target = t;
   return out;
 }
-
 
 /// Detaches the ArrayBuffer held by `ref` (if any) and empties the reference.
 void detach_view(Napi::Reference<Napi::Value>* ref) {
@@ -770,6 +779,7 @@ class RingConsumerWrap final : public Napi::ObjectWrap<RingConsumerWrap> {
     return check_this(info, kConsumerTag, "RingConsumer");
   }
   void release_batch();
+  void make_spare(Napi::Env env);
   Napi::Value BindOutput(const Napi::CallbackInfo& info);
   Napi::Value ReadBatch(const Napi::CallbackInfo& info);
   Napi::Value Release(const Napi::CallbackInfo& info);
@@ -791,6 +801,13 @@ class RingConsumerWrap final : public Napi::ObjectWrap<RingConsumerWrap> {
   std::shared_ptr<ViewHint> read_words_;
   Napi::Reference<Napi::Value> view_;  // ArrayBuffer of the outstanding batch
   std::shared_ptr<ViewHint> hint_;
+  // An external ArrayBuffer over the whole data area, made after a release for the next read
+  // (or empty). Making an external ArrayBuffer is most of what a view costs (Node builds a
+  // Buffer and a weak callback for it), so a read that finds one only adds its Uint8Array:
+  // the latency of a hop no longer includes it. Every batch but a reassembled message lies in
+  // the data area. The spare serves one batch and is detached with it, as views must be.
+  Napi::Reference<Napi::Value> spare_;
+  std::shared_ptr<ViewHint> spare_hint_;
   RecordBatch batch_;
   bool has_batch_ = false;
   // The output arrays of bindOutput(): heap memory owned by this hint and by the external
@@ -1334,6 +1351,7 @@ RingConsumerWrap::RingConsumerWrap(const Napi::CallbackInfo& info)
     return;
   }
   napi_type_tag_object(info.Env(), info.This(), &kConsumerTag);
+  make_spare(info.Env());
 }
 
 RingConsumerWrap::~RingConsumerWrap() {
@@ -1397,8 +1415,24 @@ Napi::Value RingConsumerWrap::ReadBatch(const Napi::CallbackInfo& info) {
   publish_read_position();
   if (s != Status::kOk) return status_value(env, s);
   c.decoder.finish(batch.reassembled);
+  const RingMemory& memory = c.ring->memory();
+  const auto offset = static_cast<size_t>(batch.region - memory.data);
+  if (!spare_.IsEmpty() && !batch.reassembled && batch.region >= memory.data &&
+      offset <= memory.capacity && batch.region_bytes <= memory.capacity - offset) {
+    napi_value view = nullptr;
+    if (napi_create_typedarray(env, napi_uint8_array, batch.region_bytes, spare_.Value(), offset,
+                               &view) != napi_ok) {
+      (void)c.ring->release(batch);
+      return Napi::Value();
+    }
+    view_ = std::move(spare_);
+    hint_ = std::move(spare_hint_);
+    batch_ = batch;
+    has_batch_ = true;
+    return Napi::Value(env, view);
+  }
   auto hint = std::make_shared<ViewHint>();
-  hint->mapping = c.ring->memory().owner;
+  hint->mapping = memory.owner;
   napi_value ab = nullptr;
   const Napi::Value view =
       make_view(env, const_cast<uint8_t*>(batch.region), batch.region_bytes, hint, &ab);
@@ -1413,9 +1447,27 @@ Napi::Value RingConsumerWrap::ReadBatch(const Napi::CallbackInfo& info) {
   return view;
 }
 
+/// Makes the spare ArrayBuffer for the next read, unless there is one or the end is closed.
+/// On failure (no memory, a data area above the ArrayBuffer limit) the next read makes its own.
+void RingConsumerWrap::make_spare(Napi::Env env) {
+  if (!spare_.IsEmpty() || core_->closed) return;
+  const RingMemory& memory = core_->ring->memory();
+  auto hint = std::make_shared<ViewHint>();
+  hint->mapping = memory.owner;
+  napi_value ab = make_external(env, memory.data, static_cast<size_t>(memory.capacity), hint);
+  if (ab == nullptr) {
+    napi_value ignored = nullptr;
+    (void)napi_get_and_clear_last_exception(env, &ignored);
+    return;
+  }
+  spare_ = Napi::Reference<Napi::Value>::New(Napi::Value(env, ab), 1);
+  spare_hint_ = std::move(hint);
+}
+
 Napi::Value RingConsumerWrap::Release(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
   release_batch();
+  make_spare(info.Env());  // after the batch's handler: off the path from a write to its read
   return info.Env().Undefined();
 }
 
@@ -1532,6 +1584,8 @@ Napi::Value RingConsumerWrap::State(const Napi::CallbackInfo& info) {
 Napi::Value RingConsumerWrap::Close(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
   release_batch();
+  spare_.Reset();
+  spare_hint_.reset();
   core_->close_native();
   core_->release_tsfn();
   return info.Env().Undefined();

@@ -196,6 +196,49 @@ describe('ring ends', () => {
     r.close();
   });
 
+  it('gives every batch a buffer of its own, through the wrap, detached by release or the next read', () => {
+    const r = pair('spare');
+    const reader = new BatchReader();
+    const frame = sampleFrame();
+    const expected = Array.from(
+      (() => {
+        expect(r.producer.writeFrame(frame)).toBe(NativeStatus.OK);
+        expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
+        return reader.copyPayload(0);
+      })(),
+    );
+    reader.release(r.consumer);
+    const buffers = new Set<ArrayBufferLike>();
+    let previous: Uint8Array | null = null;
+    // Enough frames to wrap the smallest ring several times.
+    const rounds = Math.ceil((4 * RING_MIN_CAPACITY_BYTES) / frame.length);
+    for (let i = 0; i < rounds; i++) {
+      expect(r.producer.writeFrame(frame)).toBe(NativeStatus.OK);
+      expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
+      const payload = reader.payload(0);
+      expect(Array.from(payload)).toEqual(expected);
+      // A payload read through its buffer and offset, as code that keeps views must.
+      expect(new Uint8Array(payload.buffer, payload.byteOffset, payload.length)[2]).toBe(0x7f);
+      expect(buffers.has(payload.buffer)).toBe(false);
+      buffers.add(payload.buffer);
+      if (previous !== null) expect(previous.byteLength).toBe(0);
+      previous = payload;
+      // Every other batch is left to the next read to release.
+      if (i % 2 === 0) {
+        reader.release(r.consumer);
+        expect(payload.byteLength).toBe(0);
+        expect(() => payload.slice()).toThrow(TypeError);
+      }
+    }
+    expect(r.producer.writeFrame(frame)).toBe(NativeStatus.OK);
+    expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
+    const last = reader.view!;
+    r.consumer.close();
+    expect(last.byteLength).toBe(0);
+    expect(r.producer.writeFrame(frame)).toBe(NativeStatus.PEER_CLOSED);
+    r.close();
+  });
+
   it('decodes into the arrays bindOutput allocated, and grows them', () => {
     const r = pair('bind');
     expect(() => r.consumer.readBatch(1 << 20)).toThrow(/bindOutput/);
