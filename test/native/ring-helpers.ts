@@ -6,6 +6,7 @@ import { readdirSync } from 'node:fs';
 import { expect, onTestFinished } from 'vitest';
 
 import { clusterSegmentPrefix, ringSegmentName, unlinkRing } from '../../src/native.js';
+import { until } from '../unit/helpers.js';
 
 let counter = 0;
 
@@ -48,14 +49,6 @@ export function removeCluster(cluster: string): void {
 }
 
 /** Resolves when `check()` is true; rejects after `deadlineMs` (never a timing assertion). */
-export async function waitFor(
-  check: () => boolean,
-  deadlineMs: number,
-  what: string,
-): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+export function waitFor(check: () => boolean, deadlineMs: number, what: string): Promise<void> {
+  return until(check, deadlineMs, what, 2);
 }

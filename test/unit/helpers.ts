@@ -23,11 +23,22 @@ export class RecordingInbox implements Inbox {
   }
 }
 
-/** Resolves when `done()` is true; rejects after `ms` so a broken test cannot hang. */
-export async function until(done: () => boolean, ms = 10_000): Promise<void> {
+/**
+ * Resolves when `done()` is true; rejects after `ms`, naming `what`, so a broken test cannot
+ * hang. Checks every turn of the event loop, or every `intervalMs` when other processes need
+ * the cores (a ring peer, a forked Server).
+ */
+export async function until(
+  done: () => boolean,
+  ms = 10_000,
+  what = 'condition',
+  intervalMs = 0,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!done()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((resolve) => setImmediate(resolve));
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) =>
+      intervalMs > 0 ? setTimeout(resolve, intervalMs) : setImmediate(resolve),
+    );
   }
 }
