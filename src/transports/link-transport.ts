@@ -85,6 +85,14 @@ export abstract class LinkTransport<L extends TransportLink> extends EventEmitte
     this.promisesSent++;
   }
 
+  /**
+   * Writes what every link has queued now (OutboundQueue.flushNow): called after a received
+   * batch was delivered, so that answers sent from inboxes do not wait for the pump.
+   */
+  flushQueued(): void {
+    for (const link of this.links.values()) link.queue.flushNow();
+  }
+
   /** Resolves when every link has handed what it accepted so far to its channel. */
   async flush(): Promise<void> {
     await Promise.all([...this.links.values()].map((l) => l.queue.flushed()));

@@ -7,6 +7,8 @@
  *   events but never each other, and each lane stays FIFO. A channel that asks for it
  *   (`writesAtOnce`) gets a send that finds the link idle (nothing queued, no pump
  *   pending) at once, inside `push`; the order is the same, since nothing waits.
+ * - The ring and Unix-socket transports call `flushNow()` after delivering a received batch
+ *   or frame: answers sent from inboxes meanwhile leave then, together, not at the pump.
  * - A frame takes up to `maxFrameEnvelopes` envelopes or `maxFrameBytes` (estimated),
  *   whichever comes first; a single larger envelope goes alone.
  * - The channel says when it cannot take more (`ready === false`: socket buffer or ring
@@ -238,8 +240,24 @@ export class OutboundQueue extends EventEmitter {
     setImmediate(this.pump);
   }
 
+  /**
+   * Writes what is queued now rather than at the pump, as one frame per lane where it fits:
+   * a transport calls it when it has handed a received batch to its nodes, so that what
+   * their inboxes sent in answer leaves together and at once, not a turn of the event loop
+   * later (a reader that polls may keep the loop for many round trips before it yields).
+   * The pump stays scheduled: later sends of this turn still wait for it, or for the next
+   * `flushNow`.
+   */
+  flushNow(): void {
+    if (this.queued > 0) this.writeQueued();
+  }
+
   private readonly pump = (): void => {
     this.scheduled = false;
+    this.writeQueued();
+  };
+
+  private writeQueued(): void {
     while (this.failure === null && this.channel.ready && this.queued > 0) {
       const lane = this.lanes[Lane.Promise]!.length > 0 ? Lane.Promise : Lane.Event;
       if (!this.write(lane)) break; // the channel is full; it calls resume()
@@ -254,7 +272,7 @@ export class OutboundQueue extends EventEmitter {
       this.blocked = false;
       this.emit('drain');
     }
-  };
+  }
 
   /**
    * Offers the channel one frame's worth of `lane`; returns false when it took less or

@@ -249,6 +249,7 @@ class ShmInbound {
         );
       }
     }
+    this.owner.flushQueued();
   }
 }
 

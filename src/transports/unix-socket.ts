@@ -278,5 +278,6 @@ export class UnixSocketTransport extends LinkTransport<UdsLink> implements Trans
       },
       peer,
     );
+    this.flushQueued();
   }
 }

@@ -70,6 +70,36 @@ describe('OutboundQueue', () => {
     expect(q.queued).toBe(1);
   });
 
+  it('flushNow writes what waits for the pump at once, promises first, and leaves the pump nothing', async () => {
+    const ch = new RecordingChannel();
+    (ch as { writesAtOnce?: boolean }).writesAtOnce = true;
+    const q = new OutboundQueue('test', ch);
+    q.push(ev(1)); // at once; the pump is now pending
+    q.push(ev(2));
+    q.push(pr(10));
+    q.push(ev(3));
+    expect(ch.frames).toHaveLength(1);
+    q.flushNow();
+    expect(q.queued).toBe(0);
+    expect(ch.frames).toEqual([
+      { lane: Lane.Event, epochs: [1] },
+      { lane: Lane.Promise, epochs: [10] },
+      { lane: Lane.Event, epochs: [2, 3] },
+    ]);
+    q.push(ev(4)); // the pump is still pending: this one waits for it (or the next flushNow)
+    expect(ch.frames).toHaveLength(3);
+    await tick();
+    expect(ch.frames.at(-1)).toEqual({ lane: Lane.Event, epochs: [4] });
+    expect(ch.frames).toHaveLength(4);
+    // A channel that is full takes nothing from flushNow: the queue keeps it, in order.
+    ch.ready = false;
+    q.push(ev(5));
+    q.flushNow();
+    expect(q.queued).toBe(1);
+    expect(ch.frames).toHaveLength(4);
+    q.flushNow(); // nothing to do is harmless
+  });
+
   it('writes the promise lane before the event lane, each FIFO, batched per turn', async () => {
     const ch = new RecordingChannel();
     const q = new OutboundQueue('test', ch);
