@@ -118,6 +118,8 @@ export class GrpcInbound {
     private readonly config: GrpcInboundConfig,
     private readonly deliver: (env: Envelope) => void,
     private readonly report: (err: DiscoError) => void,
+    /** Called once a frame's envelopes were delivered (what inboxes sent may leave now). */
+    private readonly delivered: () => void = () => {},
   ) {}
 
   /** Per-sender counters, by sender identity. */
@@ -266,6 +268,7 @@ export class GrpcInbound {
     const envelopes: Envelope[] = new Array<Envelope>(count);
     for (let i = 0; i < count; i++) envelopes[i] = r.envelope(i);
     for (const env of envelopes) this.deliver(env);
+    this.delivered();
     if (seq !== 0) this.ackSoon(state, frame.length);
     if (this.config.rateLimit !== undefined) this.throttle(state, count);
   }

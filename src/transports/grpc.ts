@@ -198,6 +198,7 @@ export class GrpcTransport extends LinkTransport<GrpcLink> implements Transport 
       },
       (env) => this.deliver(env),
       (err) => this.reportError(err),
+      () => this.flushQueued(),
     );
     if (options.rateLimit !== undefined) {
       positive('rateLimit.messagesPerSecond', options.rateLimit.messagesPerSecond, 1);

@@ -7,8 +7,8 @@
  *   events but never each other, and each lane stays FIFO. A channel that asks for it
  *   (`writesAtOnce`) gets a send that finds the link idle (nothing queued, no pump
  *   pending) at once, inside `push`; the order is the same, since nothing waits.
- * - The ring and Unix-socket transports call `flushNow()` after delivering a received batch
- *   or frame: answers sent from inboxes meanwhile leave then, together, not at the pump.
+ * - The framed transports call `flushNow()` after delivering a received batch or frame:
+ *   answers sent from inboxes meanwhile leave then, together, not at the pump.
  * - A frame takes up to `maxFrameEnvelopes` envelopes or `maxFrameBytes` (estimated),
  *   whichever comes first; a single larger envelope goes alone.
  * - The channel says when it cannot take more (`ready === false`: socket buffer or ring
