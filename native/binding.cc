@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -1416,9 +1417,12 @@ Napi::Value RingConsumerWrap::ReadBatch(const Napi::CallbackInfo& info) {
   if (s != Status::kOk) return status_value(env, s);
   c.decoder.finish(batch.reassembled);
   const RingMemory& memory = c.ring->memory();
-  const auto offset = static_cast<size_t>(batch.region - memory.data);
-  if (!spare_.IsEmpty() && !batch.reassembled && batch.region >= memory.data &&
-      offset <= memory.capacity && batch.region_bytes <= memory.capacity - offset) {
+  // As integers: a reassembled message lies in heap memory, not in the mapping.
+  const auto base = reinterpret_cast<uintptr_t>(memory.data);
+  const auto at = reinterpret_cast<uintptr_t>(batch.region);
+  const size_t offset = at - base;
+  if (!spare_.IsEmpty() && !batch.reassembled && at >= base && offset <= memory.capacity &&
+      batch.region_bytes <= memory.capacity - offset) {
     napi_value view = nullptr;
     if (napi_create_typedarray(env, napi_uint8_array, batch.region_bytes, spare_.Value(), offset,
                                &view) != napi_ok) {
