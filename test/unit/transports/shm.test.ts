@@ -97,6 +97,28 @@ describe('ShmTransport', () => {
     await cleanup();
   });
 
+  it('writes what an inbox sent in answer once the batch is delivered, not at the pump', async () => {
+    const { A, B, cleanup } = pair();
+    const back = new RecordingInbox();
+    A.server.controller('a1').setInbox('p', back);
+    const b1 = B.server.controller('b1');
+    let queuedAfterDelivery = -1;
+    b1.setInbox('p', {
+      onEvent(e) {
+        b1.sendEvent('a1/p', 1, e.data); // the link is idle: at once, and the pump is pending
+        b1.sendEvent('a1/p', 2, e.data); // waits for the pump, or for the end of the delivery
+        // A microtask runs after the reader's callback and before the pump's turn.
+        queueMicrotask(() => (queuedAfterDelivery = B.shm.metrics().queued));
+      },
+      onPromise() {},
+    });
+    A.server.controller('a1').sendEvent('b1/p', 0, 'ping');
+    await until(() => back.events.length === 2);
+    expect(queuedAfterDelivery).toBe(0);
+    expect(back.events.map((e) => e.epoch)).toEqual([1, 2]);
+    await cleanup();
+  });
+
   it('writes a send that finds the link idle at once, and batches the rest of the turn', async () => {
     const { A, B, cleanup } = pair();
     const inbox = new RecordingInbox();

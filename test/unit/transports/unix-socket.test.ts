@@ -84,6 +84,32 @@ describe('UnixSocketTransport', () => {
     await B.server.close();
   });
 
+  it('writes what an inbox sent in answer once the frame is delivered, not at the pump', async () => {
+    const { A, B } = await pair();
+    const back = new RecordingInbox();
+    A.server.controller('a1').setInbox('p', back);
+    const b1 = B.server.controller('b1');
+    b1.sendEvent('a1/p', 0, 'connects'); // B's link to A is connected before the test proper
+    await until(() => back.events.length === 1);
+    await B.server.flush();
+    let queuedAfterDelivery = -1;
+    b1.setInbox('p', {
+      onEvent(e) {
+        b1.sendEvent('a1/p', 1, e.data); // the link is idle: at once, and the pump is pending
+        b1.sendEvent('a1/p', 2, e.data); // waits for the pump, or for the end of the delivery
+        // A microtask runs after the socket's callback and before the pump's turn.
+        queueMicrotask(() => (queuedAfterDelivery = B.uds.metrics().queued));
+      },
+      onPromise() {},
+    });
+    A.server.controller('a1').sendEvent('b1/p', 0, 'ping');
+    await until(() => back.events.length === 3);
+    expect(queuedAfterDelivery).toBe(0);
+    expect(back.events.map((e) => e.epoch)).toEqual([0, 1, 2]);
+    await A.server.close();
+    await B.server.close();
+  });
+
   it('routes same-server nodes in-process and other-server nodes over the socket', async () => {
     const { A, B } = await pair();
     for (const c of [...A.server.controllers(), ...B.server.controllers()]) {
