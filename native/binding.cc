@@ -406,13 +406,8 @@ Napi::Value bind_output(const Napi::CallbackInfo& info, const char* fn,
   auto hint = std::make_shared<ViewHint>();
   hint->owned = static_cast<uint8_t*>(std::calloc(bytes, 1));
   if (hint->owned == nullptr) return throw_type_error(env, std::string(fn) + ": out of memory");
-  auto* holder = new std::shared_ptr<ViewHint>(hint);
-  napi_value ab = nullptr;
-  if (napi_create_external_arraybuffer(env, hint->owned, bytes, finalize_view, holder, &ab) !=
-      napi_ok) {
-    delete holder;
-    return Napi::Value();
-  }
+  napi_value ab = make_external(env, hint->owned, bytes, hint);
+  if (ab == nullptr) return Napi::Value();
   Napi::Object out = Napi::Object::New(env);
   for (const Part& p : parts) {
     napi_value array = nullptr;
@@ -1533,12 +1528,8 @@ Napi::Value RingConsumerWrap::PollWords(const Napi::CallbackInfo& info) {
   for (const Part& p : parts) {
     napi_value ab = p.hint == &header_hint ? header_ab : nullptr;
     if (ab == nullptr) {
-      auto* holder = new std::shared_ptr<ViewHint>(*p.hint);
-      if (napi_create_external_arraybuffer(env, p.base, p.bytes, finalize_view, holder, &ab) !=
-          napi_ok) {
-        delete holder;
-        return Napi::Value();
-      }
+      ab = make_external(env, p.base, p.bytes, *p.hint);
+      if (ab == nullptr) return Napi::Value();
       if (p.hint == &header_hint) header_ab = ab;
     }
     napi_value array = nullptr;
