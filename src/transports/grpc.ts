@@ -16,8 +16,6 @@
  */
 
 import { Server, type ChannelOptions } from '@grpc/grpc-js';
-import type { Envelope } from '../envelope.js';
-import { DiscoError, emitError, UndeliverableError } from '../errors.js';
 import { FRAME_HEADER_BYTES, FRAME_MAX_BODY_BYTES } from '../native.js';
 import { tracerFor } from '../trace.js';
 import { GrpcInbound, newSessionId } from './grpc-inbound.js';
@@ -153,10 +151,13 @@ export class GrpcTransport extends LinkTransport<GrpcLink> implements Transport 
   private readonly receiveWindowBytes: number;
   private server: Server | null = null;
   private shutdownDone: Promise<void> | null = null;
+  /** Where envelopes are received, for UndeliverableError. */
+  private readonly where: string;
 
   /** @throws {RangeError} for an option out of its domain. */
   constructor(options: GrpcTransportOptions) {
     super(options.locate, options.self);
+    this.where = `by ${options.self}`;
     for (const [k, v] of [
       ['cluster', options.cluster],
       ['self', options.self],
@@ -196,7 +197,7 @@ export class GrpcTransport extends LinkTransport<GrpcLink> implements Transport 
         ackDelayMs: positive('ackDelayMs', r.ackDelayMs, DEFAULT_ACK_DELAY_MS, 0),
         rateLimit: options.rateLimit,
       },
-      (env) => this.deliver(env),
+      (env) => this.deliverReceived(env, this.where),
       (err) => this.reportError(err),
       () => this.flushQueued(),
     );
@@ -290,11 +291,6 @@ export class GrpcTransport extends LinkTransport<GrpcLink> implements Transport 
     return this.shutdownDone;
   }
 
-  /** Emits `err` as 'error', or throws it asynchronously when nobody listens. */
-  reportError(err: DiscoError): void {
-    emitError(this, err);
-  }
-
   private async shutdown(): Promise<void> {
     await Promise.all([...this.links.values()].map((l) => l.close(CLOSE_FLUSH_TIMEOUT_MS)));
     this.inbound.closeAll();
@@ -361,16 +357,5 @@ export class GrpcTransport extends LinkTransport<GrpcLink> implements Transport 
       (err) => this.reportError(err),
     );
     return link;
-  }
-
-  private deliver(env: Envelope): void {
-    if (!this.nodes.deliver(env)) {
-      this.reportError(
-        new UndeliverableError(
-          `${env.targetNode}/${env.simproc}`,
-          `node is not hosted by ${this.options.self} (repid ${env.repid})`,
-        ),
-      );
-    }
   }
 }

@@ -13,7 +13,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { Envelope, EventEnvelope, PromiseEnvelope } from '../envelope.js';
-import { LinkClosedError } from '../errors.js';
+import { emitError, LinkClosedError, UndeliverableError, type DiscoError } from '../errors.js';
 import { LocalNodes } from './local-nodes.js';
 import { linkTransportMetrics, type OutboundQueue } from './outbound-queue.js';
 import type { LocalNode, TransportMetrics } from './transport.js';
@@ -83,6 +83,26 @@ export abstract class LinkTransport<L extends TransportLink> extends EventEmitte
   sendPromise(env: PromiseEnvelope): void {
     this.linkFor(env).queue.push(env);
     this.promisesSent++;
+  }
+
+  /** Emits `err` as 'error', or throws it asynchronously when nobody listens. */
+  reportError(err: DiscoError): void {
+    emitError(this, err);
+  }
+
+  /**
+   * Hands a received envelope to its node here; one that no node here takes is reported as
+   * UndeliverableError, `where` saying where it was received (e.g. "by uds endpoint 0.1").
+   */
+  deliverReceived(env: Envelope, where: string): void {
+    if (!this.nodes.deliver(env)) {
+      this.reportError(
+        new UndeliverableError(
+          `${env.targetNode}/${env.simproc}`,
+          `node is not hosted ${where} (repid ${env.repid})`,
+        ),
+      );
+    }
   }
 
   /**

@@ -20,13 +20,7 @@
  */
 
 import type { Envelope, Lane } from '../envelope.js';
-import {
-  DiscoError,
-  emitError,
-  LinkClosedError,
-  PeerDeadError,
-  UndeliverableError,
-} from '../errors.js';
+import { DiscoError, emitError, LinkClosedError, PeerDeadError } from '../errors.js';
 import {
   NativeStatus,
   openRingProducer,
@@ -205,12 +199,15 @@ class ShmLink implements LinkChannel {
 class ShmInbound {
   private readonly reader: RingReader;
   private readonly senders = new SenderRefs();
+  /** Where its envelopes are received, for UndeliverableError. */
+  private readonly where: string;
 
   constructor(
     readonly ring: string,
     private readonly owner: ShmTransport,
     doorbell: RingDoorbellOptions | undefined,
   ) {
+    this.where = `here (ring ${ring})`;
     this.reader = new RingReader(ring, doorbell, {
       onBatch: (r) => this.deliverBatch(r),
       onError: (err) => this.owner.reportError(err),
@@ -239,15 +236,7 @@ class ShmInbound {
   private deliverBatch(r: BatchReader): void {
     const n = r.envelopeCount;
     for (let i = 0; i < n; i++) {
-      const env = envelopeAt(r, i, this.senders);
-      if (!this.owner.deliver(env)) {
-        this.owner.reportError(
-          new UndeliverableError(
-            `${env.targetNode}/${env.simproc}`,
-            `node is not hosted here (ring ${this.ring})`,
-          ),
-        );
-      }
+      this.owner.deliverReceived(envelopeAt(r, i, this.senders), this.where);
     }
     this.owner.flushQueued();
   }
@@ -305,13 +294,8 @@ export class ShmTransport extends LinkTransport<ShmLink> implements Transport {
     for (const i of this.inbound) i.expectTraffic();
   }
 
-  /** Hands a received envelope to its local node; false when none here takes it. */
-  deliver(env: Envelope): boolean {
-    return this.nodes.deliver(env);
-  }
-
   /** Emits `err` as 'error' (silenced once closing), or throws it asynchronously when nobody listens. */
-  reportError(err: DiscoError): void {
+  override reportError(err: DiscoError): void {
     if (this.closed) return;
     emitError(this, err);
   }

@@ -20,14 +20,7 @@
 
 import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { decodeFrame, FrameEncoder, type Envelope, type Lane } from '../envelope.js';
-import {
-  DiscoError,
-  emitError,
-  FrameCorruptError,
-  LinkClosedError,
-  PeerDeadError,
-  UndeliverableError,
-} from '../errors.js';
+import { DiscoError, FrameCorruptError, LinkClosedError, PeerDeadError } from '../errors.js';
 import { assertFrame, sealFrame } from '../native.js';
 import { tracerFor } from '../trace.js';
 import { FrameStreamReader } from './frame-stream.js';
@@ -175,6 +168,8 @@ class UdsLink implements LinkChannel {
 export class UnixSocketTransport extends LinkTransport<UdsLink> implements Transport {
   readonly name: string;
   readonly endpoint: string;
+  /** Where envelopes are received, for UndeliverableError. */
+  private readonly where: string;
   private readonly options: UnixSocketTransportOptions;
   private readonly encoder = new FrameEncoder();
   private readonly inbound = new Set<Socket>();
@@ -186,6 +181,7 @@ export class UnixSocketTransport extends LinkTransport<UdsLink> implements Trans
     const endpoint = checkEndpoint(options.endpoint);
     super(options.locate, endpoint);
     this.endpoint = endpoint;
+    this.where = `by ${endpoint}`;
     this.name = options.name ?? 'uds';
     this.options = options;
   }
@@ -226,11 +222,6 @@ export class UnixSocketTransport extends LinkTransport<UdsLink> implements Trans
     );
   }
 
-  /** Emits `err` as 'error', or throws it asynchronously when nobody listens. */
-  reportError(err: DiscoError): void {
-    emitError(this, err);
-  }
-
   protected createLink(peer: string): UdsLink {
     return new UdsLink(
       peer,
@@ -264,20 +255,7 @@ export class UnixSocketTransport extends LinkTransport<UdsLink> implements Trans
 
   private receive(frame: Uint8Array, peer: string): void {
     assertFrame(frame, peer);
-    decodeFrame(
-      frame,
-      (env) => {
-        if (!this.nodes.deliver(env)) {
-          this.reportError(
-            new UndeliverableError(
-              `${env.targetNode}/${env.simproc}`,
-              `node is not hosted by ${this.endpoint}`,
-            ),
-          );
-        }
-      },
-      peer,
-    );
+    decodeFrame(frame, (env) => this.deliverReceived(env, this.where), peer);
     this.flushQueued();
   }
 }
