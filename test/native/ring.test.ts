@@ -200,13 +200,9 @@ describe('ring ends', () => {
     const r = pair('spare');
     const reader = new BatchReader();
     const frame = sampleFrame();
-    const expected = Array.from(
-      (() => {
-        expect(r.producer.writeFrame(frame)).toBe(NativeStatus.OK);
-        expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
-        return reader.copyPayload(0);
-      })(),
-    );
+    expect(r.producer.writeFrame(frame)).toBe(NativeStatus.OK);
+    expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
+    const expected = Array.from(reader.copyPayload(0));
     reader.release(r.consumer);
     const buffers = new Set<ArrayBufferLike>();
     let previous: Uint8Array | null = null;
