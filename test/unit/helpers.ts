@@ -2,7 +2,7 @@
  * Test helpers: a recording inbox and a way to wait for deliveries with a deadline.
  */
 
-import type { Inbox } from '../../src/node-controller.js';
+import type { Inbox, NodeController } from '../../src/node-controller.js';
 import type { ReceivedEvent, ReceivedPromise } from '../../src/envelope.js';
 
 /** An inbox that records what it receives, in order, with the kind of each message. */
@@ -41,4 +41,28 @@ export async function until(
       intervalMs > 0 ? setTimeout(resolve, intervalMs) : setImmediate(resolve),
     );
   }
+}
+
+/**
+ * Makes `node`'s inbox for simproc p answer each event with two events to `to`: the first
+ * finds the link idle and goes at once (the pump is then pending), the second waits for the
+ * pump or for the end of the delivery. `queuedAfterDelivery` is what `queued()` (the
+ * transport's queued messages) said in a microtask after the delivery: one runs after the
+ * reader's callback and before the pump's turn. -1 until an event came.
+ */
+export function answerTwice(
+  node: NodeController,
+  to: string,
+  queued: () => number,
+): { queuedAfterDelivery: number } {
+  const seen = { queuedAfterDelivery: -1 };
+  node.setInbox('p', {
+    onEvent(e) {
+      node.sendEvent(to, 1, e.data);
+      node.sendEvent(to, 2, e.data);
+      queueMicrotask(() => (seen.queuedAfterDelivery = queued()));
+    },
+    onPromise() {},
+  });
+  return seen;
 }

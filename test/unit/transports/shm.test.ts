@@ -7,7 +7,7 @@ import { ShmTransport, ringName } from '../../../src/transports/shm.js';
 import { createRing, unlinkRing, type RingDoorbellOptions } from '../../../src/native.js';
 import { MAX_NUM_EVENTS } from '../../../src/arguments.js';
 import { BackpressureError, FrameCorruptError } from '../../../src/errors.js';
-import { RecordingInbox, until } from '../helpers.js';
+import { answerTwice, RecordingInbox, until } from '../helpers.js';
 import type { LinkLimits } from '../../../src/transports/outbound-queue.js';
 
 let seq = 0;
@@ -101,20 +101,10 @@ describe('ShmTransport', () => {
     const { A, B, cleanup } = pair();
     const back = new RecordingInbox();
     A.server.controller('a1').setInbox('p', back);
-    const b1 = B.server.controller('b1');
-    let queuedAfterDelivery = -1;
-    b1.setInbox('p', {
-      onEvent(e) {
-        b1.sendEvent('a1/p', 1, e.data); // the link is idle: at once, and the pump is pending
-        b1.sendEvent('a1/p', 2, e.data); // waits for the pump, or for the end of the delivery
-        // A microtask runs after the reader's callback and before the pump's turn.
-        queueMicrotask(() => (queuedAfterDelivery = B.shm.metrics().queued));
-      },
-      onPromise() {},
-    });
+    const seen = answerTwice(B.server.controller('b1'), 'a1/p', () => B.shm.metrics().queued);
     A.server.controller('a1').sendEvent('b1/p', 0, 'ping');
     await until(() => back.events.length === 2);
-    expect(queuedAfterDelivery).toBe(0);
+    expect(seen.queuedAfterDelivery).toBe(0);
     expect(back.events.map((e) => e.epoch)).toEqual([1, 2]);
     await cleanup();
   });

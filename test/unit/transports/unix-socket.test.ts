@@ -6,7 +6,7 @@ import { sameMachineLocator, serverEndpoint } from '../../../src/runtime/endpoin
 import { UnixSocketTransport } from '../../../src/transports/unix-socket.js';
 import { FrameCorruptError, LinkClosedError, PeerDeadError } from '../../../src/errors.js';
 import { MAX_NUM_EVENTS } from '../../../src/arguments.js';
-import { RecordingInbox, until } from '../helpers.js';
+import { answerTwice, RecordingInbox, until } from '../helpers.js';
 
 let clusterSeq = 0;
 
@@ -92,19 +92,10 @@ describe('UnixSocketTransport', () => {
     b1.sendEvent('a1/p', 0, 'connects'); // B's link to A is connected before the test proper
     await until(() => back.events.length === 1);
     await B.server.flush();
-    let queuedAfterDelivery = -1;
-    b1.setInbox('p', {
-      onEvent(e) {
-        b1.sendEvent('a1/p', 1, e.data); // the link is idle: at once, and the pump is pending
-        b1.sendEvent('a1/p', 2, e.data); // waits for the pump, or for the end of the delivery
-        // A microtask runs after the socket's callback and before the pump's turn.
-        queueMicrotask(() => (queuedAfterDelivery = B.uds.metrics().queued));
-      },
-      onPromise() {},
-    });
+    const seen = answerTwice(b1, 'a1/p', () => B.uds.metrics().queued);
     A.server.controller('a1').sendEvent('b1/p', 0, 'ping');
     await until(() => back.events.length === 3);
-    expect(queuedAfterDelivery).toBe(0);
+    expect(seen.queuedAfterDelivery).toBe(0);
     expect(back.events.map((e) => e.epoch)).toEqual([0, 1, 2]);
     await A.server.close();
     await B.server.close();
