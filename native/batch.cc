@@ -85,7 +85,6 @@ uint64_t rd64(const uint8_t* p) {
 }
 constexpr size_t pad4(size_t n) { return (n + 3) & ~size_t{3}; }
 
-
 /// Reads the envelope at `*at` of `layout[0..used)`; advances `*at`. False when any part runs
 /// past the layout, names an undefined string id or a missing payload, or has unknown values.
 bool read_envelope(const uint8_t* layout, size_t used, size_t* at, uint32_t strings,
@@ -297,8 +296,8 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
     }
     staged_.push_back(e);
     bound += kEnvelopeTableBound + kVtableScratch;
-    bound += name_bound(e.sender_node) + name_bound(e.sender_simproc) +
-             name_bound(e.target_node) + name_bound(e.target_simproc);
+    bound += name_bound(e.sender_node) + name_bound(e.sender_simproc) + name_bound(e.target_node) +
+             name_bound(e.target_simproc);
     if (e.header_count > 0) {
       bound += 4 * uint64_t{e.header_count} + kVectorOverhead;
       bound += uint64_t{e.header_count} * (kHeaderTableBound + kVtableScratch);
@@ -348,8 +347,8 @@ class BatchBuild {
 
   fb::Offset<w::Envelope> envelope(const StagedEnvelope& e) {
     const w::EnvelopeHead head(e.epoch, e.seqnr, e.repid, e.num_events, name(e.sender_node),
-                               name(e.sender_simproc), name(e.target_node),
-                               name(e.target_simproc), static_cast<w::Kind>(e.kind),
+                               name(e.sender_simproc), name(e.target_node), name(e.target_simproc),
+                               static_cast<w::Kind>(e.kind),
                                static_cast<w::DataFormat>(e.data_format), e.hops);
     fb::Offset<fb::Vector<fb::Offset<w::Header>>> headers;
     if (e.header_count > 0) {
@@ -369,7 +368,14 @@ class BatchBuild {
     if (e.data != nullptr) {
       // 8-byte aligned payloads let a receiver view them as Float64Array and friends.
       fbb_.ForceVectorAlignment(e.data_length, 1, 8);
-      data = fbb_.CreateVector(e.data, e.data_length);  // the one copy of the payload
+      if (e.data == enc_.borrow_ && e.data_length == enc_.borrow_length_ &&
+          enc_.borrow_slot_ == nullptr) {
+        // Left for the producer to copy from its owner straight into the ring.
+        data = fb::Offset<fb::Vector<uint8_t>>(
+            fbb_.CreateUninitializedVector(e.data_length, 1, &enc_.borrow_slot_));
+      } else {
+        data = fbb_.CreateVector(e.data, e.data_length);  // the one copy of the payload
+      }
     }
     fb::Offset<w::Address> reply_to;
     if ((e.flags & kEnvelopeHasReplyTo) != 0) {
@@ -459,6 +465,7 @@ Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
 
 Status BatchEncoder::write(RingProducer& producer, const uint8_t* layout, size_t bytes,
                            const PayloadSpan* payloads, size_t payload_count) noexcept {
+  borrowed_payload_ = kNoPayload;
   PreparedBatch b;
   if (Status s = prepare(layout, bytes, payloads, payload_count, &b); s != Status::kOk) return s;
   size_t offset = 0;
@@ -482,9 +489,33 @@ Status BatchEncoder::write(RingProducer& producer, const uint8_t* layout, size_t
   static_assert(kFrameAlignment == kRecordAlignment, "take_block() aligns for frames");
   uint8_t* block = producer.take_block(b.bound);
   if (block == nullptr) return Status::kNoMemory;
+  // The largest external payload is not copied into the block: the producer reads it from its
+  // owner while it writes the chunks, so the bulk of the message is copied once, into the ring.
+  size_t largest = kNoPayload;
+  for (size_t i = 0; i < payload_count; ++i) {
+    if (payloads[i].length > 0 &&
+        (largest == kNoPayload || payloads[i].length > payloads[largest].length)) {
+      largest = i;
+    }
+  }
+  borrow_ = largest == kNoPayload ? nullptr : payloads[largest].data;
+  borrow_length_ = largest == kNoPayload ? 0 : payloads[largest].length;
+  borrow_slot_ = nullptr;
   Status s = build(b, payloads, payload_count, block, b.bound, &offset, &length, false);
-  if (s == Status::kOk) s = producer.write_message_chunked(block, offset, length, b.bound);
+  BorrowedRange borrowed;
+  if (s == Status::kOk && borrow_slot_ != nullptr) {
+    borrowed = BorrowedRange{borrow_, static_cast<size_t>(borrow_slot_ - (block + offset)),
+                             payloads[largest].length};
+  }
+  borrow_ = nullptr;
+  borrow_slot_ = nullptr;
+  if (s == Status::kOk) {
+    s = producer.write_message_chunked(block, offset, length, b.bound, &borrowed);
+  }
   if (s != Status::kOk && s != Status::kWritePending) producer.give_block(block, b.bound);
+  if (s == Status::kWritePending && borrowed.length != 0 && producer.borrowing()) {
+    borrowed_payload_ = largest;
+  }
   return s;
 }
 

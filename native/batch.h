@@ -211,24 +211,38 @@ class BatchEncoder {
   /// else into the heap and on as chunks. The frame is sealed without a checksum (frame.h
   /// ring_verify_options()). kOk, kWritePending (chunks still to go), kRingFull
   /// (nothing written; the strings are defined, a retry may repeat them), or a failure.
+  /// A chunked frame borrows its largest external payload (RingProducer BorrowedRange): that
+  /// payload goes from the caller's memory into the ring without a copy in the heap, so it must
+  /// stay valid and unchanged while producer.borrowing() (borrowed_payload() names it).
   [[nodiscard]] Status write(RingProducer& producer, const uint8_t* layout, size_t bytes,
                              const PayloadSpan* payloads, size_t payload_count) noexcept;
+
+  /// Index in `payloads` of the payload the last write() left the producer borrowing, or
+  /// kNoPayload when it borrowed none.
+  [[nodiscard]] size_t borrowed_payload() const noexcept { return borrowed_payload_; }
+  static constexpr size_t kNoPayload = ~size_t{0};
 
   [[nodiscard]] const ProducerStrings& strings() const noexcept { return strings_; }
 
  private:
   friend class BatchBuild;
   ProducerStrings strings_;
-  std::vector<uint32_t> stamp_;      // per string id: generation that last saw it
-  std::vector<uint32_t> offset_;     // per string id: its offset in the frame being built
-  std::vector<uint32_t> envelopes_;  // offsets of the envelope tables of the frame
-  std::vector<uint32_t> headers_;    // offsets of one envelope's header tables
-  std::vector<uint32_t> name_stamp_;  // per string id: generation that last named it
-  std::vector<uint32_t> name_index_;  // per string id: its index in the frame's names
-  std::vector<uint32_t> names_;       // offsets of the frame's names, in index order
-  std::vector<StagedEnvelope> staged_;  // the envelopes the last prepare() read...
+  std::vector<uint32_t> stamp_;             // per string id: generation that last saw it
+  std::vector<uint32_t> offset_;            // per string id: its offset in the frame being built
+  std::vector<uint32_t> envelopes_;         // offsets of the envelope tables of the frame
+  std::vector<uint32_t> headers_;           // offsets of one envelope's header tables
+  std::vector<uint32_t> name_stamp_;        // per string id: generation that last named it
+  std::vector<uint32_t> name_index_;        // per string id: its index in the frame's names
+  std::vector<uint32_t> names_;             // offsets of the frame's names, in index order
+  std::vector<StagedEnvelope> staged_;      // the envelopes the last prepare() read...
   const uint8_t* staged_layout_ = nullptr;  // ...from this staging buffer (null: none)
   uint32_t generation_ = 0;
+  // A payload build() leaves unwritten for the producer to read from its owner (null: none),
+  // and where build() placed it (null until an envelope carrying it has been built).
+  const uint8_t* borrow_ = nullptr;
+  size_t borrow_length_ = 0;
+  uint8_t* borrow_slot_ = nullptr;
+  size_t borrowed_payload_ = kNoPayload;
 };
 
 /// The consumer's intern table: dense ids for byte strings, bounded by resets.
@@ -314,7 +328,7 @@ class BatchDecoder {
     uint32_t position;
     uint32_t id;
   };
-  CacheEntry cache_[64] = {};  // string position in the frame -> id, for this frame
+  CacheEntry cache_[64] = {};    // string position in the frame -> id, for this frame
   std::vector<uint32_t> names_;  // the frame's names vector, index -> consumer id
 };
 

@@ -743,6 +743,8 @@ class RingProducerWrap final : public Napi::ObjectWrap<RingProducerWrap> {
     return check_this(info, kProducerTag, "RingProducer");
   }
   void drop_reservation();
+  [[nodiscard]] Status check_borrowed(Napi::Env env);
+  void keep_borrowed(const Napi::CallbackInfo& info);
   Napi::Value WriteBatch(const Napi::CallbackInfo& info);
   Napi::Value WriteFrame(const Napi::CallbackInfo& info);
   Napi::Value Reserve(const Napi::CallbackInfo& info);
@@ -761,6 +763,11 @@ class RingProducerWrap final : public Napi::ObjectWrap<RingProducerWrap> {
 
   std::shared_ptr<ProducerCore> core_;
   Napi::Reference<Napi::Value> reservation_;  // ArrayBuffer of the reserved slot's view
+  // The payload a pending chunked message still copies from (BatchEncoder::borrowed_payload),
+  // held so that it is not collected, with the memory it had when the message was taken.
+  Napi::Reference<Napi::Value> borrowed_;
+  const void* borrowed_data_ = nullptr;
+  size_t borrowed_length_ = 0;
 };
 
 /// The reading end of a ring, as JS sees it (src/native.ts NativeRingConsumer).
@@ -1174,6 +1181,41 @@ void RingProducerWrap::drop_reservation() {
   core_->ring->abandon();
 }
 
+/// kOk when no pending chunked message borrows a payload, or when the one it borrows still has
+/// its memory. A payload detached (transferred, or its memory grown) or resized since is gone:
+/// the rest of the message cannot be written, so this end closes (its consumer drops the part
+/// it has) and kPayloadDetached says why. Called before anything that may write chunks.
+Status RingProducerWrap::check_borrowed(Napi::Env env) {
+  if (borrowed_.IsEmpty()) return Status::kOk;
+  if (!core_->ring->borrowing()) {
+    borrowed_.Reset();
+    return Status::kOk;
+  }
+  napi_typedarray_type type = napi_uint8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  napi_value buffer = nullptr;
+  bool detached = true;
+  const bool intact = napi_get_typedarray_info(env, borrowed_.Value(), &type, &length, &data,
+                                               &buffer, nullptr) == napi_ok &&
+                      napi_is_detached_arraybuffer(env, buffer, &detached) == napi_ok &&
+                      !detached && data == borrowed_data_ && length == borrowed_length_;
+  if (intact) return Status::kOk;
+  borrowed_.Reset();
+  core_->close_native();
+  return Status::kPayloadDetached;
+}
+
+/// After a write: holds the payload the producer borrows, if it borrows one.
+void RingProducerWrap::keep_borrowed(const Napi::CallbackInfo& info) {
+  const size_t index = core_->encoder.borrowed_payload();
+  if (index == BatchEncoder::kNoPayload || index >= core_->payloads.size()) return;
+  const Napi::Value payload = info[1].As<Napi::Array>().Get(static_cast<uint32_t>(index));
+  borrowed_ = Napi::Reference<Napi::Value>::New(payload, 1);
+  borrowed_data_ = core_->payloads[index].data;
+  borrowed_length_ = core_->payloads[index].length;
+}
+
 Napi::Value RingProducerWrap::WriteBatch(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
   TypedView staging;
@@ -1182,10 +1224,15 @@ Napi::Value RingProducerWrap::WriteBatch(const Napi::CallbackInfo& info) {
     return Napi::Value();
   }
   if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  if (Status b = check_borrowed(info.Env()); b != Status::kOk) {
+    return status_value(info.Env(), b);
+  }
   drop_reservation();
   const Status s =
       core_->encoder.write(*core_->ring, static_cast<const uint8_t*>(staging.data), staging.length,
                            core_->payloads.data(), core_->payloads.size());
+  if (!core_->ring->borrowing()) borrowed_.Reset();
+  if (s == Status::kWritePending) keep_borrowed(info);
   core_->payloads.clear();
   return status_value(info.Env(), s);
 }
@@ -1197,6 +1244,9 @@ Napi::Value RingProducerWrap::WriteFrame(const Napi::CallbackInfo& info) {
     return Napi::Value();
   }
   if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  if (Status b = check_borrowed(info.Env()); b != Status::kOk) {
+    return status_value(info.Env(), b);
+  }
   drop_reservation();
   return status_value(
       info.Env(), core_->ring->write_frame(static_cast<const uint8_t*>(frame.data), frame.length));
@@ -1209,6 +1259,9 @@ Napi::Value RingProducerWrap::Reserve(const Napi::CallbackInfo& info) {
     return Napi::Value();
   }
   if (core_->closed) return status_value(info.Env(), Status::kClosed);
+  if (Status b = check_borrowed(info.Env()); b != Status::kOk) {
+    return status_value(info.Env(), b);
+  }
   drop_reservation();
   uint8_t* content = nullptr;
   const Status s = core_->ring->reserve(static_cast<size_t>(bytes), &content);
@@ -1246,7 +1299,12 @@ Napi::Value RingProducerWrap::Abandon(const Napi::CallbackInfo& info) {
 Napi::Value RingProducerWrap::Flush(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
   if (core_->closed) return status_value(info.Env(), Status::kClosed);
-  return status_value(info.Env(), core_->ring->flush());
+  if (Status b = check_borrowed(info.Env()); b != Status::kOk) {
+    return status_value(info.Env(), b);
+  }
+  const Status s = core_->ring->flush();
+  if (!core_->ring->borrowing()) borrowed_.Reset();
+  return status_value(info.Env(), s);
 }
 
 Napi::Value RingProducerWrap::NotifyWhenWritable(const Napi::CallbackInfo& info) {
@@ -1297,6 +1355,7 @@ Napi::Value RingProducerWrap::State(const Napi::CallbackInfo& info) {
 Napi::Value RingProducerWrap::Close(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
   detach_view(&reservation_);
+  borrowed_.Reset();
   core_->close_native();
   core_->release_tsfn();
   return info.Env().Undefined();

@@ -425,8 +425,14 @@ void RingProducer::give_block(uint8_t* block, size_t bytes) noexcept {
 }
 
 Status RingProducer::write_message_chunked(uint8_t* block, size_t offset, size_t length,
-                                           size_t block_bytes) noexcept {
+                                           size_t block_bytes,
+                                           const BorrowedRange* borrowed) noexcept {
   if (block == nullptr || length == 0) return Status::kInvalidArgument;
+  if (borrowed != nullptr && borrowed->length != 0 &&
+      (borrowed->data == nullptr || borrowed->at > length ||
+       borrowed->length > length - borrowed->at)) {
+    return Status::kInvalidArgument;
+  }
   if (Status s = usable(); s != Status::kOk) return s;
   if (length > kMaxMessageBytes) return Status::kTooLarge;
   if (pending_ != nullptr) {
@@ -440,7 +446,29 @@ Status RingProducer::write_message_chunked(uint8_t* block, size_t offset, size_t
   pending_ = block + offset;
   pending_length_ = length;
   pending_done_ = 0;
+  borrowed_ = borrowed != nullptr ? *borrowed : BorrowedRange{};
   return write_chunks();
+}
+
+void RingProducer::copy_pending(uint8_t* out, size_t from, size_t n) const noexcept {
+  // Up to three runs: block bytes before the borrowed range, borrowed bytes, block bytes after.
+  const size_t lend_from = borrowed_.at;
+  const size_t lend_end = borrowed_.at + borrowed_.length;
+  const size_t end = from + n;
+  while (from < end) {
+    size_t run_end;
+    const uint8_t* src;
+    if (from >= lend_from && from < lend_end) {
+      run_end = end < lend_end ? end : lend_end;
+      src = borrowed_.data + (from - lend_from);
+    } else {
+      run_end = from < lend_from && end > lend_from ? lend_from : end;
+      src = pending_ + from;
+    }
+    std::memcpy(out, src, run_end - from);
+    out += run_end - from;
+    from = run_end;
+  }
 }
 
 Status RingProducer::flush() noexcept {
@@ -487,7 +515,7 @@ Status RingProducer::write_chunks() noexcept {
                         static_cast<uint32_t>(kChunkPrefixBytes + piece));
     const uint64_t total = pending_length_;
     std::memcpy(record + kRecordHeaderBytes, &total, sizeof(total));
-    std::memcpy(record + kOverhead, pending_ + pending_done_, piece);
+    copy_pending(record + kOverhead, pending_done_, piece);
     pending_done_ += piece;
     // Publish each chunk at once so that the consumer copies it out while we write the next.
     publish(position + record_bytes);
@@ -498,6 +526,7 @@ Status RingProducer::write_chunks() noexcept {
     pending_block_ = nullptr;
     pending_block_bytes_ = 0;
     pending_ = nullptr;
+    borrowed_ = BorrowedRange{};
     return Status::kOk;
   }
   if (!wrote) {
@@ -515,6 +544,7 @@ void RingProducer::close() noexcept {
   pending_block_ = nullptr;
   pending_block_bytes_ = 0;
   pending_ = nullptr;
+  borrowed_ = BorrowedRange{};
   std::free(spare_);
   spare_ = nullptr;
   spare_bytes_ = 0;

@@ -196,6 +196,14 @@ struct RingState {
   uint64_t capacity = 0;
 };
 
+/// Bytes of a chunked message that the producer reads from caller memory rather than from the
+/// message's heap block: [at, at + length) of the frame are `data[0 .. length)`.
+struct BorrowedRange {
+  const uint8_t* data = nullptr;
+  size_t at = 0;
+  size_t length = 0;
+};
+
 /// The writing end. See the threading rule at the top of this file.
 class RingProducer {
  public:
@@ -245,8 +253,14 @@ class RingProducer {
   /// behind it); kRingFull when an earlier message is still pending; kTooLarge above
   /// kMaxMessageBytes. Only kOk and kWritePending take the block; otherwise it stays the
   /// caller's (give it back with give_block()).
+  ///
+  /// With `borrowed`, bytes [borrowed->at, borrowed->at + borrowed->length) of the frame are
+  /// not read from the block (they may be left unwritten there) but from `borrowed->data`,
+  /// caller memory that must stay valid and unchanged until has_pending() turns false or this
+  /// end closes: a large payload then goes from its owner straight into the ring, one copy.
   [[nodiscard]] Status write_message_chunked(uint8_t* block, size_t offset, size_t length,
-                                             size_t block_bytes = 0) noexcept;
+                                             size_t block_bytes = 0,
+                                             const BorrowedRange* borrowed = nullptr) noexcept;
 
   /// An 8-byte aligned heap block of at least `bytes` (a multiple of 8) for a chunked message:
   /// the spare of an earlier message when it is large enough, else a new one. Null when out of
@@ -262,6 +276,11 @@ class RingProducer {
 
   /// True while a chunked message is pending.
   [[nodiscard]] bool has_pending() const noexcept { return pending_ != nullptr; }
+
+  /// True while a pending chunked message still has bytes to read from a BorrowedRange.
+  [[nodiscard]] bool borrowing() const noexcept {
+    return pending_ != nullptr && pending_done_ < borrowed_.at + borrowed_.length;
+  }
 
   /// Free bytes in the ring now (from a fresh load of head).
   [[nodiscard]] uint64_t free_bytes() noexcept;
@@ -289,6 +308,7 @@ class RingProducer {
   [[nodiscard]] Status reserve_record(uint64_t record_bytes, uint64_t* position) noexcept;
   [[nodiscard]] Status load_head(uint64_t* head) noexcept;
   [[nodiscard]] Status write_chunks() noexcept;
+  void copy_pending(uint8_t* out, size_t from, size_t n) const noexcept;
   void publish(uint64_t new_tail) noexcept;
   void wake_consumer() noexcept;
   void fail(Status s) noexcept;
@@ -309,6 +329,7 @@ class RingProducer {
   size_t spare_bytes_ = 0;
   size_t pending_length_ = 0;
   size_t pending_done_ = 0;
+  BorrowedRange borrowed_;  // length 0 when the whole message is in the block
   uint64_t last_liveness_check_ns_ = 0;
   Status failed_ = Status::kOk;
   std::atomic<bool> consumer_dead_{false};

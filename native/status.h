@@ -64,7 +64,10 @@ namespace disco {
   X(kNoMemory, 25, "NO_MEMORY", "a heap allocation failed")                                        \
   X(kBoundExceeded, 26, "BOUND_EXCEEDED",                                                          \
     "a frame outgrew its computed size bound while being built (a bug); nothing was written")      \
-  X(kClosed, 27, "CLOSED", "this end of the ring was closed")
+  X(kClosed, 27, "CLOSED", "this end of the ring was closed")                                      \
+  X(kPayloadDetached, 28, "PAYLOAD_DETACHED",                                                      \
+    "a payload was detached or resized while its message was still being written in chunks; "      \
+    "the message cannot be completed and this end of the ring was closed")
 
 #define DISCO_STATUS_ENUMERATOR(name, value, js_name, message) name = value,
 

@@ -102,6 +102,7 @@ export const NativeStatus = {
   NO_MEMORY: 25,
   BOUND_EXCEEDED: 26,
   CLOSED: 27,
+  PAYLOAD_DETACHED: 28,
 } as const;
 
 /** Name of a native status, e.g. `'BAD_MAGIC'`. */

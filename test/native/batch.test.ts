@@ -271,6 +271,61 @@ describe('batches through a ring', () => {
     r.close();
   });
 
+  it('writes a chunked batch whose largest payload goes from its owner straight to the ring', () => {
+    const r = ring('borrowed', RING_MIN_CAPACITY_BYTES);
+    const w = new BatchWriter();
+    const reader = new BatchReader();
+    // The largest payload (borrowed, not copied into the heap) sits between envelopes whose
+    // bytes are built into the heap: the chunks mix both.
+    const list = [
+      event({ data: bytes(100, 1) }),
+      event({ data: bytes(300_000, 2), headers: { h: 'v' } }),
+      event({ data: bytes(1_000_003, 3), replyTo: { node: 'r', simproc: 's' } }),
+      promise({ seqnr: 8 }),
+      event({ data: bytes(40_000, 4) }),
+    ];
+    w.begin(Lane.Event, 1n);
+    stage(w, list);
+    expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.WRITE_PENDING);
+    let status: number = NativeStatus.RING_EMPTY;
+    for (let i = 0; i < 10_000 && status !== NativeStatus.OK; i++) {
+      status = reader.read(r.consumer);
+      if (status === NativeStatus.RING_EMPTY) r.producer.flush();
+    }
+    expect(status).toBe(NativeStatus.OK);
+    expect(reader.reassembled).toBe(true);
+    expectSame(readBack(reader), list);
+    list.forEach((e, i) => {
+      if (e.data !== null) expect(Buffer.from(reader.payload(i)).equals(e.data)).toBe(true);
+    });
+    reader.release(r.consumer);
+    r.close();
+  });
+
+  it('closes the producer when a payload it still copies from is detached', () => {
+    const r = ring('detached', RING_MIN_CAPACITY_BYTES);
+    const w = new BatchWriter();
+    const reader = new BatchReader();
+    const big = bytes(2 ** 20, 5);
+    w.begin(Lane.Event, 1n);
+    stage(w, [event({ data: big })]);
+    expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.WRITE_PENDING);
+    // Read what is in the ring, so that the producer has room for more chunks.
+    expect(reader.read(r.consumer)).toBe(NativeStatus.RING_EMPTY);
+    structuredClone(big.buffer, { transfer: [big.buffer] });
+    expect(big.byteLength).toBe(0);
+    expect(r.producer.flush()).toBe(NativeStatus.PAYLOAD_DETACHED);
+    expect(r.producer.closed).toBe(true);
+    // The consumer drops the part it has: the message is never delivered, not even in part.
+    let status: number = NativeStatus.RING_EMPTY;
+    for (let i = 0; i < 100 && status === NativeStatus.RING_EMPTY; i++) {
+      status = reader.read(r.consumer);
+    }
+    expect(status).toBe(NativeStatus.PEER_CLOSED);
+    expect(reader.envelopeCount).toBe(0);
+    r.close();
+  });
+
   it('retries a batch refused with RING_FULL, strings and all', () => {
     const r = ring('retry', RING_MIN_CAPACITY_BYTES);
     // One writer per producer end: the string ids are a conversation between the two.

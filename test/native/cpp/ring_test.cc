@@ -311,6 +311,43 @@ void keeps_fifo_behind_a_pending_chunked_message() {
   CHECK_EQ(drain_one(*e.consumer, &next), Status::kOk);
 }
 
+void copies_a_borrowed_range_from_caller_memory() {
+  HeapRing ring(kSmall);
+  Ends e = attach(ring);
+  const size_t max_content = e.producer->max_content_bytes();
+  const auto message = frame_with(1, static_cast<uint32_t>(3 * max_content + 1000));
+  const size_t n = message.size();
+  // Ranges at the start, across chunk boundaries, in the middle, at the end, and all of it.
+  const std::pair<size_t, size_t> ranges[] = {{0, 100},
+                                              {0, max_content + 3},
+                                              {max_content - 7, 20},
+                                              {1001, n - 2002},
+                                              {n - 64, 64},
+                                              {n - max_content, max_content},
+                                              {0, n},
+                                              {n / 2, 0}};
+  for (const auto& [at, length] : ranges) {
+    auto* block = static_cast<uint8_t*>(std::malloc(n));
+    std::memcpy(block, message.data(), n);
+    // What the producer must not read: the block's bytes of the borrowed range.
+    std::memset(block + at, 0xEE, length);
+    const disco::BorrowedRange borrowed{message.data() + at, at, length};
+    const Status s = e.producer->write_message_chunked(block, 0, n, 0, &borrowed);
+    CHECK(s == Status::kOk || s == Status::kWritePending);
+    if (s == Status::kOk) CHECK(!e.producer->borrowing());
+    size_t chunks = 0;
+    CHECK(pump_until_message(*e.producer, *e.consumer, &chunks) == message);
+    CHECK(!e.producer->borrowing());
+  }
+  // A range outside the message is refused, and the block stays the caller's.
+  auto* block = static_cast<uint8_t*>(std::malloc(n));
+  const disco::BorrowedRange outside{message.data(), n - 10, 11};
+  CHECK_EQ(e.producer->write_message_chunked(block, 0, n, 0, &outside), Status::kInvalidArgument);
+  const disco::BorrowedRange no_data{nullptr, 0, 1};
+  CHECK_EQ(e.producer->write_message_chunked(block, 0, n, 0, &no_data), Status::kInvalidArgument);
+  std::free(block);
+}
+
 void refuses_a_message_above_the_maximum() {
   HeapRing ring(kSmall);
   Ends e = attach(ring);
@@ -543,6 +580,7 @@ int main() {
   commits_a_reservation_in_place();
   chunks_and_reassembles_around_every_boundary();
   keeps_fifo_behind_a_pending_chunked_message();
+  copies_a_borrowed_range_from_caller_memory();
   refuses_a_message_above_the_maximum();
   rejects_corrupt_positions_and_records();
   returns_good_records_before_a_bad_one();
