@@ -480,7 +480,9 @@ Status RingProducer::flush() noexcept {
 Status RingProducer::write_chunks() noexcept {
   const uint64_t capacity = memory_.capacity;
   constexpr uint64_t kOverhead = kRecordHeaderBytes + kChunkPrefixBytes;
-  const uint64_t max_piece = (max_record_bytes(capacity) - kOverhead) & ~uint64_t{7};
+  const uint64_t record_piece = (max_record_bytes(capacity) - kOverhead) & ~uint64_t{7};
+  const uint64_t max_piece =
+      record_piece < kMaxChunkPieceBytes ? record_piece : uint64_t{kMaxChunkPieceBytes};
   bool wrote = false;
   while (pending_done_ < pending_length_) {
     const uint64_t remaining = pending_length_ - pending_done_;
