@@ -312,7 +312,8 @@ describe('batches through a ring', () => {
     expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.WRITE_PENDING);
     // Read what is in the ring, so that the producer has room for more chunks.
     expect(reader.read(r.consumer)).toBe(NativeStatus.RING_EMPTY);
-    structuredClone(big.buffer, { transfer: [big.buffer] });
+    const buffer = big.buffer as ArrayBuffer;
+    structuredClone(buffer, { transfer: [buffer] });
     expect(big.byteLength).toBe(0);
     expect(r.producer.flush()).toBe(NativeStatus.PAYLOAD_DETACHED);
     expect(r.producer.closed).toBe(true);
