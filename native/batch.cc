@@ -324,8 +324,9 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
 /// One frame under construction (a helper of BatchEncoder::build).
 class BatchBuild {
  public:
-  BatchBuild(BatchEncoder& encoder, fb::FlatBufferBuilder& fbb, uint32_t gen) noexcept
-      : enc_(encoder), fbb_(fbb), gen_(gen) {}
+  BatchBuild(BatchEncoder& encoder, fb::FlatBufferBuilder& fbb, uint32_t gen,
+             BorrowSlot* borrow) noexcept
+      : enc_(encoder), fbb_(fbb), gen_(gen), borrow_(borrow) {}
 
   fb::Offset<fb::String> string(uint32_t id) {
     if (enc_.stamp_[id] != gen_) {
@@ -368,11 +369,11 @@ class BatchBuild {
     if (e.data != nullptr) {
       // 8-byte aligned payloads let a receiver view them as Float64Array and friends.
       fbb_.ForceVectorAlignment(e.data_length, 1, 8);
-      if (e.data == enc_.borrow_ && e.data_length == enc_.borrow_length_ &&
-          enc_.borrow_slot_ == nullptr) {
+      if (borrow_ != nullptr && borrow_->slot == nullptr && e.data == borrow_->payload.data &&
+          e.data_length == borrow_->payload.length) {
         // Left for the producer to copy from its owner straight into the ring.
         data = fb::Offset<fb::Vector<uint8_t>>(
-            fbb_.CreateUninitializedVector(e.data_length, 1, &enc_.borrow_slot_));
+            fbb_.CreateUninitializedVector(e.data_length, 1, &borrow_->slot));
       } else {
         data = fbb_.CreateVector(e.data, e.data_length);  // the one copy of the payload
       }
@@ -390,13 +391,16 @@ class BatchBuild {
   BatchEncoder& enc_;
   fb::FlatBufferBuilder& fbb_;
   const uint32_t gen_;
+  BorrowSlot* const borrow_;
 };
 
 Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
                            size_t payload_count, uint8_t* region, size_t region_bytes,
-                           size_t* frame_offset, size_t* frame_length, bool checksum) noexcept {
+                           size_t* frame_offset, size_t* frame_length, bool checksum,
+                           BorrowSlot* borrow) noexcept {
   if (region == nullptr || region_bytes < b.bound || region_bytes % kFrameAlignment != 0 ||
-      reinterpret_cast<uintptr_t>(region) % kFrameAlignment != 0) {
+      reinterpret_cast<uintptr_t>(region) % kFrameAlignment != 0 ||
+      (borrow != nullptr && checksum)) {  // a checksum would read the unwritten bytes
     return Status::kInvalidArgument;
   }
   const uint32_t strings = strings_.size();
@@ -409,7 +413,7 @@ Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
     // starts 8-aligned; Finish pads to the largest alignment seen, so make that 8 whatever
     // fields the batch happens to set.
     fbb.TrackMinAlign(8);
-    BatchBuild build(*this, fbb, ++generation_);
+    BatchBuild build(*this, fbb, ++generation_, borrow);
     envelopes_.clear();
     envelopes_.reserve(b.envelope_count);
     names_.clear();
@@ -464,8 +468,9 @@ Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
 }
 
 Status BatchEncoder::write(RingProducer& producer, const uint8_t* layout, size_t bytes,
-                           const PayloadSpan* payloads, size_t payload_count) noexcept {
-  borrowed_payload_ = kNoPayload;
+                           const PayloadSpan* payloads, size_t payload_count,
+                           size_t* borrowed) noexcept {
+  if (borrowed != nullptr) *borrowed = kNoPayload;
   PreparedBatch b;
   if (Status s = prepare(layout, bytes, payloads, payload_count, &b); s != Status::kOk) return s;
   size_t offset = 0;
@@ -498,24 +503,18 @@ Status BatchEncoder::write(RingProducer& producer, const uint8_t* layout, size_t
       largest = i;
     }
   }
-  borrow_ = largest == kNoPayload ? nullptr : payloads[largest].data;
-  borrow_length_ = largest == kNoPayload ? 0 : payloads[largest].length;
-  borrow_slot_ = nullptr;
-  Status s = build(b, payloads, payload_count, block, b.bound, &offset, &length, false);
-  BorrowedRange borrowed;
-  if (s == Status::kOk && borrow_slot_ != nullptr) {
-    borrowed = BorrowedRange{borrow_, static_cast<size_t>(borrow_slot_ - (block + offset)),
-                             payloads[largest].length};
+  BorrowSlot borrow;
+  if (largest != kNoPayload) borrow.payload = payloads[largest];
+  Status s = build(b, payloads, payload_count, block, b.bound, &offset, &length, false,
+                   largest != kNoPayload ? &borrow : nullptr);
+  BorrowedRange range;
+  if (borrow.slot != nullptr) {
+    range = BorrowedRange{borrow.payload.data, static_cast<size_t>(borrow.slot - (block + offset)),
+                          borrow.payload.length};
   }
-  borrow_ = nullptr;
-  borrow_slot_ = nullptr;
-  if (s == Status::kOk) {
-    s = producer.write_message_chunked(block, offset, length, b.bound, &borrowed);
-  }
+  if (s == Status::kOk) s = producer.write_message_chunked(block, offset, length, b.bound, &range);
   if (s != Status::kOk && s != Status::kWritePending) producer.give_block(block, b.bound);
-  if (s == Status::kWritePending && borrowed.length != 0 && producer.borrowing()) {
-    borrowed_payload_ = largest;
-  }
+  if (borrowed != nullptr && producer.borrowing()) *borrowed = largest;
   return s;
 }
 

@@ -184,6 +184,13 @@ struct PreparedBatch {
   uint64_t bound = 0;
 };
 
+/// A payload build() leaves for the producer to read from its owner (BatchEncoder::write), and
+/// where build() placed its bytes.
+struct BorrowSlot {
+  PayloadSpan payload;
+  uint8_t* slot = nullptr;
+};
+
 /// Turns staging buffers into sealed frames. One per producer (it owns the producer's strings).
 class BatchEncoder {
  public:
@@ -202,10 +209,13 @@ class BatchEncoder {
   /// buffer and payloads must not change in between (callers run both in one native call);
   /// for any other batch it reads them again and returns kBadBatch for a malformed one.
   /// `checksum` false seals with seal_frame_unchecked() (frames that only travel in a ring).
+  /// With `borrow`, the first envelope whose payload is borrow->payload gets its bytes left
+  /// unwritten (only with `checksum` false), and borrow->slot says where in the region they
+  /// belong (null when no envelope carries it).
   [[nodiscard]] Status build(const PreparedBatch& batch, const PayloadSpan* payloads,
                              size_t payload_count, uint8_t* region, size_t region_bytes,
-                             size_t* frame_offset, size_t* frame_length,
-                             bool checksum = true) noexcept;
+                             size_t* frame_offset, size_t* frame_length, bool checksum = true,
+                             BorrowSlot* borrow = nullptr) noexcept;
 
   /// prepare() + build() into `producer`: in place in one record when the bound fits a record,
   /// else into the heap and on as chunks. The frame is sealed without a checksum (frame.h
@@ -213,13 +223,11 @@ class BatchEncoder {
   /// (nothing written; the strings are defined, a retry may repeat them), or a failure.
   /// A chunked frame borrows its largest external payload (RingProducer BorrowedRange): that
   /// payload goes from the caller's memory into the ring without a copy in the heap, so it must
-  /// stay valid and unchanged while producer.borrowing() (borrowed_payload() names it).
+  /// stay valid and unchanged while producer.borrowing(). `*borrowed` (when given) is its index
+  /// in `payloads` when the producer is left borrowing it, else kNoPayload.
   [[nodiscard]] Status write(RingProducer& producer, const uint8_t* layout, size_t bytes,
-                             const PayloadSpan* payloads, size_t payload_count) noexcept;
-
-  /// Index in `payloads` of the payload the last write() left the producer borrowing, or
-  /// kNoPayload when it borrowed none.
-  [[nodiscard]] size_t borrowed_payload() const noexcept { return borrowed_payload_; }
+                             const PayloadSpan* payloads, size_t payload_count,
+                             size_t* borrowed = nullptr) noexcept;
   static constexpr size_t kNoPayload = ~size_t{0};
 
   [[nodiscard]] const ProducerStrings& strings() const noexcept { return strings_; }
@@ -237,12 +245,6 @@ class BatchEncoder {
   std::vector<StagedEnvelope> staged_;      // the envelopes the last prepare() read...
   const uint8_t* staged_layout_ = nullptr;  // ...from this staging buffer (null: none)
   uint32_t generation_ = 0;
-  // A payload build() leaves unwritten for the producer to read from its owner (null: none),
-  // and where build() placed it (null until an envelope carrying it has been built).
-  const uint8_t* borrow_ = nullptr;
-  size_t borrow_length_ = 0;
-  uint8_t* borrow_slot_ = nullptr;
-  size_t borrowed_payload_ = kNoPayload;
 };
 
 /// The consumer's intern table: dense ids for byte strings, bounded by resets.

@@ -743,8 +743,9 @@ class RingProducerWrap final : public Napi::ObjectWrap<RingProducerWrap> {
     return check_this(info, kProducerTag, "RingProducer");
   }
   void drop_reservation();
-  [[nodiscard]] Status check_borrowed(Napi::Env env);
-  void keep_borrowed(const Napi::CallbackInfo& info);
+  [[nodiscard]] Status writable(Napi::Env env);
+  void keep_borrowed(const Napi::CallbackInfo& info, size_t index);
+  void drop_borrowed_when_done();
   Napi::Value WriteBatch(const Napi::CallbackInfo& info);
   Napi::Value WriteFrame(const Napi::CallbackInfo& info);
   Napi::Value Reserve(const Napi::CallbackInfo& info);
@@ -763,8 +764,8 @@ class RingProducerWrap final : public Napi::ObjectWrap<RingProducerWrap> {
 
   std::shared_ptr<ProducerCore> core_;
   Napi::Reference<Napi::Value> reservation_;  // ArrayBuffer of the reserved slot's view
-  // The payload a pending chunked message still copies from (BatchEncoder::borrowed_payload),
-  // held so that it is not collected, with the memory it had when the message was taken.
+  // The payload a pending chunked message still copies from (BatchEncoder::write's
+  // `borrowed`), held so that it is not collected, with the memory it had when it was taken.
   Napi::Reference<Napi::Value> borrowed_;
   const void* borrowed_data_ = nullptr;
   size_t borrowed_length_ = 0;
@@ -1181,16 +1182,14 @@ void RingProducerWrap::drop_reservation() {
   core_->ring->abandon();
 }
 
-/// kOk when no pending chunked message borrows a payload, or when the one it borrows still has
-/// its memory. A payload detached (transferred, or its memory grown) or resized since is gone:
-/// the rest of the message cannot be written, so this end closes (its consumer drops the part
-/// it has) and kPayloadDetached says why. Called before anything that may write chunks.
-Status RingProducerWrap::check_borrowed(Napi::Env env) {
+/// Whether this end may write now, checked before anything that may write chunks: kClosed once
+/// closed; kPayloadDetached when the payload a pending chunked message borrows lost its memory
+/// (detached: transferred, or its memory grown; or resized). The rest of that message cannot
+/// be written, so this end closes (its consumer drops the part it has). Else kOk.
+Status RingProducerWrap::writable(Napi::Env env) {
+  if (core_->closed) return Status::kClosed;
+  drop_borrowed_when_done();
   if (borrowed_.IsEmpty()) return Status::kOk;
-  if (!core_->ring->borrowing()) {
-    borrowed_.Reset();
-    return Status::kOk;
-  }
   napi_typedarray_type type = napi_uint8_array;
   size_t length = 0;
   void* data = nullptr;
@@ -1206,9 +1205,13 @@ Status RingProducerWrap::check_borrowed(Napi::Env env) {
   return Status::kPayloadDetached;
 }
 
-/// After a write: holds the payload the producer borrows, if it borrows one.
-void RingProducerWrap::keep_borrowed(const Napi::CallbackInfo& info) {
-  const size_t index = core_->encoder.borrowed_payload();
+/// Lets go of the borrowed payload once the producer has copied all of it.
+void RingProducerWrap::drop_borrowed_when_done() {
+  if (!borrowed_.IsEmpty() && !core_->ring->borrowing()) borrowed_.Reset();
+}
+
+/// After a write that left the producer borrowing payloads[index] (argument 1): holds it.
+void RingProducerWrap::keep_borrowed(const Napi::CallbackInfo& info, size_t index) {
   if (index == BatchEncoder::kNoPayload || index >= core_->payloads.size()) return;
   const Napi::Value payload = info[1].As<Napi::Array>().Get(static_cast<uint32_t>(index));
   borrowed_ = Napi::Reference<Napi::Value>::New(payload, 1);
@@ -1223,16 +1226,14 @@ Napi::Value RingProducerWrap::WriteBatch(const Napi::CallbackInfo& info) {
       !get_payloads(info, 1, "writeBatch", &core_->payloads)) {
     return Napi::Value();
   }
-  if (core_->closed) return status_value(info.Env(), Status::kClosed);
-  if (Status b = check_borrowed(info.Env()); b != Status::kOk) {
-    return status_value(info.Env(), b);
-  }
+  if (Status w = writable(info.Env()); w != Status::kOk) return status_value(info.Env(), w);
   drop_reservation();
+  size_t borrowed = BatchEncoder::kNoPayload;
   const Status s =
       core_->encoder.write(*core_->ring, static_cast<const uint8_t*>(staging.data), staging.length,
-                           core_->payloads.data(), core_->payloads.size());
-  if (!core_->ring->borrowing()) borrowed_.Reset();
-  if (s == Status::kWritePending) keep_borrowed(info);
+                           core_->payloads.data(), core_->payloads.size(), &borrowed);
+  drop_borrowed_when_done();
+  keep_borrowed(info, borrowed);
   core_->payloads.clear();
   return status_value(info.Env(), s);
 }
@@ -1243,10 +1244,7 @@ Napi::Value RingProducerWrap::WriteFrame(const Napi::CallbackInfo& info) {
   if (!get_typed_array(info, 0, napi_uint8_array, "writeFrame", "frame", &frame)) {
     return Napi::Value();
   }
-  if (core_->closed) return status_value(info.Env(), Status::kClosed);
-  if (Status b = check_borrowed(info.Env()); b != Status::kOk) {
-    return status_value(info.Env(), b);
-  }
+  if (Status w = writable(info.Env()); w != Status::kOk) return status_value(info.Env(), w);
   drop_reservation();
   return status_value(
       info.Env(), core_->ring->write_frame(static_cast<const uint8_t*>(frame.data), frame.length));
@@ -1258,10 +1256,7 @@ Napi::Value RingProducerWrap::Reserve(const Napi::CallbackInfo& info) {
   if (!get_integer(info, 0, "reserve", "bytes", 1, 9007199254740991.0, &bytes)) {
     return Napi::Value();
   }
-  if (core_->closed) return status_value(info.Env(), Status::kClosed);
-  if (Status b = check_borrowed(info.Env()); b != Status::kOk) {
-    return status_value(info.Env(), b);
-  }
+  if (Status w = writable(info.Env()); w != Status::kOk) return status_value(info.Env(), w);
   drop_reservation();
   uint8_t* content = nullptr;
   const Status s = core_->ring->reserve(static_cast<size_t>(bytes), &content);
@@ -1298,12 +1293,9 @@ Napi::Value RingProducerWrap::Abandon(const Napi::CallbackInfo& info) {
 
 Napi::Value RingProducerWrap::Flush(const Napi::CallbackInfo& info) {
   if (!usable(info)) return Napi::Value();
-  if (core_->closed) return status_value(info.Env(), Status::kClosed);
-  if (Status b = check_borrowed(info.Env()); b != Status::kOk) {
-    return status_value(info.Env(), b);
-  }
+  if (Status w = writable(info.Env()); w != Status::kOk) return status_value(info.Env(), w);
   const Status s = core_->ring->flush();
-  if (!core_->ring->borrowing()) borrowed_.Reset();
+  drop_borrowed_when_done();
   return status_value(info.Env(), s);
 }
 

@@ -452,17 +452,17 @@ Status RingProducer::write_message_chunked(uint8_t* block, size_t offset, size_t
 
 void RingProducer::copy_pending(uint8_t* out, size_t from, size_t n) const noexcept {
   // Up to three runs: block bytes before the borrowed range, borrowed bytes, block bytes after.
-  const size_t lend_from = borrowed_.at;
-  const size_t lend_end = borrowed_.at + borrowed_.length;
+  const size_t borrow_begin = borrowed_.at;
+  const size_t borrow_end = borrowed_.at + borrowed_.length;
   const size_t end = from + n;
   while (from < end) {
     size_t run_end;
     const uint8_t* src;
-    if (from >= lend_from && from < lend_end) {
-      run_end = end < lend_end ? end : lend_end;
-      src = borrowed_.data + (from - lend_from);
+    if (from >= borrow_begin && from < borrow_end) {
+      run_end = end < borrow_end ? end : borrow_end;
+      src = borrowed_.data + (from - borrow_begin);
     } else {
-      run_end = from < lend_from && end > lend_from ? lend_from : end;
+      run_end = from < borrow_begin && end > borrow_begin ? borrow_begin : end;
       src = pending_ + from;
     }
     std::memcpy(out, src, run_end - from);

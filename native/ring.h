@@ -264,7 +264,7 @@ class RingProducer {
   ///
   /// With `borrowed`, bytes [borrowed->at, borrowed->at + borrowed->length) of the frame are
   /// not read from the block (they may be left unwritten there) but from `borrowed->data`,
-  /// caller memory that must stay valid and unchanged until has_pending() turns false or this
+  /// caller memory that must stay valid and unchanged until borrowing() turns false or this
   /// end closes: a large payload then goes from its owner straight into the ring, one copy.
   [[nodiscard]] Status write_message_chunked(uint8_t* block, size_t offset, size_t length,
                                              size_t block_bytes = 0,
