@@ -14,7 +14,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
 import { nameProblem, SELF_NODE } from './address.js';
 import { TopologyError, type TopologyIssue } from './errors.js';
-import { isLoopbackHost } from './transports/grpc-security.js';
+import { canonicalIdentity, isLoopbackHost } from './transports/grpc-security.js';
 
 /** Longest cluster name: it scopes shared-memory segment names, which are short. */
 export const MAX_CLUSTER_NAME_LENGTH = 64;
@@ -49,6 +49,12 @@ const machineSchema = z.strictObject({
   /** Port of this machine's gateway; required when the cluster has several machines. */
   grpcPort: z.number().int().min(0).max(65535).optional(),
   tls: tlsSchema.optional(),
+  /**
+   * The identity (certificate CN or SAN) this machine's certificate names. Set on every
+   * machine or none; when set, a gateway refuses a call that claims to come from a machine
+   * unless its certificate names that machine's identity (needs security.allow).
+   */
+  identity: z.string().min(1).optional(),
   servers: z.array(serverSchema).min(1),
 });
 
@@ -193,14 +199,22 @@ function checkMesh(
   }
 }
 
-/** Plaintext only on loopback or by opt-in; an allow-list needs mTLS everywhere. */
+/**
+ * Plaintext only on loopback or by opt-in; an allow-list needs mTLS everywhere; machine
+ * identities are all set or none, need the allow-list, and are in it.
+ */
 function checkSecurity(
   topo: {
     security?: { allow?: string[] | undefined; insecure: boolean } | undefined;
-    machines: { host: string; tls?: { ca?: string | undefined } | undefined }[];
+    machines: {
+      host: string;
+      identity?: string | undefined;
+      tls?: { ca?: string | undefined } | undefined;
+    }[];
   },
   ctx: z.RefinementCtx,
 ): void {
+  checkIdentities(topo, ctx);
   const insecure = topo.security?.insecure === true;
   const allow = topo.security?.allow !== undefined;
   topo.machines.forEach((m, mi) => {
@@ -217,6 +231,40 @@ function checkSecurity(
         code: 'custom',
         path: ['machines', mi, 'tls', 'ca'],
         message: 'security.allow needs mutual TLS: every machine needs tls.ca, cert and key',
+      });
+    }
+  });
+}
+
+function checkIdentities(
+  topo: {
+    security?: { allow?: string[] | undefined } | undefined;
+    machines: { identity?: string | undefined }[];
+  },
+  ctx: z.RefinementCtx,
+): void {
+  if (topo.machines.every((m) => m.identity === undefined)) return;
+  const allow = topo.security?.allow;
+  const allowed = new Set((allow ?? []).map(canonicalIdentity));
+  topo.machines.forEach((m, mi) => {
+    const path = ['machines', mi, 'identity'];
+    if (m.identity === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: 'another machine has an identity: set one on every machine, or on none',
+      });
+    } else if (allow === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: 'an identity binds calls to certificates: it needs security.allow (mutual TLS)',
+      });
+    } else if (!allowed.has(canonicalIdentity(m.identity))) {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: `identity ${JSON.stringify(m.identity)} is not in security.allow`,
       });
     }
   });
@@ -311,6 +359,8 @@ export interface MachineSpec {
   readonly host: string;
   readonly grpcPort?: number;
   readonly tls?: MachineTls;
+  /** The identity this machine's certificate names, when callers are bound to certificates. */
+  readonly identity?: string;
   readonly servers: readonly {
     readonly name: string;
     readonly nodes: readonly string[];
@@ -351,6 +401,7 @@ export function topologyInput(topo: Topology): TopologyInput {
       host: m.host,
       ...(m.grpcPort !== undefined ? { grpcPort: m.grpcPort } : {}),
       ...(m.tls !== undefined ? { tls: { ...m.tls } } : {}),
+      ...(m.identity !== undefined ? { identity: m.identity } : {}),
       servers: m.servers.map((s) => ({
         name: s.name,
         nodes: [...s.nodes],

@@ -26,15 +26,18 @@ export interface GatewayLinkOptions {
 /**
  * The security options of `machine`'s gRPC links, from the topology. A machine's
  * `serverNameOverride` is the name its dialers verify (see `peerServerName`), not one
- * it applies to others.
+ * it applies to others; the machines' `identity` fields bind callers to certificates.
  */
 export function machineSecurity(topology: Topology, machine: string): GrpcSecurityOptions {
   const m = topology.machines.find((x) => x.name === machine)!;
   const tls = m.tls === undefined ? undefined : { ...m.tls };
   if (tls !== undefined) delete (tls as { serverNameOverride?: string }).serverNameOverride;
+  const identities: Record<string, string> = {};
+  for (const x of topology.machines) if (x.identity !== undefined) identities[x.name] = x.identity;
   return {
     ...(tls !== undefined ? { tls } : {}),
     ...(topology.security.allow !== undefined ? { allow: topology.security.allow } : {}),
+    ...(Object.keys(identities).length > 0 ? { identities } : {}),
     insecure: topology.security.insecure,
   };
 }

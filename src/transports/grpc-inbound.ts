@@ -150,7 +150,7 @@ export class GrpcInbound {
       );
       return;
     }
-    const auth = authorizeCall(call, this.config.security);
+    const auth = authorizeCall(call, this.config.security, sender);
     if (!auth.ok) {
       this.refuse(call, who, GrpcStatus.PERMISSION_DENIED, auth.reason);
       return;

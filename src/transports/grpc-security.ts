@@ -14,7 +14,8 @@
  *   unreadable or malformed file throws then, naming the option and the path.
  * - `allow` is checked on both sides against the peer certificate's identities
  *   (subject CN and every DNS, URI and IP subjectAltName); one match admits the
- *   peer. The server only knows a client's identity under mTLS, so `allow`
+ *   peer. With `identities`, the server also checks that the machine a caller
+ *   claims to be (its `disco-sender`) is the one its certificate names. The server only knows a client's identity under mTLS, so `allow`
  *   without a required client certificate is a configuration error, not a
  *   silently open door. Matching is exact (IP addresses in canonical form); a
  *   wildcard DNS name in a certificate is taken literally.
@@ -54,6 +55,14 @@ export interface GrpcSecurityOptions {
   };
   /** Allowed peer identities: certificate subject CN or any SAN (DNS, URI, IP); checked on both sides. */
   allow?: readonly string[];
+  /**
+   * Binds callers to their certificates (server side, with `allow`): machine name -> the
+   * identity (CN or SAN) that machine's certificate names. A call whose `disco-sender` is
+   * machine `m` (or `m/<server>`) is refused unless its certificate names `identities[m]`,
+   * and a call from a machine not listed is refused. Without it, any allowed certificate
+   * may speak for any machine. Every identity must be in `allow`.
+   */
+  identities?: Readonly<Record<string, string>>;
   /** Explicit opt-in to plaintext on a non-loopback address. */
   insecure?: boolean;
 }
@@ -132,7 +141,7 @@ function parseSubjectAltName(text: string): Array<[string, string]> {
 }
 
 /** IP addresses in canonical form; any other identity unchanged. */
-function canonicalIdentity(identity: string): string {
+export function canonicalIdentity(identity: string): string {
   const family = isIP(identity);
   if (family === 0) return identity;
   const host = new URL(`http://${family === 6 ? `[${identity}]` : identity}/`).hostname;
@@ -153,6 +162,52 @@ function checkAllow(allow: readonly string[] | undefined): Set<string> | undefin
     );
   }
   return new Set(allow.map(canonicalIdentity));
+}
+
+/**
+ * Checks `identities` (machine -> certificate identity) against the allow-list; returns the
+ * map with identities in canonical form, or undefined when unset.
+ */
+function checkIdentities(
+  identities: Readonly<Record<string, string>> | undefined,
+  allowed: Set<string> | undefined,
+): Map<string, string> | undefined {
+  if (identities === undefined) return undefined;
+  const expected =
+    'an object mapping machine names to the identity (certificate CN, DNS, URI or IP name) ' +
+    'of each machine, every one of them in "allow"';
+  if (typeof identities !== 'object' || identities === null || Array.isArray(identities)) {
+    throw new InvalidArgumentError('identities', identities, expected);
+  }
+  if (allowed === undefined) {
+    throw new InvalidArgumentError(
+      'identities',
+      identities,
+      `${expected}; it binds callers to certificates, so it needs "allow" (mutual TLS)`,
+    );
+  }
+  const map = new Map<string, string>();
+  for (const [machine, identity] of Object.entries(identities)) {
+    if (machine === '' || typeof identity !== 'string' || identity === '') {
+      throw new InvalidArgumentError(`identities.${machine}`, identity, expected);
+    }
+    const canonical = canonicalIdentity(identity);
+    if (!allowed.has(canonical)) {
+      throw new InvalidArgumentError(
+        `identities.${machine}`,
+        identity,
+        'an identity in "allow": a certificate naming anything else is refused anyway',
+      );
+    }
+    map.set(machine, canonical);
+  }
+  return map;
+}
+
+/** The machine a `disco-sender` names: a machine, or `<machine>/<server>` for a direct link. */
+function senderMachine(sender: string): string {
+  const slash = sender.indexOf('/');
+  return slash < 0 ? sender : sender.slice(0, slash);
 }
 
 /** The first identity of `identities` in `allowed`, or undefined. */
@@ -248,14 +303,16 @@ function loadFiles(
 /**
  * Credentials for a gRPC server bound on `host`.
  * @throws {InvalidArgumentError} plaintext on a non-loopback host without `insecure`;
- *   `allow` without a required client certificate; a missing, unreadable or
- *   malformed PEM file; a key that does not match its certificate.
+ *   `allow` without a required client certificate; `identities` without `allow`, or
+ *   naming an identity outside it; a missing, unreadable or malformed PEM file; a key
+ *   that does not match its certificate.
  */
 export function serverCredentials(
   opts: GrpcSecurityOptions | undefined,
   host: string,
 ): ServerCredentials {
   const allowed = checkAllow(opts?.allow);
+  checkIdentities(opts?.identities, allowed);
   const tls = opts?.tls;
   if (tls === undefined) {
     if (allowed !== undefined) throw allowNeedsMtls(opts!.allow, 'no "tls" is set');
@@ -298,7 +355,9 @@ function allowNeedsMtls(allow: unknown, why: string): InvalidArgumentError {
  * refusal names the peer's address and identities (the caller logs it and ends the
  * call with PERMISSION_DENIED). Without `allow`, every call that reached the
  * handler is admitted (TLS already verified any certificate); the identity is then
- * the certificate's first identity, or the peer address.
+ * the certificate's first identity, or the peer address. With `identities` set, the
+ * certificate must also name the identity of the machine `sender` (the call's
+ * `disco-sender`) belongs to: an allowed certificate cannot speak for another machine.
  *
  * The certificate comes from `call.getAuthContext().sslPeerCertificate` (server
  * calls gained `getAuthContext` in grpc-js with gRFC L35; the pinned 1.14.7 has
@@ -308,11 +367,15 @@ function allowNeedsMtls(allow: unknown, why: string): InvalidArgumentError {
 export function authorizeCall(
   call: ServerDuplexStream<Buffer, Buffer>,
   opts: GrpcSecurityOptions | undefined,
+  sender: string,
 ): CallAuthorization {
   const peer = call.getPeer();
   const cert = call.getAuthContext()?.sslPeerCertificate;
   const identities = cert !== undefined ? peerIdentities(cert) : [];
-  const result = decideCall(peer, cert !== undefined, identities, opts?.allow);
+  let result = decideCall(peer, cert !== undefined, identities, opts?.allow);
+  if (result.ok && opts?.identities !== undefined) {
+    result = decideSender(peer, sender, identities, opts.identities, opts.allow);
+  }
   if (tracer.enabled) {
     tracer.log(result.ok ? `admitted ${peer} as ${result.identity}` : `refused: ${result.reason}`);
   }
@@ -340,6 +403,33 @@ function decideCall(
     reason:
       `client ${peer} is not allowed: its certificate names ${listIdentities(identities)}, ` +
       'none of which is in the allow-list',
+  };
+}
+
+/** Whether a certificate naming `identities` may speak for the machine of `sender`. */
+function decideSender(
+  peer: string,
+  sender: string,
+  identities: readonly string[],
+  bound: Readonly<Record<string, string>>,
+  allow: readonly string[] | undefined,
+): CallAuthorization {
+  const machine = senderMachine(sender);
+  const expected = checkIdentities(bound, checkAllow(allow))!.get(machine);
+  if (expected === undefined) {
+    return {
+      ok: false,
+      reason:
+        `client ${peer} claims to be ${JSON.stringify(sender)}, but machine ` +
+        `${JSON.stringify(machine)} has no identity in "identities"`,
+    };
+  }
+  if (identities.includes(expected)) return { ok: true, identity: expected };
+  return {
+    ok: false,
+    reason:
+      `client ${peer} claims to be ${JSON.stringify(sender)}, whose certificate must name ` +
+      `${expected}, but its certificate names ${listIdentities(identities)}`,
   };
 }
 

@@ -18,6 +18,8 @@ import {
 const TLS_DIR = fileURLToPath(new URL('../fixtures/tls/', import.meta.url));
 const pem = (name: string): string => join(TLS_DIR, name);
 const CALL_DEADLINE_MS = 5000;
+/** The `disco-sender` the echo server checks a caller against, when `identities` is set. */
+const SENDER = 'machine-a/s0';
 
 const identity = (b: Buffer): Buffer => b;
 const ECHO_PATH = '/disco.test.Echo/Echo';
@@ -47,7 +49,7 @@ async function startServer(opts: GrpcSecurityOptions | undefined): Promise<{
   server.addService(echoService, {
     echo: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
       log.calls++;
-      const auth = authorizeCall(call, opts);
+      const auth = authorizeCall(call, opts, SENDER);
       if (!auth.ok) {
         log.refused.push(auth.reason);
         call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: auth.reason });
@@ -208,6 +210,40 @@ describe('gRPC mutual TLS and the server allow-list', () => {
     ]);
   });
 
+  it('binds the machine a caller claims to be to the identity its certificate names', async () => {
+    const both = ['machine-a', 'machine-b'];
+    const identities = { 'machine-a': 'machine-a', 'machine-b': 'machine-b' };
+    const { port, log } = await startServer({ ...MTLS_SERVER, allow: both, identities });
+    // SENDER claims machine-a: machine-a's certificate may, machine-b's (allowed too) may not.
+    expect(await echo(port, { tls: machine('machine-a') })).toEqual({ ok: true, reply: 'ping' });
+    const r = await echo(port, { tls: machine('machine-b') });
+    expect(r).toMatchObject({ ok: false, code: grpc.status.PERMISSION_DENIED });
+    expect(r.ok === false && r.details).toMatch(
+      /^client 127\.0\.0\.1:\d+ claims to be "machine-a\/s0", whose certificate must name machine-a, but its certificate names machine-b$/,
+    );
+    expect(log.admitted).toEqual(['machine-a']);
+    // Without the binding the same certificate gets through: the allow-list alone admits it.
+    const unbound = await startServer({ ...MTLS_SERVER, allow: both });
+    expect(await echo(unbound.port, { tls: machine('machine-b') })).toEqual({
+      ok: true,
+      reply: 'ping',
+    });
+  });
+
+  it('refuses a caller whose machine has no identity when callers are bound', async () => {
+    const { port, log } = await startServer({
+      ...MTLS_SERVER,
+      allow: ['machine-a', 'machine-b'],
+      identities: { 'machine-b': 'machine-b' },
+    });
+    const r = await echo(port, { tls: machine('machine-a') });
+    expect(r).toMatchObject({ ok: false, code: grpc.status.PERMISSION_DENIED });
+    expect(r.ok === false && r.details).toMatch(
+      /claims to be "machine-a\/s0", but machine "machine-a" has no identity in "identities"$/,
+    );
+    expect(log.admitted).toEqual([]);
+  });
+
   it('admits any trusted client under mTLS without an allow-list, named by its CN', async () => {
     const { port, log } = await startServer(MTLS_SERVER);
     expect(await echo(port, { tls: machine('machine-b') })).toEqual({ ok: true, reply: 'ping' });
@@ -348,6 +384,23 @@ describe('configuration errors', () => {
     }
     const client = thrown(() => channelCredentials({ allow: ['disco-server'] }, '127.0.0.1'));
     expect(client.message).toContain('a plaintext server shows no certificate to check');
+  });
+
+  it('refuses identities without an allow-list, or naming an identity outside it', () => {
+    const noAllow = thrown(() =>
+      serverCredentials({ ...MTLS_SERVER, identities: { m1: 'machine-a' } }, '127.0.0.1'),
+    );
+    expect(noAllow).toBeInstanceOf(InvalidArgumentError);
+    expect(noAllow.message).toMatch(/^invalid identities .*it binds callers to certificates/);
+    const outside = thrown(() =>
+      serverCredentials(
+        { ...MTLS_SERVER, allow: ['machine-a'], identities: { m1: 'machine-a', m2: 'machine-b' } },
+        '127.0.0.1',
+      ),
+    );
+    expect(outside.message).toMatch(
+      /^invalid identities\.m2 "machine-b": expected an identity in "allow"/,
+    );
   });
 
   it('refuses requireClientCert without a CA, and a client cert without its key', () => {

@@ -26,13 +26,17 @@ function security(cert: string, allow: string[]): GrpcSecurityOptions {
  * Machine identities are the certificates' names (`machine-a`, `machine-b`); both
  * listen on 127.0.0.1, so each verifies its peer's certificate against the peer's name.
  */
-async function machines(aAllows: string[], bCert = 'machine-b') {
+async function machines(
+  aAllows: string[],
+  bCert = 'machine-b',
+  aIdentities?: Record<string, string>,
+) {
   const cluster = uniqueCluster('grpc-tls');
   const dir = new Directory();
   dir.placement.set('a1', 'machine-a').set('b1', 'machine-b');
   const serverNameOf = (peer: string): string => peer;
   const A = await startTransport(dir, cluster, 'machine-a', {
-    security: security('machine-a', aAllows),
+    security: { ...security('machine-a', aAllows), identities: aIdentities },
     serverNameOf,
     reliability: { peerDeadlineMs: 1500 },
   });
@@ -72,6 +76,22 @@ describe('GrpcTransport with mutual TLS and an allow-list', () => {
     expect(linkFailure(B.errors)!.unacknowledged).toBe(10);
     const refusal = A.errors.find((e) => e.message.includes('is not allowed'));
     expect(refusal?.message).toContain('machine-b');
+    await Promise.all([A.t.close(), B.t.close()]);
+  });
+
+  it('refuses an allowed certificate that claims to be another machine', async () => {
+    // The process of machine-b holds machine-a's certificate, which the allow-list admits.
+    const bound = { 'machine-a': 'machine-a', 'machine-b': 'machine-b' };
+    const { A, B, a1 } = await machines(['machine-a', 'machine-b'], 'machine-a', bound);
+    await sendAll(B.t, 10, (i) => seqEvent('b1', 'a1', i));
+    await until(() => linkFailure(B.errors) !== undefined, 20_000, 'the impostor link to fail');
+    expect(a1.eventCount).toBe(0);
+    expect(linkFailure(B.errors)!.unacknowledged).toBe(10);
+    const refusal = A.errors.find((e) => e.message.includes('claims to be'));
+    expect(refusal?.message).toContain(
+      'claims to be "machine-b", whose certificate must name machine-b, but its certificate ' +
+        'names machine-a, spiffe://disco-test/machine-a',
+    );
     await Promise.all([A.t.close(), B.t.close()]);
   });
 

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { loadTopology, topologyInput, type TopologyInput } from '../../src/topology.js';
 import { machineRoutes } from '../../src/mesh.js';
 import { TopologyError } from '../../src/errors.js';
+import { machineSecurity } from '../../src/runtime/gateway-runtime.js';
 
 const good: TopologyInput = {
   cluster: 'test-cluster',
@@ -203,6 +204,29 @@ describe('multi-machine topologies', () => {
     const insecure = three({ security: { insecure: true } });
     insecure.machines[0] = { ...insecure.machines[0]!, host: '10.0.0.1' };
     expect(() => loadTopology(insecure)).not.toThrow();
+  });
+
+  it('binds machines to identities on every machine or none, all of them allowed', () => {
+    const mtls = { ca: 'ca.pem', cert: 'x.pem', key: 'x.key' };
+    const input = three({ security: { allow: ['id-a', 'id-b'] } });
+    input.machines = input.machines.map((m) => ({ ...m, tls: mtls }));
+    input.machines[0] = { ...input.machines[0]!, identity: 'id-a' };
+    input.machines[1] = { ...input.machines[1]!, identity: 'id-x' };
+    const issues = issuesOf(input);
+    expect(issues.map((i) => i.path)).toEqual(['machines[1].identity', 'machines[2].identity']);
+    expect(issues[0]!.message).toBe('identity "id-x" is not in security.allow');
+    expect(issues[1]!.message).toContain('set one on every machine, or on none');
+
+    input.machines[1] = { ...input.machines[1]!, identity: 'id-b' };
+    input.machines[2] = { ...input.machines[2]!, identity: 'id-a' };
+    const topo = loadTopology(input);
+    expect(topo.machines.map((m) => m.identity)).toEqual(['id-a', 'id-b', 'id-a']);
+    expect(machineSecurity(topo, 'b').identities).toEqual({ a: 'id-a', b: 'id-b', c: 'id-a' });
+    expect(loadTopology(topologyInput(topo))).toEqual(topo);
+
+    const noAllow = three({ security: { insecure: true } });
+    noAllow.machines = noAllow.machines.map((m) => ({ ...m, identity: 'id-a' }));
+    expect(issuesOf(noAllow)[0]!.message).toContain('it needs security.allow (mutual TLS)');
   });
 
   it('with directLinks needs a port of its own on every Server', () => {
