@@ -130,6 +130,8 @@ describe('ShmTransport', () => {
     // or sender remembered from the previous send must never serve the next one by mistake.
     const m = machine({ A: ['a1', 'a2'], B: ['b1', 'b2'], C: ['c1'] });
     const servers = ['A', 'B', 'C'].map((name) => m.make(name).server);
+    // Closed however the test ends: a failed assertion must not leave readers polling.
+    onTestFinished(() => Promise.all(servers.map((s) => s.close())).then(() => undefined));
     const [A, B, C] = servers as [Server, Server, Server];
     const inboxes = {
       b1: new RecordingInbox(),
@@ -159,7 +161,6 @@ describe('ShmTransport', () => {
         expect(e.sender).toEqual({ node: (e.epoch >> 1) % 2 === 0 ? 'a1' : 'a2', simproc: 'p' });
       }
     }
-    for (const server of servers) await server.close();
   });
 
   it('carries events and promises between Servers with every field intact', async () => {
