@@ -53,7 +53,8 @@ export const suite = {
     'rtt.*: 64 B ping-pong, latency of each round trip in a histogram (percentiles: median over',
     "rounds). rtt.ring uses ShmTransport's reader: spinNs is how long it polls the ring from the",
     'event loop after traffic before it sleeps on the doorbell (0: a reader that always sleeps);',
-    'spinMode: polls all the time.',
+    'spinMode: polls all the time. Each round-trip case first warms up until its rate settles',
+    '(at least 10,000 round trips; bench/macro/lib/warmup.mjs), as the gRPC suite does.',
   ],
   sections: payloadSections,
 };
@@ -93,10 +94,11 @@ function throughputCases(size, share) {
   return out;
 }
 
-function roundTripCases(share) {
-  const uds = udsRoundTripCase();
-  const ctlUds = controllerRoundTripCase({ link: 'uds', share });
-  const ring = (doorbell) => ({ ...ringRoundTripCase(doorbell), baseline: uds.name });
+/** The round trips; `warm` (a full run) warms each up before it is measured. */
+function roundTripCases(share, warm) {
+  const uds = udsRoundTripCase({ warm });
+  const ctlUds = controllerRoundTripCase({ link: 'uds', share, warm });
+  const ring = (doorbell) => ({ ...ringRoundTripCase(doorbell, { warm }), baseline: uds.name });
   return [
     uds,
     ring({}),
@@ -105,7 +107,7 @@ function roundTripCases(share) {
     ring({ doorbell: 'pipe' }),
     ring({ doorbell: 'pipe', spinNs: 0 }),
     ctlUds,
-    { ...controllerRoundTripCase({ link: 'shm', share }), baseline: ctlUds.name },
+    { ...controllerRoundTripCase({ link: 'shm', share, warm }), baseline: ctlUds.name },
   ];
 }
 
@@ -281,7 +283,10 @@ function applicationOf(spec) {
  * shares one Application instead of starting two Server processes per case.
  */
 export function cases({ quick = false } = {}) {
-  const all = [...SIZES.flatMap((size) => throughputCases(size, quick)), ...roundTripCases(quick)];
+  const all = [
+    ...SIZES.flatMap((size) => throughputCases(size, quick)),
+    ...roundTripCases(quick, !quick),
+  ];
   if (!quick) return all;
   return all
     .map((spec, i) => ({ spec, i }))

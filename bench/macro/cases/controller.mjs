@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { Application } from '../../../dist/runtime/application.js';
 import { REQUEST_TIMEOUT_MS, uniqueCluster } from '../lib/peer.mjs';
 import { countsFor, ROUND_TRIP_COUNTS, sizeLabel } from '../lib/sizes.mjs';
+import { ROUND_TRIP_WARM_OPS, warmedUp } from '../lib/warmup.mjs';
 
 const JOB = fileURLToPath(new URL('../jobs/controller.mjs', import.meta.url));
 const SERVERS = ['s0', 's1'];
@@ -219,14 +220,18 @@ export function controllerThroughputCase({ size, link, share = false }) {
   };
 }
 
-/** 64 B round trips n0 -> n1 -> n0 across the two Servers, one at a time. */
-export function controllerRoundTripCase({ link, share = false }) {
+/**
+ * 64 B round trips n0 -> n1 -> n0 across the two Servers, one at a time. `warm`: warm up first
+ * (bench/macro/lib/warmup.mjs).
+ */
+export function controllerRoundTripCase({ link, share = false, warm = false }) {
   return {
     name: `rtt.controller.${link} size=64B`,
     async setup() {
       const { app, channel, stop } = await acquireApplication(link, share);
-      return {
+      const instance = {
         ...ROUND_TRIP_COUNTS,
+        warmOps: ROUND_TRIP_WARM_OPS,
         async run(count) {
           const run = channel.nextRun();
           const answer = channel.answer('s0', run, 'seconds');
@@ -236,6 +241,7 @@ export function controllerRoundTripCase({ link, share = false }) {
         },
         teardown: stop,
       };
+      return warmedUp(instance, warm);
     },
   };
 }

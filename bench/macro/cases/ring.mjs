@@ -27,6 +27,7 @@ import { payloadOf, sealedFrames } from '../lib/frames.mjs';
 import { Peer, now, uniqueCluster } from '../lib/peer.mjs';
 import { RingReceiver, RingSender } from '../lib/ring-ends.mjs';
 import { countsFor, ROUND_TRIP_COUNTS, sizeLabel } from '../lib/sizes.mjs';
+import { ROUND_TRIP_WARM_OPS, warmedUp } from '../lib/warmup.mjs';
 
 const PEER = fileURLToPath(new URL('../peers/ring.mjs', import.meta.url));
 /** Frames a 'frame' producer cycles through, fewer for large ones (64 MiB of frames at most). */
@@ -157,9 +158,9 @@ function doorbellLabel(doorbell) {
 /**
  * 64 B ping-pong over two rings with `doorbell` (RingDoorbellOptions) on both consumers: this
  * process writes, the peer answers from its doorbell callback, this process records the time
- * from write to answer and writes the next.
+ * from write to answer and writes the next. `warm`: warm up first (bench/macro/lib/warmup.mjs).
  */
-export function ringRoundTripCase(doorbell) {
+export function ringRoundTripCase(doorbell, { warm = false } = {}) {
   return {
     name: `rtt.ring size=64B ${doorbellLabel(doorbell)}`,
     async setup() {
@@ -209,8 +210,9 @@ export function ringRoundTripCase(doorbell) {
         release();
         throw err;
       }
-      return {
+      const instance = {
         ...ROUND_TRIP_COUNTS,
+        warmOps: ROUND_TRIP_WARM_OPS,
         async run(count) {
           histogram.reset();
           Object.assign(state, { count, got: 0 });
@@ -232,6 +234,7 @@ export function ringRoundTripCase(doorbell) {
           }
         },
       };
+      return warmedUp(instance, warm);
     },
   };
 }

@@ -20,6 +20,7 @@ import { latencyOf } from '../../lib/stats.mjs';
 import { FrameCounter, payloadOf, sealedFrames } from '../lib/frames.mjs';
 import { Peer, now, uniqueSocketPath } from '../lib/peer.mjs';
 import { countsFor, ROUND_TRIP_COUNTS, sizeLabel } from '../lib/sizes.mjs';
+import { ROUND_TRIP_WARM_OPS, warmedUp } from '../lib/warmup.mjs';
 
 const PEER = fileURLToPath(new URL('../peers/uds.mjs', import.meta.url));
 /** Latency histogram range: 1 ns to 10 s, 3 significant figures. */
@@ -120,8 +121,11 @@ export function udsThroughputCase({ size, mode, batch }) {
   };
 }
 
-/** 64 B ping-pong over one Unix socket: this process writes a frame, the peer answers one. */
-export function udsRoundTripCase() {
+/**
+ * 64 B ping-pong over one Unix socket: this process writes a frame, the peer answers one.
+ * `warm`: warm up first (bench/macro/lib/warmup.mjs).
+ */
+export function udsRoundTripCase({ warm = false } = {}) {
   return {
     name: 'rtt.uds size=64B',
     async setup() {
@@ -147,8 +151,9 @@ export function udsRoundTripCase() {
           done(t);
         }
       });
-      return {
+      const instance = {
         ...ROUND_TRIP_COUNTS,
+        warmOps: ROUND_TRIP_WARM_OPS,
         async run(count) {
           histogram.reset();
           Object.assign(state, { count, got: 0 });
@@ -168,6 +173,7 @@ export function udsRoundTripCase() {
           await peer.close();
         },
       };
+      return warmedUp(instance, warm);
     },
   };
 }
