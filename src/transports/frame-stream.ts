@@ -9,8 +9,8 @@
  * 8-byte aligned, as the native verifier requires: a frame that sits at an aligned
  * offset of one received chunk is returned as a view, any other is copied once.
  *
- * The reader does not verify frames: the caller passes each to `assertFrame`.
- * The peer is untrusted; the first bad header makes `push` throw
+ * The reader does not verify frames: the caller verifies each (`FrameReader.read`,
+ * `assertFrame`). The peer is untrusted; the first bad header makes `push` throw
  * FrameCorruptError and the caller closes the connection.
  */
 

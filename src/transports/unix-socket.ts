@@ -8,21 +8,22 @@
  * clean up); a link to a peer is one outbound connection, so FIFO per lane holds.
  *
  * - Outbound: OutboundQueue per peer (two lanes, bounded, batched once per turn);
- *   frames are encoded, sealed (native checksum) and written; the socket's own
- *   back-pressure (`write() === false`) stops the pump until 'drain'.
+ *   frames are built and sealed (checksum) by the native batch encoder, as on the
+ *   shared-memory and gRPC links, and written; the socket's own back-pressure
+ *   (`write() === false`) stops the pump until 'drain'.
  * - Connecting retries with backoff until `connectTimeoutMs` (peers start in any
  *   order); after that the link fails with LinkClosedError. A peer that goes away
  *   fails the link with PeerDeadError; either error counts the messages lost.
- * - Inbound: every frame passes the native verifier before it is decoded; a bad
- *   frame closes that connection with FrameCorruptError naming the peer.
+ * - Inbound: every frame passes the native verifier before the native decoder reads
+ *   it; a bad frame closes that connection with FrameCorruptError naming the peer.
  * - Errors are emitted as 'error' (the Router relays them).
  */
 
 import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
-import { decodeFrame, FrameEncoder, type Envelope, type Lane } from '../envelope.js';
+import type { Envelope, Lane } from '../envelope.js';
 import { DiscoError, FrameCorruptError, LinkClosedError, PeerDeadError } from '../errors.js';
-import { assertFrame, sealFrame } from '../native.js';
 import { tracerFor } from '../trace.js';
+import { FrameReader, FrameWriter } from './batch-frames.js';
 import { FrameStreamReader } from './frame-stream.js';
 import { LinkTransport } from './link-transport.js';
 import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
@@ -66,6 +67,7 @@ class UdsLink implements LinkChannel {
   private connected = false;
   private retryMs = RETRY_INITIAL_MS;
   private readonly deadline: number;
+  private readonly writer: FrameWriter;
   private closing = false;
   private failed = false;
   bytesSent = 0;
@@ -73,11 +75,11 @@ class UdsLink implements LinkChannel {
   constructor(
     readonly peer: string,
     private readonly owner: UnixSocketTransport,
-    private readonly encoder: FrameEncoder,
     limits: LinkLimits | undefined,
     connectTimeoutMs: number,
   ) {
     this.queue = new OutboundQueue(`uds link to ${peer}`, this, limits);
+    this.writer = new FrameWriter(`uds link to ${peer}`);
     this.queue.on('failed', (err: DiscoError) => {
       this.failed = true;
       if (!this.closing) this.owner.reportError(err);
@@ -99,8 +101,7 @@ class UdsLink implements LinkChannel {
   }
 
   writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
-    const frame = this.encoder.encode(envelopes, lane, 0n, 0n, start, end);
-    sealFrame(frame);
+    const frame = this.writer.encode(lane, 0, 0, envelopes, start, end);
     this.bytesSent += frame.length;
     this.socket!.write(frame);
     return end - start;
@@ -171,7 +172,6 @@ export class UnixSocketTransport extends LinkTransport<UdsLink> implements Trans
   /** Where envelopes are received, for UndeliverableError. */
   private readonly where: string;
   private readonly options: UnixSocketTransportOptions;
-  private readonly encoder = new FrameEncoder();
   private readonly inbound = new Set<Socket>();
   private server: NetServer | null = null;
   private inboundCount = 0;
@@ -226,7 +226,6 @@ export class UnixSocketTransport extends LinkTransport<UdsLink> implements Trans
     return new UdsLink(
       peer,
       this,
-      this.encoder,
       this.options.limits,
       this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     );
@@ -235,11 +234,12 @@ export class UnixSocketTransport extends LinkTransport<UdsLink> implements Trans
   private accept(socket: Socket): void {
     const peer = `uds:${this.endpoint}#${++this.inboundCount}`;
     const reader = new FrameStreamReader(peer);
+    const frames = new FrameReader();
     this.inbound.add(socket);
     if (this.paused) socket.pause();
     socket.on('data', (chunk: Buffer) => {
       try {
-        reader.push(chunk, (frame) => this.receive(frame, peer));
+        reader.push(chunk, (frame) => this.receive(frames, frame, peer));
       } catch (err) {
         this.reportError(
           err instanceof DiscoError ? err : new FrameCorruptError(peer, String(err)),
@@ -253,9 +253,11 @@ export class UnixSocketTransport extends LinkTransport<UdsLink> implements Trans
     socket.on('close', () => this.inbound.delete(socket));
   }
 
-  private receive(frame: Uint8Array, peer: string): void {
-    assertFrame(frame, peer);
-    decodeFrame(frame, (env) => this.deliverReceived(env, this.where), peer);
+  /** Verifies and decodes `frame` (nothing of a bad one is delivered), then delivers it. */
+  private receive(frames: FrameReader, frame: Uint8Array, peer: string): void {
+    frames.read(frame, peer);
+    const n = frames.count;
+    for (let i = 0; i < n; i++) this.deliverReceived(frames.envelope(i), this.where);
     this.flushQueued();
   }
 }
