@@ -15,10 +15,11 @@
  * - `allow` is checked on both sides against the peer certificate's identities
  *   (subject CN and every DNS, URI and IP subjectAltName); one match admits the
  *   peer. With `identities`, the server also checks that the machine a caller
- *   claims to be (its `disco-sender`) is the one its certificate names. The server only knows a client's identity under mTLS, so `allow`
- *   without a required client certificate is a configuration error, not a
- *   silently open door. Matching is exact (IP addresses in canonical form); a
- *   wildcard DNS name in a certificate is taken literally.
+ *   claims to be (its `disco-sender`) is the one its certificate names. The
+ *   server only knows a client's identity under mTLS, so `allow` without a
+ *   required client certificate is a configuration error, not a silently open
+ *   door. Matching is exact (IP addresses in canonical form); a wildcard DNS
+ *   name in a certificate is taken literally.
  * - Certificate chains are verified by TLS itself (rejectUnauthorized stays on);
  *   the client also keeps the usual host-name check and adds the allow-list on
  *   top of it.
