@@ -66,6 +66,34 @@ describe('UnixSocketTransport', () => {
     await B.server.close();
   });
 
+  it('carries events larger than a frame block, and small ones around them, byte for byte', async () => {
+    // 64 B and 5 KiB (passed by reference to the encoder) share frames; 300 KiB and 3 MiB
+    // frames are larger than the blocks small frames are cut from.
+    const { A, B } = await pair();
+    const inbox = new RecordingInbox();
+    const copies: Uint8Array[] = [];
+    const seen = inbox.onEvent.bind(inbox);
+    inbox.onEvent = (e) => {
+      copies.push((e.data as Uint8Array).slice());
+      seen(e);
+    };
+    B.server.controller('b1').setInbox('p', inbox);
+    const a1 = A.server.controller('a1');
+    const sizes = [64, 5 * 1024, 300 * 1024, 64, 3 * 1024 * 1024, 5 * 1024];
+    const payloads = sizes.map((n, k) => {
+      const p = new Uint8Array(n);
+      for (let i = 0; i < n; i++) p[i] = (i * 7 + k) & 0xff;
+      return p;
+    });
+    payloads.forEach((p, k) => a1.sendEvent('b1/p', k, p));
+    await until(() => inbox.events.length === sizes.length);
+    expect(inbox.events.map((e) => e.epoch)).toEqual(sizes.map((_, k) => k));
+    expect(copies.map((c) => c.length)).toEqual(sizes);
+    copies.forEach((c, k) => expect(Buffer.compare(c, payloads[k]!), `event ${k}`).toBe(0));
+    await A.server.close();
+    await B.server.close();
+  });
+
   it('writes a send that finds a connected link idle at once, and batches the rest of the turn', async () => {
     const { A, B } = await pair();
     const inbox = new RecordingInbox();
