@@ -130,15 +130,19 @@ export class Router extends EventEmitter {
     return this.transports.map((t) => t.metrics());
   }
 
-  /** Closes every transport; idempotent. */
+  /**
+   * Closes every transport; idempotent. What a transport reports while it closes (messages
+   * it could not hand over in time) still comes out as this Router's 'error'.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of this.transports) {
-      t.off('drain', this.onTransportDrain);
-      t.off('error', this.onTransportError);
+    for (const t of this.transports) t.off('drain', this.onTransportDrain);
+    try {
+      await Promise.all(this.transports.map((t) => t.close()));
+    } finally {
+      for (const t of this.transports) t.off('error', this.onTransportError);
     }
-    await Promise.all(this.transports.map((t) => t.close()));
   }
 
   private readonly onTransportDrain = (): void => {

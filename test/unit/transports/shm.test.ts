@@ -1,12 +1,14 @@
 import { closeSync, openSync, readdirSync, writeSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { Server } from '../../../src/runtime/server.js';
+import { Router } from '../../../src/router.js';
+import { seqEvent } from '../../fixtures/grpc/recording-node.js';
 import { loadTopology } from '../../../src/topology.js';
 import { machineServerIds, sameMachineLocator, serverId } from '../../../src/runtime/endpoints.js';
 import { ShmTransport, ringName } from '../../../src/transports/shm.js';
 import { createRing, unlinkRing, type RingDoorbellOptions } from '../../../src/native.js';
 import { MAX_NUM_EVENTS } from '../../../src/arguments.js';
-import { BackpressureError, FrameCorruptError } from '../../../src/errors.js';
+import { BackpressureError, FrameCorruptError, LinkClosedError } from '../../../src/errors.js';
 import { answerTwice, RecordingInbox, until } from '../helpers.js';
 import type { LinkLimits } from '../../../src/transports/outbound-queue.js';
 
@@ -16,12 +18,14 @@ interface MachineOptions {
   ringBytes?: number;
   limits?: LinkLimits;
   doorbell?: RingDoorbellOptions;
+  closeTimeoutMs?: number;
 }
 
 /**
  * Servers of one machine, all in this process, with a real shared-memory ring for every
  * ordered pair of them (removed when the test ends, pass or fail). `make(name)` builds one
- * Server and its ShmTransport, reading its inbound rings unless told not to.
+ * Server and its ShmTransport, reading its inbound rings unless told not to; `transport(name)`
+ * the ShmTransport alone.
  */
 function machine(servers: Record<string, string[]>, options: MachineOptions = {}) {
   const cluster = `shm-test-${process.pid}-${++seq}`;
@@ -44,7 +48,7 @@ function machine(servers: Record<string, string[]>, options: MachineOptions = {}
     // Also after a failed assertion: no test leaves segments in /dev/shm.
     for (const r of rings) unlinkRing(r);
   });
-  const make = (name: string, open = true) => {
+  const transport = (name: string, open = true) => {
     const shm = new ShmTransport({
       cluster,
       self: serverId(topology, 'm', name),
@@ -52,11 +56,16 @@ function machine(servers: Record<string, string[]>, options: MachineOptions = {}
       locate: sameMachineLocator(topology, 'm', name, 'id'),
       limits: options.limits,
       ...(options.doorbell !== undefined ? { doorbell: options.doorbell } : {}),
+      ...(options.closeTimeoutMs !== undefined ? { closeTimeoutMs: options.closeTimeoutMs } : {}),
     });
     if (open) shm.open();
+    return shm;
+  };
+  const make = (name: string, open = true) => {
+    const shm = transport(name, open);
     return { server: new Server({ topology, machine: 'm', server: name, transports: [shm] }), shm };
   };
-  return { cluster, rings, make };
+  return { cluster, rings, make, transport };
 }
 
 /** Two Servers of one machine in this process, linked by real shared-memory rings. */
@@ -161,6 +170,22 @@ describe('ShmTransport', () => {
         expect(e.sender).toEqual({ node: (e.epoch >> 1) % 2 === 0 ? 'a1' : 'a2', simproc: 'p' });
       }
     }
+  });
+
+  it('reports what a close could not hand over through the Router, not as an uncaught throw', async () => {
+    // B never reads its ring: A's close waits closeTimeoutMs, then counts what is left and
+    // reports it while the Router is closing.
+    const m = machine({ A: ['a1'], B: ['b1'] }, { ringBytes: 64 * 1024, closeTimeoutMs: 50 });
+    const shm = m.transport('A');
+    const router = new Router({ transports: [shm] });
+    const errors: Error[] = [];
+    router.on('error', (err: Error) => errors.push(err));
+    for (let i = 0; i < 2000; i++) shm.sendEvent(seqEvent('a1', 'b1', i, 1024)); // 2 MiB
+    await router.close();
+    const lost = errors.find((e): e is LinkClosedError => e instanceof LinkClosedError);
+    expect(lost?.message).toContain('closed before the peer read everything');
+    expect(lost!.unacknowledged).toBeGreaterThan(0);
+    expect(lost!.unacknowledged).toBeLessThan(2000);
   });
 
   it('carries events and promises between Servers with every field intact', async () => {
