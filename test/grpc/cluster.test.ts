@@ -17,7 +17,10 @@ let seq = 0;
 const fixture = (name: string): string =>
   fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
 
-/** Two machines; with `tls`, mutual TLS from the test CA and an allow-list of both. */
+/**
+ * Two machines; with `tls`, mutual TLS from the test CA, an allow-list of both, and each
+ * machine bound to its certificate's identity.
+ */
 async function twoMachines(tls = false): Promise<TopologyInput> {
   const machine = async (name: string) => ({
     name,
@@ -31,6 +34,7 @@ async function twoMachines(tls = false): Promise<TopologyInput> {
             // The test certificates name the machine, not 127.0.0.1.
             serverNameOverride: `machine-${name}`,
           },
+          identity: `machine-${name}`,
         }
       : {}),
     servers: [0, 1].map((s) => ({ name: `s${s}`, nodes: [`${name}${s}x`, `${name}${s}y`] })),
