@@ -154,11 +154,16 @@ export class Server extends EventEmitter {
     await Promise.all(this.controllers().map((c) => c.flush()));
   }
 
-  /** Flushes, closes every controller and the router; idempotent. */
+  /**
+   * Closes every controller (each hands over what it sent to itself) and the router; idempotent.
+   * Each transport then waits, within its own limit (`closeTimeoutMs` of the shared-memory
+   * and Unix-socket transports, the flush timeout of gRPC), for its peers to take what it
+   * still holds, and reports what they did not as LinkClosedError ('error') with its count:
+   * a peer that stopped reading cannot hold close() forever.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.flush();
     await Promise.all(this.controllers().map((c) => c.close()));
     await this.router.close();
   }

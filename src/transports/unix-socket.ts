@@ -33,6 +33,8 @@ const tracer = tracerFor('uds');
 
 /** Default time to keep retrying a connection to a peer that is not listening yet. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** Default time `close()` waits for peers to read what is queued. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 const RETRY_INITIAL_MS = 5;
 const RETRY_MAX_MS = 200;
 
@@ -44,6 +46,8 @@ export interface UnixSocketTransportOptions {
   locate(repid: number, node: string): string | undefined;
   limits?: LinkLimits;
   connectTimeoutMs?: number;
+  /** How long `close()` waits for peers to read what is queued. Default 10 s. */
+  closeTimeoutMs?: number;
   /** Name in metrics and route tables; default `uds`. Two transports of one Router need two names. */
   name?: string;
 }
@@ -107,10 +111,30 @@ class UdsLink implements LinkChannel {
     return end - start;
   }
 
-  /** Flushes what is queued, then half-closes the connection. */
-  async close(): Promise<void> {
+  /**
+   * Flushes what is queued, waiting at most `timeoutMs` for a peer that does not read, then
+   * half-closes the connection. What is still queued then is reported as lost (LinkClosedError
+   * with its count), never silently dropped.
+   */
+  async close(timeoutMs: number): Promise<void> {
     this.closing = true;
-    await this.queue.flushed();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    await Promise.race([this.queue.flushed(), timedOut]);
+    clearTimeout(timer);
+    const left = this.queue.queued;
+    if (left > 0 && !this.failed) {
+      this.failed = true;
+      const err = new LinkClosedError(
+        `uds:${this.peer}`,
+        'closed before the peer read everything',
+        left,
+      );
+      this.queue.fail(err);
+      this.owner.reportError(err);
+      this.socket?.destroy();
+      return;
+    }
     this.socket?.end();
   }
 
@@ -215,7 +239,8 @@ export class UnixSocketTransport extends LinkTransport<UdsLink> implements Trans
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    await Promise.all([...this.links.values()].map((l) => l.close()));
+    const timeoutMs = this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    await Promise.all([...this.links.values()].map((l) => l.close(timeoutMs)));
     for (const s of this.inbound) s.destroy();
     await new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),

@@ -188,6 +188,20 @@ describe('ShmTransport', () => {
     expect(lost!.unacknowledged).toBeLessThan(2000);
   });
 
+  it('closes a Server within closeTimeoutMs when a peer never reads, counting what is left', async () => {
+    const m = machine({ A: ['a1'], B: ['b1'] }, { ringBytes: 64 * 1024, closeTimeoutMs: 50 });
+    const A = m.make('A').server;
+    m.make('B', false);
+    const errors: Error[] = [];
+    A.on('error', (err: Error) => errors.push(err));
+    const a1 = A.controller('a1');
+    for (let i = 0; i < 2000; i++) a1.sendEvent('b1/p', i, new Uint8Array(1024)); // 2 MiB
+    await A.close();
+    const lost = errors.find((e): e is LinkClosedError => e instanceof LinkClosedError);
+    expect(lost?.message).toContain('closed before the peer read everything');
+    expect(lost!.unacknowledged).toBeGreaterThan(0);
+  });
+
   it('carries events and promises between Servers with every field intact', async () => {
     const { A, B, cleanup } = pair();
     const inbox = new RecordingInbox();

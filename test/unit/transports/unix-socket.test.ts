@@ -11,7 +11,10 @@ import { answerTwice, RecordingInbox, until } from '../helpers.js';
 let clusterSeq = 0;
 
 /** Two Servers of one machine in this process, linked by real Unix sockets. */
-async function pair(limits?: ConstructorParameters<typeof UnixSocketTransport>[0]['limits']) {
+async function pair(
+  limits?: ConstructorParameters<typeof UnixSocketTransport>[0]['limits'],
+  closeTimeoutMs?: number,
+) {
   const cluster = `uds-test-${process.pid}-${++clusterSeq}`;
   const topology = loadTopology({
     cluster,
@@ -33,6 +36,7 @@ async function pair(limits?: ConstructorParameters<typeof UnixSocketTransport>[0
       locate: sameMachineLocator(topology, 'm', name),
       limits,
       connectTimeoutMs: 2000,
+      ...(closeTimeoutMs !== undefined ? { closeTimeoutMs } : {}),
     });
     await uds.listen();
     return { server: new Server({ topology, machine: 'm', server: name, transports: [uds] }), uds };
@@ -188,6 +192,22 @@ describe('UnixSocketTransport', () => {
     await a1.drained();
     expect(a1.writable).toBe(true);
     await A.server.close();
+    await B.server.close();
+  });
+
+  it('closes within closeTimeoutMs when the peer stops reading, counting what it did not take', async () => {
+    const { A, B } = await pair(undefined, 100);
+    B.uds.pauseInbound(); // the socket buffers fill, then A's queue holds the rest
+    const errors: Error[] = [];
+    A.server.on('error', (err: Error) => errors.push(err));
+    const a1 = A.server.controller('a1');
+    const payload = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 200; i++) a1.sendEvent('b1/p', i, payload); // 12.5 MiB
+    await A.server.close();
+    const lost = errors.find((e): e is LinkClosedError => e instanceof LinkClosedError);
+    expect(lost?.message).toContain('closed before the peer read everything');
+    expect(lost!.unacknowledged).toBeGreaterThan(0);
+    expect(lost!.unacknowledged).toBeLessThan(200);
     await B.server.close();
   });
 
