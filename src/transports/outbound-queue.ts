@@ -211,6 +211,18 @@ export class OutboundQueue extends EventEmitter {
   }
 
   /**
+   * As `flushed()`, waiting at most `timeoutMs` (a link closing while its peer may not read):
+   * resolves with how many messages are still queued then, 0 when all were handed over.
+   */
+  async flushedWithin(timeoutMs: number): Promise<number> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    await Promise.race([this.flushed(), timedOut]);
+    clearTimeout(timer);
+    return this.failure === null ? this.queued : 0;
+  }
+
+  /**
    * Fails the link: later pushes throw `err`, `flushed()` waiters resolve (the owner reports `err`).
    * @returns how many accepted envelopes were never handed to the channel (they are dropped here
    *   and accounted for in the error the caller reports).

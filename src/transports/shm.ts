@@ -162,18 +162,13 @@ class ShmLink implements LinkChannel {
    * read; what is still queued then is reported as lost, never silently dropped.
    */
   async close(timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, timeoutMs);
-    });
-    await Promise.race([this.queue.flushed(), timedOut]);
-    clearTimeout(timer);
-    if (this.queue.queued > 0) {
+    const left = await this.queue.flushedWithin(timeoutMs);
+    if (left > 0) {
       this.fail(
         new LinkClosedError(
           `shm ring ${this.ring}`,
           'closed before the peer read everything',
-          this.queue.queued,
+          left,
         ),
       );
     }

@@ -118,11 +118,7 @@ class UdsLink implements LinkChannel {
    */
   async close(timeoutMs: number): Promise<void> {
     this.closing = true;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-    await Promise.race([this.queue.flushed(), timedOut]);
-    clearTimeout(timer);
-    const left = this.queue.queued;
+    const left = await this.queue.flushedWithin(timeoutMs);
     if (left > 0 && !this.failed) {
       this.failed = true;
       const err = new LinkClosedError(
