@@ -113,17 +113,20 @@ class UdsLink implements LinkChannel {
 
   /**
    * Flushes what is queued, waiting at most `timeoutMs` for a peer that does not read, then
-   * half-closes the connection. What is still queued then is reported as lost (LinkClosedError
-   * with its count), never silently dropped.
+   * half-closes the connection. When the peer did not take everything in time, the connection
+   * is dropped and the loss reported (LinkClosedError): the messages still queued by count,
+   * and the bytes of frames already handed to the socket that it had not sent, never silently.
    */
   async close(timeoutMs: number): Promise<void> {
     this.closing = true;
     const left = await this.queue.flushedWithin(timeoutMs);
     if (left > 0 && !this.failed) {
       this.failed = true;
+      const unsent = this.socket?.writableLength ?? 0;
       const err = new LinkClosedError(
         `uds:${this.peer}`,
-        'closed before the peer read everything',
+        'closed before the peer read everything' +
+          (unsent > 0 ? ` (and ${unsent} bytes of frames written to the socket but not sent)` : ''),
         left,
       );
       this.queue.fail(err);
