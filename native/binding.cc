@@ -479,7 +479,9 @@ struct EndCore {
 
 struct ProducerCore final : EndCore {
   std::unique_ptr<RingProducer> ring;
-  BatchEncoder encoder;
+  // One string table per lane: a link stages each lane's batches as they are sent and writes
+  // the promise lane first, so the two lanes' batches reach the producer out of staging order.
+  BatchEncoder encoders[2];
   std::vector<PayloadSpan> payloads;  // reused between writes
 
   // Writes fail with PEER_DEAD from now on (an atomic flag: safe from the doorbell thread).
@@ -1229,9 +1231,14 @@ Napi::Value RingProducerWrap::WriteBatch(const Napi::CallbackInfo& info) {
   if (Status w = writable(info.Env()); w != Status::kOk) return status_value(info.Env(), w);
   drop_reservation();
   size_t borrowed = BatchEncoder::kNoPayload;
-  const Status s =
-      core_->encoder.write(*core_->ring, static_cast<const uint8_t*>(staging.data), staging.length,
-                           core_->payloads.data(), core_->payloads.size(), &borrowed);
+  const auto* layout = static_cast<const uint8_t*>(staging.data);
+  // The lane word of the header picks the string table; any other value is refused by the
+  // encoder's own header check, so either table will do for it.
+  uint32_t lane = 0;
+  if (staging.length >= kBatchHeaderBytes) std::memcpy(&lane, layout + 24, sizeof lane);
+  BatchEncoder& encoder = core_->encoders[lane == 1 ? 1 : 0];
+  const Status s = encoder.write(*core_->ring, layout, staging.length, core_->payloads.data(),
+                                 core_->payloads.size(), &borrowed);
   drop_borrowed_when_done();
   keep_borrowed(info, borrowed);
   core_->payloads.clear();

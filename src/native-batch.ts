@@ -188,10 +188,11 @@ class LastId {
  * writer.payloads)`. After `RING_FULL` the same batch (more envelopes may be added and `finish()`
  * called again) can be retried; after any other failure call `resetStrings()`.
  *
- * The string ids are a conversation with ONE native encoder (a producer end or a
- * `NativeBatchEncoder`): use one writer per encoder, and hand every finished batch to it before
- * the next `begin()` (a refused write counts: the encoder took its strings first). A batch dropped
- * without being handed over, or a new encoder, needs `resetStrings()`.
+ * The string ids are a conversation with ONE native encoder (one lane of a producer end, which
+ * keeps a string table per lane, or a `NativeBatchEncoder`): use one writer per encoder, and hand
+ * every finished batch to it before the next `begin()` (a refused write counts: the encoder took
+ * its strings first). A batch dropped without being handed over, or a new encoder, needs
+ * `resetStrings()`.
  */
 export class BatchWriter {
   private readonly out: ByteBuffer;
@@ -272,6 +273,28 @@ export class BatchWriter {
     this.lane = lane;
     this.linkSeq = linkSeq;
     this.ack = ack;
+  }
+
+  /**
+   * Sets the link_seq and ack `finish()` writes, for a batch staged before they were known (a
+   * link numbers a frame when it writes it). Same ranges as `begin`.
+   */
+  setLink(linkSeq: number | bigint, ack: number | bigint): void {
+    this.linkSeq = linkSeq;
+    this.ack = ack;
+  }
+
+  /** Where the next envelope goes: pass it to `rollback` when adding that envelope throws. */
+  get mark(): number {
+    return this.out.used;
+  }
+
+  /**
+   * Drops the part of an envelope an add wrote before it threw, so the batch stays whole. Strings
+   * it defined stay defined: a definition no envelope uses is harmless.
+   */
+  rollback(mark: number): void {
+    this.out.used = mark;
   }
 
   /** Makes the next `begin()` reset the string tables (after a failed write, or a new peer). */

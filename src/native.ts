@@ -216,7 +216,8 @@ export interface NativeRingProducer {
    * Builds the staging layout's frame straight into a ring record (or chunks it when larger than
    * a record). `OK`, `WRITE_PENDING` (taken; call `flush()` as space frees), `RING_FULL` (nothing
    * taken, retry the same staging later), `PEER_DEAD`, `PEER_CLOSED`, `CLOSED`, `BAD_BATCH`,
-   * `TOO_LARGE`, `CORRUPT_RECORD`. Drops an outstanding `reserve()`.
+   * `TOO_LARGE`, `CORRUPT_RECORD`. Drops an outstanding `reserve()`. The producer keeps one string
+   * table per lane (the header's lane word picks it): one BatchWriter per lane.
    *
    * @throws TypeError when `staging` is not a Uint8Array or `payloads` not an array of them.
    */

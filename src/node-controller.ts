@@ -499,6 +499,23 @@ export class NodeController extends EventEmitter implements InProcessSink {
     replyTo: NodeRef | null,
   ): void {
     const transport = dest.transport!;
+    if (transport.sendEventFields !== undefined) {
+      // A framed link stages the fields as they are: no envelope object to make and drop.
+      const raw = data instanceof Uint8Array;
+      transport.sendEventFields(
+        this.repid,
+        this.sender,
+        dest.node,
+        dest.simproc,
+        epoch,
+        headers,
+        raw ? data : this.serializeData(data, dest.node),
+        raw ? DataFormat.Raw : DataFormat.Serialized,
+        replyTo,
+      );
+      if (raw) this.bytesSerialized += data.length;
+      return;
+    }
     const env = this.envelope(dest, epoch, headers, data, replyTo);
     if (!transport.carriesObjects) this.serialize(env);
     transport.sendEvent(env);
@@ -530,19 +547,24 @@ export class NodeController extends EventEmitter implements InProcessSink {
     const data = env.data;
     if (data instanceof Uint8Array) {
       env.payload = data;
+      this.bytesSerialized += data.length;
     } else {
-      try {
-        env.payload = this.serializer.serialize(data);
-      } catch (err) {
-        throw new SerializationError(
-          `cannot serialize the data of an event for ${env.targetNode}`,
-          err,
-        );
-      }
+      env.payload = this.serializeData(data, env.targetNode);
       env.dataFormat = DataFormat.Serialized;
     }
     env.data = undefined;
-    this.bytesSerialized += env.payload.length;
+  }
+
+  /** The serializer's bytes of `data` (not a Uint8Array), counted. @throws {SerializationError}. */
+  private serializeData(data: unknown, node: string): Uint8Array {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.serializer.serialize(data);
+    } catch (err) {
+      throw new SerializationError(`cannot serialize the data of an event for ${node}`, err);
+    }
+    this.bytesSerialized += bytes.length;
+    return bytes;
   }
 
   /** Turns wire bytes back into data; reports and returns false when they cannot be. */

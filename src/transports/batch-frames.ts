@@ -51,6 +51,11 @@ const FRAME_BLOCK_MIN_ROOM = 4096;
 export class FrameWriter {
   private readonly writer = new BatchWriter();
   private readonly encoder: NativeBatchEncoder = createBatchEncoder();
+  /**
+   * The encoders of batches staged by a link's OutboundQueue, one per lane: each lane's writer
+   * keeps its own string table, so each talks to its own encoder. Made on first use.
+   */
+  private laneEncoders: NativeBatchEncoder[] | null = null;
   private block: Buffer = Buffer.allocUnsafeSlow(FRAME_BLOCK_BYTES);
   private blockUsed = 0;
 
@@ -71,26 +76,36 @@ export class FrameWriter {
   ): Buffer {
     const w = this.writer;
     w.begin(lane, linkSeq, ack);
-    for (let i = start; i < end; i++) stageEnvelope(w, envelopes[i]!);
+    try {
+      for (let i = start; i < end; i++) stageEnvelope(w, envelopes[i]!);
+      return this.seal(w, this.encoder);
+    } finally {
+      w.begin(lane); // drops the references to large payloads
+    }
+  }
+
+  /**
+   * The sealed frame of the batch `w` staged (the writer of an OutboundQueue's `lane`), numbered
+   * `linkSeq` and acknowledging `ack`; as `encode`. A lane's writer must always come with its
+   * lane: the lane picks the encoder that holds the writer's string table.
+   */
+  encodeBatch(lane: Lane, w: BatchWriter, linkSeq: number, ack: number): Buffer {
+    w.setLink(linkSeq, ack);
+    const encoders = (this.laneEncoders ??= [createBatchEncoder(), createBatchEncoder()]);
+    return this.seal(w, encoders[lane]!);
+  }
+
+  private seal(w: BatchWriter, encoder: NativeBatchEncoder): Buffer {
     if (FRAME_BLOCK_BYTES - this.blockUsed < FRAME_BLOCK_MIN_ROOM) {
       this.block = Buffer.allocUnsafeSlow(FRAME_BLOCK_BYTES);
       this.blockUsed = 0;
     }
     let r: Uint8Array | number;
     try {
-      r = encodeBatchInto(
-        this.encoder,
-        w.finish(),
-        w.payloads,
-        this.block,
-        this.blockUsed,
-        this.link,
-      );
+      r = encodeBatchInto(encoder, w.finish(), w.payloads, this.block, this.blockUsed, this.link);
     } catch (err) {
       w.resetStrings(); // the encoder may have taken this batch's strings: start both afresh
       throw err;
-    } finally {
-      w.begin(lane); // drops the references to large payloads
     }
     if (typeof r !== 'number') {
       // Too large for what is left of the block: the next frame starts a new one, so that a

@@ -36,7 +36,8 @@ import {
   type ClientDuplexStream,
   type StatusObject,
 } from '@grpc/grpc-js';
-import type { Envelope, Lane } from '../envelope.js';
+import type { Lane } from '../envelope.js';
+import type { BatchWriter } from '../native-batch.js';
 import { DiscoError, FrameCorruptError, LinkClosedError } from '../errors.js';
 import { tracerFor } from '../trace.js';
 import { FrameReader, FrameWriter } from './batch-frames.js';
@@ -185,10 +186,10 @@ export class GrpcLink implements LinkChannel {
     return this.config.flushDelayMs === 0 || !this.batchingPays;
   }
 
-  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
-    const seq = this.config.reliable ? ++this.lastSeq : 0;
-    const frame = this.writer.encode(lane, seq, 0, envelopes, start, end);
-    const count = end - start;
+  writeBatch(lane: Lane, w: BatchWriter, count: number): boolean {
+    const seq = this.config.reliable ? this.lastSeq + 1 : 0;
+    const frame = this.writer.encodeBatch(lane, w, seq, 0);
+    if (this.config.reliable) this.lastSeq = seq;
     this.counters.framesSent++;
     if (this.config.reliable) {
       this.resend.push(seq, frame, count);
@@ -198,7 +199,7 @@ export class GrpcLink implements LinkChannel {
       this.writeBlocked = true;
     }
     if (this.config.flushDelayMs > 0 && frame.length < SMALL_FRAME_BYTES) this.maybeHold();
-    return count;
+    return true;
   }
 
   /** Messages accepted and not acknowledged: in the resend buffer or still queued. */

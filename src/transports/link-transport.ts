@@ -12,7 +12,8 @@
  */
 
 import { EventEmitter } from 'node:events';
-import type { Envelope, EventEnvelope, PromiseEnvelope } from '../envelope.js';
+import type { NodeRef } from '../address.js';
+import type { DataFormat, Envelope, EventEnvelope, Headers, PromiseEnvelope } from '../envelope.js';
 import { emitError, LinkClosedError, UndeliverableError, type DiscoError } from '../errors.js';
 import { LocalNodes } from './local-nodes.js';
 import { linkTransportMetrics, type OutboundQueue } from './outbound-queue.js';
@@ -75,13 +76,40 @@ export abstract class LinkTransport<L extends TransportLink> extends EventEmitte
 
   /** @throws {BackpressureError} at the link's hard limit; {LinkClosedError} once it failed. */
   sendEvent(env: EventEnvelope): void {
-    this.linkFor(env).queue.push(env);
+    this.linkTo(env.repid, env.targetNode).queue.push(env);
+    this.eventsSent++;
+  }
+
+  /** As `sendEvent`, from the fields: staged in the link's queue with no envelope object. */
+  sendEventFields(
+    repid: number,
+    sender: NodeRef,
+    targetNode: string,
+    simproc: string,
+    epoch: number,
+    headers: Headers,
+    payload: Uint8Array,
+    dataFormat: DataFormat,
+    replyTo: NodeRef | null,
+  ): void {
+    this.linkTo(repid, targetNode).queue.pushEvent(
+      repid,
+      sender,
+      targetNode,
+      simproc,
+      epoch,
+      headers,
+      payload,
+      dataFormat,
+      0,
+      replyTo,
+    );
     this.eventsSent++;
   }
 
   /** @throws {BackpressureError} at the link's hard limit; {LinkClosedError} once it failed. */
   sendPromise(env: PromiseEnvelope): void {
-    this.linkFor(env).queue.push(env);
+    this.linkTo(env.repid, env.targetNode).queue.pushPromise(env);
     this.promisesSent++;
   }
 
@@ -131,16 +159,13 @@ export abstract class LinkTransport<L extends TransportLink> extends EventEmitte
   /** A new link to `peer` (the first send to it). */
   protected abstract createLink(peer: string): L;
 
-  /** The link a send of `env` goes by, made on first use. @throws {LinkClosedError}. */
-  protected linkFor(env: Envelope): L {
+  /** The link a send to (repid, node) goes by, made on first use. @throws {LinkClosedError}. */
+  protected linkTo(repid: number, node: string): L {
     if (this.closing) throw new LinkClosedError(this.name, 'the transport was closed');
-    if (env.targetNode === this.lastNode && env.repid === this.lastRepid) return this.lastLink!;
-    const peer = this.locate(env.repid, env.targetNode);
+    if (node === this.lastNode && repid === this.lastRepid) return this.lastLink!;
+    const peer = this.locate(repid, node);
     if (peer === undefined) {
-      throw new LinkClosedError(
-        this.name,
-        `node ${JSON.stringify(env.targetNode)} is no longer routed here`,
-      );
+      throw new LinkClosedError(this.name, `node ${JSON.stringify(node)} is no longer routed here`);
     }
     let link = this.links.get(peer);
     if (link === undefined) {
@@ -149,8 +174,8 @@ export abstract class LinkTransport<L extends TransportLink> extends EventEmitte
       this.links.set(peer, link);
     }
     this.lastLink = link;
-    this.lastRepid = env.repid;
-    this.lastNode = env.targetNode;
+    this.lastRepid = repid;
+    this.lastNode = node;
     return link;
   }
 }

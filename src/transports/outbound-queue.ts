@@ -7,26 +7,45 @@
  *   events but never each other, and each lane stays FIFO. A channel that asks for it
  *   (`writesAtOnce`) gets a send that finds the link idle (nothing queued, no pump
  *   pending) at once, inside `push`; the order is the same, since nothing waits.
+ * - A send is staged at once: its fields go straight into its lane's BatchWriter (the
+ *   staging layout the native encoder builds a frame from), with no envelope object
+ *   kept (`pushEvent`) and no second pass at the pump. Each lane has its own writer,
+ *   and so its own string table, since the lanes' batches are written out of staging
+ *   order. What cannot join the staged batch (it is full while the channel cannot
+ *   take it) waits as envelope objects behind it, and is staged when the batch has
+ *   left; so the staged batch always holds the oldest messages of its lane.
  * - The framed transports call `flushNow()` after delivering a received batch or frame:
  *   answers sent from inboxes meanwhile leave then, together, not at the pump.
  * - A frame takes up to `maxFrameEnvelopes` envelopes or `maxFrameBytes` (estimated),
- *   whichever comes first; a single larger envelope goes alone.
- * - The channel says when it cannot take more (`ready === false`: socket buffer or ring
- *   full); envelopes then wait here. Above the high-water marks (bytes or count)
- *   `writable` is false, and 'drain' is emitted when the pump brings the queue back
- *   under them. At a hard limit `push` throws BackpressureError and queues nothing.
- *   An event larger than the byte limit is still accepted when the event lane is
- *   empty, so no message is refused for its size alone. Promises (small, urgent) are
- *   refused only at the message limit, so a large queued event never blocks them.
+ *   whichever comes first; a single larger envelope goes alone. A full staged batch is
+ *   written at once when the channel can take it.
+ * - The channel says when it cannot take more (`ready === false`, or a batch refused:
+ *   socket buffer or ring full); messages then wait here. Above the high-water marks
+ *   (bytes or count) `writable` is false, and 'drain' is emitted when the pump brings
+ *   the queue back under them. At a hard limit a send throws BackpressureError and
+ *   queues nothing. An event larger than the byte limit is still accepted when the
+ *   event lane is empty, so no message is refused for its size alone. Promises (small,
+ *   urgent) are refused only at the message limit, so a large queued event never
+ *   blocks them.
  * - `fail(err)` (peer dead, link closed) makes every later push throw `err`, releases
  *   `flushed()` waiters, and returns how many accepted envelopes were never handed to
- *   the channel, for the owner to report. A channel whose `writeFrame` throws fails
+ *   the channel, for the owner to report. A channel whose `writeBatch` throws fails
  *   the link the same way, with 'failed' emitted for the owner to report.
  */
 
 import { EventEmitter } from 'node:events';
-import { EventEnvelope, Lane, type Envelope } from '../envelope.js';
+import type { NodeRef } from '../address.js';
+import {
+  DataFormat,
+  EventEnvelope,
+  Lane,
+  PromiseEnvelope,
+  type Envelope,
+  type Headers,
+} from '../envelope.js';
 import { BackpressureError, LinkClosedError, type DiscoError } from '../errors.js';
+import { BatchWriter } from '../native-batch.js';
+import { stageEnvelope } from './batch-frames.js';
 import type { TransportMetrics } from './transport.js';
 
 /** Bounds and batching of a link's outbound queue. */
@@ -56,11 +75,13 @@ export interface LinkChannel {
    */
   readonly writesAtOnce?: boolean;
   /**
-   * Writes a prefix of `envelopes[start, end)` of one lane as one frame and returns how
-   * many it took (a ring may have room for fewer). Taking fewer than offered means the
-   * channel is full: the queue keeps the rest, in order, until `resume()`.
+   * Writes the batch `writer` has staged (`count` envelopes of `lane`; `writer.finish()`
+   * gives the staging layout) as one frame. Returns true when it took the batch, false when
+   * it is full: the queue then keeps the batch, may add to it, and offers it again after
+   * `resume()`. The writer is the lane's for the queue's whole life, so its string table is
+   * a conversation with whatever encoder the channel uses for that lane.
    */
-  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number;
+  writeBatch(lane: Lane, writer: BatchWriter, count: number): boolean;
 }
 
 const DEFAULTS: Required<LinkLimits> = {
@@ -96,15 +117,37 @@ export function resolveLinkLimits(limits: LinkLimits = {}): Required<LinkLimits>
   return r;
 }
 
+/** One lane: the batch staged in its writer, then what waits behind it as envelopes. */
 class LaneQueue {
-  items: Envelope[] = [];
+  readonly writer = new BatchWriter();
+  /** Envelopes staged in `writer`'s batch: the lane's oldest, written before `items`. */
+  staged = 0;
+  /** Estimated bytes of the staged envelopes. */
+  stagedBytes = 0;
+  /** Accepted while the staged batch was full and the channel could not take it. */
+  items: (Envelope | undefined)[] = [];
   head = 0;
+
+  constructor(readonly lane: Lane) {
+    this.writer.begin(lane);
+  }
+
   get length(): number {
-    return this.items.length - this.head;
+    return this.staged + this.items.length - this.head;
   }
-  push(env: Envelope): void {
-    this.items.push(env);
+
+  /** True while nothing waits behind the staged batch: a send may join it. */
+  get stagesNext(): boolean {
+    return this.head === this.items.length;
   }
+
+  /** The staged batch has left: the writer starts the next one. */
+  written(): void {
+    this.staged = 0;
+    this.stagedBytes = 0;
+    this.writer.begin(this.lane);
+  }
+
   /** Drops taken items from the front once they are most of the array. */
   compact(): void {
     if (this.head === this.items.length) {
@@ -115,12 +158,25 @@ class LaneQueue {
       this.head = 0;
     }
   }
+
+  /** Forgets everything: the link failed. */
+  clear(): void {
+    this.items = [];
+    this.head = 0;
+    this.staged = 0;
+    this.stagedBytes = 0;
+    this.writer.resetStrings(); // whatever the encoder holds of this batch is gone with it
+    this.writer.begin(this.lane);
+  }
 }
 
 /** Two-lane bounded outbound queue of one link; see the file header. */
 export class OutboundQueue extends EventEmitter {
   readonly limits: Required<LinkLimits>;
-  private readonly lanes = [new LaneQueue(), new LaneQueue()]; // indexed by Lane
+  private readonly lanes = [new LaneQueue(Lane.Promise), new LaneQueue(Lane.Event)]; // by Lane
+  private readonly events = this.lanes[Lane.Event]!;
+  /** Messages queued in both lanes (their lengths' sum, kept: a send reads it). */
+  private count = 0;
   private queuedBytes = 0;
   private scheduled = false;
   private blocked = false;
@@ -141,7 +197,7 @@ export class OutboundQueue extends EventEmitter {
 
   /** Messages accepted and not yet handed to the channel. */
   get queued(): number {
-    return this.lanes[Lane.Promise]!.length + this.lanes[Lane.Event]!.length;
+    return this.count;
   }
 
   get bytes(): number {
@@ -160,30 +216,150 @@ export class OutboundQueue extends EventEmitter {
   }
 
   /**
-   * Accepts an envelope for its lane.
-   * @throws {BackpressureError} at a hard limit; the link's failure once it has failed.
+   * Accepts an envelope for its lane (an event must carry its serialized `payload`).
+   * @throws {BackpressureError} at a hard limit; the link's failure once it has failed;
+   *   TypeError for an event without a payload.
    */
   push(env: Envelope): void {
+    if (env instanceof EventEnvelope) {
+      if (env.payload === null) throw new TypeError('event envelope has no serialized payload');
+      this.pushEvent(
+        env.repid,
+        env.sender,
+        env.targetNode,
+        env.simproc,
+        env.epoch,
+        env.headers,
+        env.payload,
+        env.dataFormat,
+        env.hops,
+        env.replyTo,
+        env,
+      );
+    } else {
+      this.pushPromise(env);
+    }
+  }
+
+  /**
+   * Accepts an event from its fields: staged at once, without an envelope object unless it
+   * has to wait behind a full batch (`env`, when the caller has one, is then kept as it is).
+   * @throws as `push`; RangeError when the batch would define more strings than allowed.
+   */
+  pushEvent(
+    repid: number,
+    sender: NodeRef,
+    targetNode: string,
+    simproc: string,
+    epoch: number,
+    headers: Headers,
+    payload: Uint8Array,
+    dataFormat: DataFormat,
+    hops: number,
+    replyTo: NodeRef | null,
+    env: EventEnvelope | null = null,
+  ): void {
+    const size = ENVELOPE_OVERHEAD_BYTES + payload.length;
+    const q = this.events;
+    this.admit(q, size);
+    if (this.stages(q, size)) {
+      const w = q.writer;
+      const mark = w.mark;
+      try {
+        w.addEvent(
+          repid,
+          sender.node,
+          sender.simproc,
+          targetNode,
+          simproc,
+          epoch,
+          headers,
+          payload,
+          dataFormat,
+          hops,
+          replyTo,
+        );
+      } catch (err) {
+        w.rollback(mark);
+        throw err;
+      }
+      q.staged++;
+      q.stagedBytes += size;
+    } else {
+      q.items.push(
+        env ??
+          new EventEnvelope(
+            repid,
+            sender,
+            targetNode,
+            simproc,
+            epoch,
+            headers,
+            undefined,
+            payload,
+            dataFormat,
+            hops,
+            replyTo,
+          ),
+      );
+    }
+    this.accepted(Lane.Event, size);
+  }
+
+  /** Accepts a promise; staged at once as `pushEvent`. @throws as `push`. */
+  pushPromise(env: PromiseEnvelope): void {
+    const size = ENVELOPE_OVERHEAD_BYTES;
+    const q = this.lanes[Lane.Promise]!;
+    this.admit(q, size);
+    if (this.stages(q, size)) {
+      const w = q.writer;
+      const mark = w.mark;
+      try {
+        stageEnvelope(w, env);
+      } catch (err) {
+        w.rollback(mark);
+        throw err;
+      }
+      q.staged++;
+      q.stagedBytes += size;
+    } else {
+      q.items.push(env);
+    }
+    this.accepted(Lane.Promise, size);
+  }
+
+  /**
+   * The checks before a message of `size` bytes joins `q`. Only events are refused for
+   * bytes: promises are small and urgent.
+   */
+  private admit(q: LaneQueue, size: number): void {
     if (this.failure !== null) throw this.failure;
     const limits = this.limits;
-    let lane: Lane;
-    let size = ENVELOPE_OVERHEAD_BYTES; // as estimateBytes(env), without a second type test
-    if (env instanceof EventEnvelope) {
-      lane = Lane.Event;
-      if (env.payload !== null) size += env.payload.length;
-    } else {
-      lane = Lane.Promise;
-    }
-    const count = this.queued;
-    if (count >= limits.hardLimitMessages) {
+    if (this.count >= limits.hardLimitMessages) {
       throw new BackpressureError(this.name, limits.hardLimitMessages, 'messages');
     }
-    const bytes = this.queuedBytes + size;
-    if (lane === Lane.Event && bytes > limits.hardLimitBytes && this.lanes[lane]!.length > 0) {
+    if (q === this.events && this.queuedBytes + size > limits.hardLimitBytes && q.length > 0) {
       throw new BackpressureError(this.name, limits.hardLimitBytes, 'bytes');
     }
-    this.lanes[lane]!.push(env);
-    this.queuedBytes = bytes;
+  }
+
+  /**
+   * True when a message of `size` bytes is to join the staged batch of `q`: nothing waits
+   * behind the batch, and it has room (a batch that is full is written first when the
+   * channel can take it, promises first as at the pump, so the message starts the next).
+   */
+  private stages(q: LaneQueue, size: number): boolean {
+    if (q.head !== q.items.length) return false;
+    if (this.fits(q, size)) return true;
+    if (this.channel.ready) this.writeQueued();
+    return q.staged === 0 && this.failure === null;
+  }
+
+  /** A message of `size` bytes joined `lane`. */
+  private accepted(lane: Lane, size: number): void {
+    const limits = this.limits;
+    const bytes = (this.queuedBytes += size);
+    const count = this.count++;
     if (
       !this.blocked &&
       (bytes > limits.highWaterMarkBytes || count + 1 > limits.highWaterMarkMessages)
@@ -194,6 +370,15 @@ export class OutboundQueue extends EventEmitter {
     const idle = !this.scheduled && count === 0;
     this.schedule(); // later sends of this turn wait for the pump
     if (idle && this.channel.writesAtOnce === true && this.channel.ready) this.write(lane);
+  }
+
+  /** True when a message of `size` bytes fits the staged batch of `q`. */
+  private fits(q: LaneQueue, size: number): boolean {
+    return (
+      q.staged === 0 ||
+      (q.staged < this.limits.maxFrameEnvelopes &&
+        q.stagedBytes + size <= this.limits.maxFrameBytes)
+    );
   }
 
   /** The channel can take frames again. */
@@ -230,11 +415,9 @@ export class OutboundQueue extends EventEmitter {
   fail(err: DiscoError): number {
     if (this.failure !== null) return 0;
     this.failure = err;
-    const lost = this.queued;
-    for (const lane of this.lanes) {
-      lane.items = [];
-      lane.head = 0;
-    }
+    const lost = this.count;
+    for (const lane of this.lanes) lane.clear();
+    this.count = 0;
     this.queuedBytes = 0;
     const waiters = this.waiters;
     this.waiters = [];
@@ -287,9 +470,9 @@ export class OutboundQueue extends EventEmitter {
   }
 
   /**
-   * Offers the channel one frame's worth of `lane`; returns false when it took less or
-   * threw. A channel that throws cannot be trusted with the rest: the link fails, the
-   * process lives on.
+   * Offers the channel one frame of `lane`; returns false when it did not take it or threw.
+   * A channel that throws cannot be trusted with the rest: the link fails, the process
+   * lives on.
    */
   private write(lane: Lane): boolean {
     try {
@@ -307,39 +490,31 @@ export class OutboundQueue extends EventEmitter {
     }
   }
 
-  /** Offers the channel one frame's worth of `lane`; returns false when it took less. */
+  /**
+   * Stages what waits behind the staged batch of `lane` as far as the frame's limits allow,
+   * then offers the batch to the channel; returns false when the channel did not take it.
+   */
   private writeOne(lane: Lane): boolean {
     const q = this.lanes[lane]!;
-    const start = q.head;
-    let end = start;
-    let bytes = 0;
-    const limit = Math.min(q.items.length, start + this.limits.maxFrameEnvelopes);
-    if (
-      limit === q.items.length &&
-      this.lanes[lane === Lane.Event ? Lane.Promise : Lane.Event]!.length === 0 &&
-      this.queuedBytes <= this.limits.maxFrameBytes
-    ) {
-      // All that is queued is this lane's and fits one frame: no need to size each envelope.
-      end = limit;
-      bytes = this.queuedBytes;
+    while (q.head < q.items.length) {
+      const env = q.items[q.head]!;
+      const size = estimateBytes(env);
+      if (!this.fits(q, size)) break;
+      stageEnvelope(q.writer, env);
+      q.items[q.head++] = undefined;
+      q.staged++;
+      q.stagedBytes += size;
     }
-    while (end < limit) {
-      const size = estimateBytes(q.items[end]!);
-      if (end > start && bytes + size > this.limits.maxFrameBytes) break;
-      bytes += size;
-      end++;
-    }
-    const taken = this.channel.writeFrame(lane, q.items, start, end);
-    if (!Number.isInteger(taken) || taken < 0 || taken > end - start) {
-      throw new RangeError(`channel took ${taken} of ${end - start} envelopes`);
-    }
-    if (taken === end - start) this.queuedBytes -= bytes;
-    else for (let i = start; i < start + taken; i++) this.queuedBytes -= estimateBytes(q.items[i]!);
-    q.head = start + taken;
-    if (taken > 0) this.framesWritten++;
-    this.envelopesWritten += taken;
     q.compact();
-    return taken === end - start;
+    const count = q.staged;
+    if (count === 0) return true;
+    if (!this.channel.writeBatch(lane, q.writer, count)) return false;
+    this.queuedBytes -= q.stagedBytes;
+    this.count -= count;
+    q.written();
+    this.framesWritten++;
+    this.envelopesWritten += count;
+    return true;
   }
 }
 

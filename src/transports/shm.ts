@@ -4,22 +4,24 @@
  * directed pair of processes, created by the Application before it forks.
  *
  * - Outbound: an OutboundQueue per peer (two lanes, promise lane first, bounded,
- *   batched once per turn). A batch goes to the native producer as one staging
- *   buffer (BatchWriter); the addon builds the FlatBuffers frame in the ring slot, so
- *   a payload is copied once, from JS memory into shared memory. A full ring keeps
- *   the batch queued and asks the addon to call back when space frees.
+ *   batched once per turn, staged as sent). A batch goes to the native producer as
+ *   one staging buffer (a lane's BatchWriter; the producer keeps a string table per
+ *   lane); the addon builds the FlatBuffers frame in the ring slot, so a payload is
+ *   copied once, from JS memory into shared memory. A full ring keeps the batch
+ *   queued and asks the addon to call back when space frees.
  * - Inbound: a RingReader per ring (ring-reader.ts) polls the ring from the event loop
  *   for a short window after traffic (records read, or a send of this process), then
  *   sleeps on its doorbell; it reads batches (bounded, then yields to the event loop),
  *   the addon verifies and decodes every frame in place, and envelopes go to their
- *   NodeControllers with payloads as views over shared memory. The views are detached when the batch is
- *   released, right after it is handed over: a receiver that keeps bytes copies them.
+ *   NodeControllers with payloads as views over shared memory. The views are detached
+ *   when the batch is released, right after it is handed over: a receiver that keeps
+ *   bytes copies them.
  * - A dead peer (found by the addon within 100 ms) fails the link with PeerDeadError;
  *   a corrupt ring fails it with FrameCorruptError naming the ring. Both are emitted
  *   as 'error'; the process lives on.
  */
 
-import type { Envelope, Lane } from '../envelope.js';
+import type { Lane } from '../envelope.js';
 import { DiscoError, emitError, LinkClosedError, PeerDeadError } from '../errors.js';
 import {
   NativeStatus,
@@ -31,8 +33,8 @@ import {
   type RingDoorbellOptions,
   type RingEventCode,
 } from '../native.js';
-import { type BatchReader, BatchWriter } from '../native-batch.js';
-import { envelopeAt, SenderRefs, stageEnvelope } from './batch-frames.js';
+import type { BatchReader, BatchWriter } from '../native-batch.js';
+import { envelopeAt, SenderRefs } from './batch-frames.js';
 import { tracerFor } from '../trace.js';
 import { LinkTransport } from './link-transport.js';
 import { RingReader } from './ring-reader.js';
@@ -79,7 +81,6 @@ function consumerDoorbell(options: RingDoorbellOptions | undefined): RingDoorbel
 /** One outbound ring: this process -> a peer. */
 class ShmLink implements LinkChannel {
   readonly queue: OutboundQueue;
-  private readonly writer = new BatchWriter();
   private producer: NativeRingProducer | null = null;
   private waiting = false;
   private failed = false;
@@ -105,30 +106,26 @@ class ShmLink implements LinkChannel {
     return !this.waiting && !this.failed;
   }
 
-  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
+  writeBatch(_lane: Lane, w: BatchWriter): boolean {
     const producer = this.producer ?? this.open();
-    const w = this.writer;
-    w.begin(lane);
-    for (let i = start; i < end; i++) stageEnvelope(w, envelopes[i]!);
     const staging = w.finish();
     const status = producer.writeBatch(staging, w.payloads);
     if (status === NativeStatus.OK) {
       this.bytesSent += staging.length;
       this.owner.expectTraffic();
-      return end - start;
+      return true;
     }
     if (status === NativeStatus.WRITE_PENDING) {
       this.bytesSent += staging.length;
       this.waitForSpace(producer, producer.maxContentBytes);
-      return end - start;
+      return true;
     }
     if (status === NativeStatus.RING_FULL) {
       this.waitForSpace(producer, Math.min(staging.length + 4096, producer.maxContentBytes));
-      return 0;
+      return false;
     }
-    w.resetStrings();
     this.fail(ringStatusError(status, this.ring));
-    return 0;
+    return false;
   }
 
   /** Space is free again: finish a chunked message, then let the queue pump. */

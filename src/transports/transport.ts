@@ -17,7 +17,8 @@
  *   holds the serialized data (the NodeController serializes first).
  */
 
-import type { EventEnvelope, PromiseEnvelope } from '../envelope.js';
+import type { NodeRef } from '../address.js';
+import type { DataFormat, EventEnvelope, Headers, PromiseEnvelope } from '../envelope.js';
 import type { DeliveryQueue } from './delivery-queue.js';
 import type { LocalNode } from './local-node.js';
 
@@ -57,6 +58,22 @@ export interface Transport {
   sendEvent(env: EventEnvelope): void;
   /** Accepts a promise for delivery. @throws {BackpressureError} at the hard limit. */
   sendPromise(env: PromiseEnvelope): void;
+  /**
+   * For transports that serialize what they carry: as `sendEvent` of a new envelope with
+   * these fields (no hops yet), without the envelope object, which a framed link would
+   * only stage and drop. Optional; the NodeController uses it when present.
+   */
+  sendEventFields?(
+    repid: number,
+    sender: NodeRef,
+    targetNode: string,
+    simproc: string,
+    epoch: number,
+    headers: Headers,
+    payload: Uint8Array,
+    dataFormat: DataFormat,
+    replyTo: NodeRef | null,
+  ): void;
   /**
    * For transports that hand envelopes to NodeControllers of this process: the queue and
    * the receiving node for (repid, node), so a sender can push straight into the queue

@@ -20,7 +20,8 @@
  */
 
 import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
-import type { Envelope, Lane } from '../envelope.js';
+import type { Lane } from '../envelope.js';
+import type { BatchWriter } from '../native-batch.js';
 import { DiscoError, FrameCorruptError, LinkClosedError, PeerDeadError } from '../errors.js';
 import { tracerFor } from '../trace.js';
 import { FrameReader, FrameWriter } from './batch-frames.js';
@@ -104,11 +105,11 @@ class UdsLink implements LinkChannel {
     return this.connected && this.socket !== null && !this.socket.writableNeedDrain;
   }
 
-  writeFrame(lane: Lane, envelopes: readonly Envelope[], start: number, end: number): number {
-    const frame = this.writer.encode(lane, 0, 0, envelopes, start, end);
+  writeBatch(lane: Lane, w: BatchWriter): boolean {
+    const frame = this.writer.encodeBatch(lane, w, 0, 0);
     this.bytesSent += frame.length;
     this.socket!.write(frame);
-    return end - start;
+    return true;
   }
 
   /**

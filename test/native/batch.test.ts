@@ -329,8 +329,9 @@ describe('batches through a ring', () => {
 
   it('retries a batch refused with RING_FULL, strings and all', () => {
     const r = ring('retry', RING_MIN_CAPACITY_BYTES);
-    // One writer per producer end: the string ids are a conversation between the two.
+    // One writer per lane of a producer end: the string ids are a conversation between the two.
     const w = new BatchWriter();
+    const wp = new BatchWriter();
     const reader = new BatchReader();
     let filled: number = NativeStatus.OK;
     while (filled === NativeStatus.OK) {
@@ -339,20 +340,44 @@ describe('batches through a ring', () => {
       filled = r.producer.writeBatch(w.finish(), w.payloads);
     }
     expect(filled).toBe(NativeStatus.RING_FULL);
-    w.begin(Lane.Promise, 9n);
-    stage(w, [promise({ senderNode: 'brand-new', seqnr: 3 })]);
-    expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.RING_FULL);
+    wp.begin(Lane.Promise, 9n);
+    stage(wp, [promise({ senderNode: 'brand-new', seqnr: 3 })]);
+    expect(r.producer.writeBatch(wp.finish(), wp.payloads)).toBe(NativeStatus.RING_FULL);
     while (reader.read(r.consumer) === NativeStatus.OK) {
       // drain the fillers
     }
     // More envelopes (and strings) join the refused batch before the retry.
-    stage(w, [promise({ senderNode: 'newer', seqnr: 4 })]);
-    expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.OK);
+    stage(wp, [promise({ senderNode: 'newer', seqnr: 4 })]);
+    expect(r.producer.writeBatch(wp.finish(), wp.payloads)).toBe(NativeStatus.OK);
     expect(reader.read(r.consumer)).toBe(NativeStatus.OK);
     expect(readBack(reader).map((e) => [e.senderNode, e.seqnr])).toEqual([
       ['brand-new', 3],
       ['newer', 4],
     ]);
+    r.close();
+  });
+
+  it('keeps a string table per lane, so the lanes may be written out of staging order', () => {
+    const r = ring('lanes', 2 ** 20);
+    const reader = new BatchReader();
+    // A link stages each lane as it sends and writes the promise lane first: each lane's
+    // writer numbers its own strings from 0, so one shared table would mix up the names.
+    const we = new BatchWriter();
+    const wp = new BatchWriter();
+    const batch = (w: BatchWriter, lane: Lane, e: Expected) => {
+      w.begin(lane);
+      stage(w, [e]);
+      expect(r.producer.writeBatch(w.finish(), w.payloads)).toBe(NativeStatus.OK);
+    };
+    batch(we, Lane.Event, event({ senderNode: 'event-sender', data: bytes(8, 1) }));
+    batch(wp, Lane.Promise, promise({ senderNode: 'promise-sender', seqnr: 1 }));
+    batch(we, Lane.Event, event({ senderNode: 'event-sender', data: bytes(8, 2) }));
+    batch(wp, Lane.Promise, promise({ senderNode: 'promise-sender', seqnr: 2 }));
+    const names: string[] = [];
+    while (reader.read(r.consumer) === NativeStatus.OK) {
+      names.push(...readBack(reader).map((e) => e.senderNode));
+    }
+    expect(names).toEqual(['event-sender', 'promise-sender', 'event-sender', 'promise-sender']);
     r.close();
   });
 

@@ -9,6 +9,8 @@ import {
   type Envelope,
 } from '../../../src/envelope.js';
 import { BackpressureError, PeerDeadError } from '../../../src/errors.js';
+import type { BatchWriter } from '../../../src/native-batch.js';
+import { FrameReader, FrameWriter } from '../../../src/transports/batch-frames.js';
 
 const sender = { node: 's', simproc: 'p' };
 const ev = (n: number, bytes = 8) =>
@@ -27,17 +29,34 @@ const ev = (n: number, bytes = 8) =>
   );
 const pr = (n: number) => new PromiseEnvelope(0, sender, 't', 'p', n, n, 1, 0);
 
-/** A channel that records frames and can be switched off like a full socket. */
+/**
+ * A channel that encodes every batch it takes with the native encoder and reads the frame
+ * back (so what it records is what a peer would receive), and can refuse like a full ring.
+ */
 class RecordingChannel implements LinkChannel {
   ready = true;
   readonly frames: { lane: Lane; epochs: number[] }[] = [];
-  /** Envelopes the channel takes per frame before it reports itself full (a small ring). */
-  room = Number.POSITIVE_INFINITY;
-  writeFrame(lane: Lane, envs: readonly Envelope[], start: number, end: number): number {
-    const n = Math.min(end - start, this.room);
-    if (n > 0) this.frames.push({ lane, epochs: envs.slice(start, start + n).map((e) => e.epoch) });
-    if (n < end - start) this.ready = false;
-    return n;
+  readonly envelopes: Envelope[] = [];
+  /** Batches to refuse, as a full ring does, before taking one; refusing turns it not ready. */
+  refuse = 0;
+  private readonly writer = new FrameWriter('test link');
+  private readonly reader = new FrameReader();
+  writeBatch(lane: Lane, w: BatchWriter, count: number): boolean {
+    if (this.refuse > 0) {
+      this.refuse--;
+      this.ready = false;
+      return false;
+    }
+    this.reader.read(this.writer.encodeBatch(lane, w, 0, 0), 'test peer');
+    expect(this.reader.count).toBe(count);
+    const epochs: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const env = this.reader.envelope(i);
+      this.envelopes.push(env);
+      epochs.push(env.epoch);
+    }
+    this.frames.push({ lane, epochs });
+    return true;
   }
 }
 
@@ -184,7 +203,7 @@ describe('OutboundQueue', () => {
 
   it('fails the link, instead of throwing out of the pump, when the channel throws', async () => {
     const ch = new RecordingChannel();
-    ch.writeFrame = () => {
+    ch.writeBatch = () => {
       throw new Error('addon missing');
     };
     const q = new OutboundQueue('link x', ch);
@@ -200,23 +219,78 @@ describe('OutboundQueue', () => {
     expect(() => q.push(ev(3))).toThrow(failures[0]!);
   });
 
-  it('keeps what a full channel did not take, in order, and resumes from there', async () => {
+  it('keeps a batch the channel refused, adds to it up to the frame limit, and resumes in order', async () => {
     const ch = new RecordingChannel();
-    ch.room = 2;
-    const q = new OutboundQueue('test', ch);
-    for (let i = 0; i < 5; i++) q.push(ev(i));
+    ch.refuse = 1;
+    const q = new OutboundQueue('test', ch, { maxFrameEnvelopes: 4 });
+    q.push(ev(0));
+    q.push(ev(1));
+    await tick(); // the pump offers [0, 1]: refused, as by a full ring
+    expect(ch.frames).toEqual([]);
+    for (let i = 2; i < 7; i++) q.push(ev(i)); // 2 and 3 join the batch; 4..6 wait behind it
+    expect(q.queued).toBe(7);
     await tick();
-    expect(ch.frames.map((f) => f.epochs)).toEqual([[0, 1]]);
-    expect(q.queued).toBe(3);
+    expect(ch.frames).toEqual([]); // not ready: nothing is offered
     ch.ready = true;
-    ch.room = Number.POSITIVE_INFINITY;
     q.resume();
     await q.flushed();
     expect(ch.frames.map((f) => f.epochs)).toEqual([
-      [0, 1],
-      [2, 3, 4],
+      [0, 1, 2, 3],
+      [4, 5, 6],
     ]);
     expect(q.bytes).toBe(0);
+    expect(q.envelopesWritten).toBe(7);
+  });
+
+  it('writes a full batch at once when the channel can take it, promises first', () => {
+    const ch = new RecordingChannel();
+    const q = new OutboundQueue('test', ch, { maxFrameEnvelopes: 3 });
+    q.push(pr(10));
+    for (let i = 0; i < 4; i++) q.push(ev(i)); // the fourth finds the batch full
+    expect(ch.frames).toEqual([
+      { lane: Lane.Promise, epochs: [10] },
+      { lane: Lane.Event, epochs: [0, 1, 2] },
+    ]);
+    expect(q.queued).toBe(1);
+  });
+
+  it('stages every field of an event sent by its fields, as a peer decodes it', async () => {
+    const ch = new RecordingChannel();
+    const q = new OutboundQueue('test', ch);
+    const payload = Uint8Array.from([1, 2, 3, 4, 5]);
+    const replyTo = { node: 'r', simproc: 'q' };
+    q.pushEvent(3, sender, 't2', 'p2', 7.5, { k: 'v' }, payload, DataFormat.Serialized, 2, replyTo);
+    q.pushEvent(4, sender, 't', 'p', -1, EMPTY_HEADERS, new Uint8Array(0), DataFormat.Raw, 0, null);
+    await q.flushed();
+    const [a, b] = ch.envelopes as EventEnvelope[];
+    expect(a).toMatchObject({
+      repid: 3,
+      sender,
+      targetNode: 't2',
+      simproc: 'p2',
+      epoch: 7.5,
+      headers: { k: 'v' },
+      dataFormat: DataFormat.Serialized,
+      hops: 2,
+      replyTo,
+    });
+    expect([...a!.payload!]).toEqual([1, 2, 3, 4, 5]);
+    expect(b).toMatchObject({ repid: 4, targetNode: 't', epoch: -1, hops: 0, replyTo: null });
+    expect(b!.payload!.length).toBe(0);
+  });
+
+  it('leaves the staged batch whole when staging a send throws', async () => {
+    const ch = new RecordingChannel();
+    const q = new OutboundQueue('test', ch);
+    q.push(ev(1));
+    const bad = { h: Symbol('not a string') } as unknown as Record<string, string>;
+    const send = () =>
+      q.pushEvent(0, sender, 't', 'p', 2, bad, new Uint8Array(8), DataFormat.Raw, 0, null);
+    expect(send).toThrow(TypeError);
+    expect(q.queued).toBe(1);
+    q.push(ev(3));
+    await q.flushed();
+    expect(ch.frames).toEqual([{ lane: Lane.Event, epochs: [1, 3] }]);
   });
 
   it('wakes drain waiters when a blocked link fails, so nobody waits forever', () => {
