@@ -261,8 +261,9 @@ export class OutboundQueue extends EventEmitter {
   ): void {
     const size = ENVELOPE_OVERHEAD_BYTES + payload.length;
     const q = this.events;
+    const staged = this.stages(q, size);
     this.admit(q, size);
-    if (this.stages(q, size)) {
+    if (staged) {
       const w = q.writer;
       const mark = w.mark;
       try {
@@ -310,8 +311,9 @@ export class OutboundQueue extends EventEmitter {
   pushPromise(env: PromiseEnvelope): void {
     const size = ENVELOPE_OVERHEAD_BYTES;
     const q = this.lanes[Lane.Promise]!;
+    const staged = this.stages(q, size);
     this.admit(q, size);
-    if (this.stages(q, size)) {
+    if (staged) {
       const w = q.writer;
       const mark = w.mark;
       try {
@@ -347,6 +349,7 @@ export class OutboundQueue extends EventEmitter {
    * True when a message of `size` bytes is to join the staged batch of `q`: nothing waits
    * behind the batch, and it has room (a batch that is full is written first when the
    * channel can take it, promises first as at the pump, so the message starts the next).
+   * Called before `admit`, which then sees what that write left, or the link's failure.
    */
   private stages(q: LaneQueue, size: number): boolean {
     if (q.head !== q.items.length) return false;

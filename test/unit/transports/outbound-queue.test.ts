@@ -254,6 +254,22 @@ describe('OutboundQueue', () => {
     expect(q.queued).toBe(1);
   });
 
+  it('refuses a send whose full batch, written inside it, fails the link', () => {
+    const ch = new RecordingChannel();
+    ch.writeBatch = () => {
+      throw new Error('ring gone');
+    };
+    const q = new OutboundQueue('link y', ch, { maxFrameEnvelopes: 2 });
+    const failures: Error[] = [];
+    q.on('failed', (e: Error) => failures.push(e));
+    q.push(ev(0));
+    q.push(ev(1));
+    expect(() => q.push(ev(2))).toThrow(/link y is closed: writing a frame failed: ring gone/);
+    expect(failures).toHaveLength(1);
+    expect(failures[0]!.message).toMatch(/\(2 messages/);
+    expect(q.queued).toBe(0); // the refused send is not queued in a failed link
+  });
+
   it('stages every field of an event sent by its fields, as a peer decodes it', async () => {
     const ch = new RecordingChannel();
     const q = new OutboundQueue('test', ch);
