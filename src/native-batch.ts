@@ -523,6 +523,9 @@ export class BatchReader {
   strings: Uint32Array;
   /** The current batch's bytes (shared memory for a ring), or null. */
   view: Uint8Array | null = null;
+  // The buffer under `view` and where `view` starts in it (valid while `view` is not null).
+  private viewBuffer: ArrayBufferLike = new ArrayBuffer(0);
+  private viewBase = 0;
   private readonly table: string[] = [];
   private readonly decoder = new TextDecoder();
   /** The ring end whose `bindOutput` arrays these are, or null for arrays of our own. */
@@ -674,10 +677,15 @@ export class BatchReader {
 
   /** The payload as a view over the batch (zero copies; detached on release). */
   payload(i: number): Uint8Array {
+    if (this.view === null) throw new TypeError('no batch: it was released, or none was read');
     const base = i * ENVELOPE_WORDS;
-    const offset = this.envelopes[base + 9]!;
-    const view = this.view!;
-    return view.subarray(offset, offset + this.envelopes[base + 10]!);
+    // The constructor, not `view.subarray`: subarray looks up a species constructor first,
+    // about 30 ns more per payload.
+    return new Uint8Array(
+      this.viewBuffer,
+      this.viewBase + this.envelopes[base + 9]!,
+      this.envelopes[base + 10]!,
+    );
   }
 
   /** The payload copied into fresh memory: the one call for data kept past the batch. */
@@ -761,6 +769,8 @@ export class BatchReader {
       );
     }
     this.view = view;
+    this.viewBuffer = view.buffer;
+    this.viewBase = view.byteOffset;
   }
 
   /**
