@@ -214,7 +214,7 @@ function checkSecurity(
   },
   ctx: z.RefinementCtx,
 ): void {
-  checkIdentities(topo, ctx);
+  checkMachineIdentities(topo, ctx);
   const insecure = topo.security?.insecure === true;
   const allow = topo.security?.allow !== undefined;
   topo.machines.forEach((m, mi) => {
@@ -236,7 +236,7 @@ function checkSecurity(
   });
 }
 
-function checkIdentities(
+function checkMachineIdentities(
   topo: {
     security?: { allow?: string[] | undefined } | undefined;
     machines: { identity?: string | undefined }[];

@@ -166,7 +166,7 @@ function checkAllow(allow: readonly string[] | undefined): Set<string> | undefin
 }
 
 /** Checks `identities` (machine -> certificate identity) against the allow-list. */
-function checkIdentities(
+function checkIdentityMap(
   identities: Readonly<Record<string, string>> | undefined,
   allowed: Set<string> | undefined,
 ): void {
@@ -306,7 +306,7 @@ export function serverCredentials(
   host: string,
 ): ServerCredentials {
   const allowed = checkAllow(opts?.allow);
-  checkIdentities(opts?.identities, allowed);
+  checkIdentityMap(opts?.identities, allowed);
   const tls = opts?.tls;
   if (tls === undefined) {
     if (allowed !== undefined) throw allowNeedsMtls(opts!.allow, 'no "tls" is set');
