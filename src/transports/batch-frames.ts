@@ -49,8 +49,9 @@ const FRAME_BLOCK_MIN_ROOM = 4096;
 
 /** Builds sealed frames of envelopes; one per link. */
 export class FrameWriter {
-  private readonly writer = new BatchWriter();
-  private readonly encoder: NativeBatchEncoder = createBatchEncoder();
+  /** For `encode` (acks, envelope arrays); made on first use, as links stage elsewhere. */
+  private writer: BatchWriter | null = null;
+  private encoder: NativeBatchEncoder | null = null;
   /**
    * The encoders of batches staged by a link's OutboundQueue, one per lane: each lane's writer
    * keeps its own string table, so each talks to its own encoder. Made on first use.
@@ -74,11 +75,11 @@ export class FrameWriter {
     start: number,
     end: number,
   ): Buffer {
-    const w = this.writer;
+    const w = (this.writer ??= new BatchWriter());
     w.begin(lane, linkSeq, ack);
     try {
       for (let i = start; i < end; i++) stageEnvelope(w, envelopes[i]!);
-      return this.seal(w, this.encoder);
+      return this.seal(w, (this.encoder ??= createBatchEncoder()));
     } finally {
       w.begin(lane); // drops the references to large payloads
     }

@@ -93,6 +93,9 @@ const DEFAULTS: Required<LinkLimits> = {
   maxFrameBytes: 1024 * 1024,
 };
 
+/** Initial staging bytes of a promise lane's writer. */
+const PROMISE_STAGING_BYTES = 4096;
+
 /** Fixed per-envelope overhead assumed by the byte accounting (strings, table, vtable). */
 const ENVELOPE_OVERHEAD_BYTES = 96;
 
@@ -119,7 +122,8 @@ export function resolveLinkLimits(limits: LinkLimits = {}): Required<LinkLimits>
 
 /** One lane: the batch staged in its writer, then what waits behind it as envelopes. */
 class LaneQueue {
-  readonly writer = new BatchWriter();
+  /** Its staging buffer starts small for promises (few, small) and grows as needed. */
+  readonly writer: BatchWriter;
   /** Envelopes staged in `writer`'s batch: the lane's oldest, written before `items`. */
   staged = 0;
   /** Estimated bytes of the staged envelopes. */
@@ -129,6 +133,7 @@ class LaneQueue {
   head = 0;
 
   constructor(readonly lane: Lane) {
+    this.writer = new BatchWriter(lane === Lane.Promise ? PROMISE_STAGING_BYTES : undefined);
     this.writer.begin(lane);
   }
 
@@ -352,7 +357,7 @@ export class OutboundQueue extends EventEmitter {
    * Called before `admit`, which then sees what that write left, or the link's failure.
    */
   private stages(q: LaneQueue, size: number): boolean {
-    if (q.head !== q.items.length) return false;
+    if (!q.stagesNext) return false;
     if (this.fits(q, size)) return true;
     if (this.channel.ready) this.writeQueued();
     return q.staged === 0 && this.failure === null;
