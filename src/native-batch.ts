@@ -284,19 +284,6 @@ export class BatchWriter {
     this.ack = ack;
   }
 
-  /** Where the next envelope goes: pass it to `rollback` when adding that envelope throws. */
-  get mark(): number {
-    return this.out.used;
-  }
-
-  /**
-   * Drops the part of an envelope an add wrote before it threw, so the batch stays whole. Strings
-   * it defined stay defined: a definition no envelope uses is harmless.
-   */
-  rollback(mark: number): void {
-    this.out.used = mark;
-  }
-
   /** Makes the next `begin()` reset the string tables (after a failed write, or a new peer). */
   resetStrings(): void {
     this.resetNext = true;
@@ -304,7 +291,8 @@ export class BatchWriter {
 
   /**
    * Adds an event. `data` is copied into the staging buffer when small, else referenced until the
-   * batch is written (do not change it before that).
+   * batch is written (do not change it before that). An add that throws leaves the batch as it
+   * was (strings it defined stay defined, unused, which is harmless); so does `addPromise`.
    *
    * @throws RangeError when the batch would define more strings than the hard limits allow.
    */
@@ -334,17 +322,27 @@ export class BatchWriter {
     w[i + 11] = 0;
     w[i + 12] = data.length;
     w[i + 13] = 0;
-    if (replyTo !== null) {
-      flags |= HAS_REPLY_TO;
-      const node = this.id(replyTo.node);
-      const simproc = this.id(replyTo.simproc);
-      out.reserve(8);
-      out.u32(node);
-      out.u32(simproc);
+    // The shared empty map (most events) skips the for-in, which costs even over no keys.
+    const hasHeaders = headers !== null && headers !== EMPTY_HEADERS;
+    let headerCount = 0;
+    if (replyTo !== null || hasHeaders) {
+      try {
+        if (replyTo !== null) {
+          flags |= HAS_REPLY_TO;
+          const node = this.id(replyTo.node);
+          const simproc = this.id(replyTo.simproc);
+          out.reserve(8);
+          out.u32(node);
+          out.u32(simproc);
+        }
+        if (hasHeaders) headerCount = this.headers(headers);
+      } catch (err) {
+        out.used = at; // what this envelope wrote goes, so the batch stays whole
+        throw err;
+      }
     }
     // Reads `out.words` afresh: adding headers or reply-to may have grown the buffer.
-    // The shared empty map (most events) skips the for-in, which costs even over no keys.
-    out.words[i + 7] = headers === null || headers === EMPTY_HEADERS ? 0 : this.headers(headers);
+    out.words[i + 7] = headerCount;
     if (data.length >= this.externalBytes) {
       flags |= DATA_EXTERNAL;
       out.words[i + 13] = this.external.length;

@@ -269,26 +269,20 @@ export class OutboundQueue extends EventEmitter {
     const staged = this.stages(q, size);
     this.admit(q, size);
     if (staged) {
-      const w = q.writer;
-      const mark = w.mark;
-      try {
-        w.addEvent(
-          repid,
-          sender.node,
-          sender.simproc,
-          targetNode,
-          simproc,
-          epoch,
-          headers,
-          payload,
-          dataFormat,
-          hops,
-          replyTo,
-        );
-      } catch (err) {
-        w.rollback(mark);
-        throw err;
-      }
+      // An add that throws leaves the batch whole (BatchWriter), so the send fails alone.
+      q.writer.addEvent(
+        repid,
+        sender.node,
+        sender.simproc,
+        targetNode,
+        simproc,
+        epoch,
+        headers,
+        payload,
+        dataFormat,
+        hops,
+        replyTo,
+      );
       q.staged++;
       q.stagedBytes += size;
     } else {
@@ -319,14 +313,7 @@ export class OutboundQueue extends EventEmitter {
     const staged = this.stages(q, size);
     this.admit(q, size);
     if (staged) {
-      const w = q.writer;
-      const mark = w.mark;
-      try {
-        stageEnvelope(w, env);
-      } catch (err) {
-        w.rollback(mark);
-        throw err;
-      }
+      stageEnvelope(q.writer, env);
       q.staged++;
       q.stagedBytes += size;
     } else {
