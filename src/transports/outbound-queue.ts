@@ -346,7 +346,9 @@ export class OutboundQueue extends EventEmitter {
   private stages(q: LaneQueue, size: number): boolean {
     if (!q.stagesNext) return false;
     if (this.fits(q, size)) return true;
-    if (this.channel.ready) this.writeQueued();
+    // Frames only: 'drain' and flushed() waiters wait for the pump, so no listener runs (and
+    // sends) in the middle of this send.
+    this.writeFrames();
     return q.staged === 0 && this.failure === null;
   }
 
@@ -448,10 +450,7 @@ export class OutboundQueue extends EventEmitter {
   };
 
   private writeQueued(): void {
-    while (this.failure === null && this.channel.ready && this.queued > 0) {
-      const lane = this.lanes[Lane.Promise]!.length > 0 ? Lane.Promise : Lane.Event;
-      if (!this.write(lane)) break; // the channel is full; it calls resume()
-    }
+    this.writeFrames();
     if (this.failure !== null) return;
     if (this.queued === 0) {
       const waiters = this.waiters;
@@ -461,6 +460,14 @@ export class OutboundQueue extends EventEmitter {
     if (this.blocked && this.writable) {
       this.blocked = false;
       this.emit('drain');
+    }
+  }
+
+  /** Hands the channel frames, promise lane first, while it takes them. */
+  private writeFrames(): void {
+    while (this.failure === null && this.channel.ready && this.count > 0) {
+      const lane = this.lanes[Lane.Promise]!.length > 0 ? Lane.Promise : Lane.Event;
+      if (!this.write(lane)) break; // the channel is full; it calls resume()
     }
   }
 

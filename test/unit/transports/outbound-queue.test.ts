@@ -254,6 +254,28 @@ describe('OutboundQueue', () => {
     expect(q.queued).toBe(1);
   });
 
+  it('emits drain at the pump, not inside a send that wrote a full batch', async () => {
+    const ch = new RecordingChannel();
+    const q = new OutboundQueue('test', ch, {
+      maxFrameEnvelopes: 2,
+      highWaterMarkMessages: 1,
+      hardLimitMessages: 10,
+    });
+    let answered = false;
+    q.on('drain', () => {
+      // A listener that sends: had it run inside push(ev(2)), 99 would overtake 2.
+      if (!answered) q.push(ev(99));
+      answered = true;
+    });
+    q.push(ev(0));
+    q.push(ev(1)); // above the high-water mark: drain is due once the queue empties
+    q.push(ev(2)); // the batch [0, 1] is full and goes now; 2 starts the next
+    expect(answered).toBe(false);
+    await q.flushed();
+    await tick();
+    expect(ch.frames.map((f) => f.epochs)).toEqual([[0, 1], [2], [99]]);
+  });
+
   it('refuses a send whose full batch, written inside it, fails the link', () => {
     const ch = new RecordingChannel();
     ch.writeBatch = () => {
