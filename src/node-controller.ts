@@ -251,7 +251,7 @@ export class NodeController extends EventEmitter implements InProcessSink {
       local.queue.pushLocalEvent(local, this.sender, checkedEpoch, checkedHeaders, data);
     } else if (local !== null) {
       // Rare: the envelope itself carries the reply address, so it is queued whole.
-      const env = this.envelope(dest, checkedEpoch, checkedHeaders, data, replyTo);
+      const env = this.envelope(dest, checkedEpoch, checkedHeaders, replyTo, data);
       local.queue.pushEvent(env, local.sink);
     } else {
       this.sendEventVia(dest, checkedEpoch, checkedHeaders, data, replyTo);
@@ -499,9 +499,16 @@ export class NodeController extends EventEmitter implements InProcessSink {
     replyTo: NodeRef | null,
   ): void {
     const transport = dest.transport!;
+    if (transport.carriesObjects) {
+      transport.sendEvent(this.envelope(dest, epoch, headers, replyTo, data));
+      return;
+    }
+    const raw = data instanceof Uint8Array;
+    const payload = raw ? data : this.serializeData(data, dest.node);
+    const format = raw ? DataFormat.Raw : DataFormat.Serialized;
+    this.bytesSerialized += payload.length;
     if (transport.sendEventFields !== undefined) {
       // A framed link stages the fields as they are: no envelope object to make and drop.
-      const raw = data instanceof Uint8Array;
       transport.sendEventFields(
         this.repid,
         this.sender,
@@ -509,24 +516,24 @@ export class NodeController extends EventEmitter implements InProcessSink {
         dest.simproc,
         epoch,
         headers,
-        raw ? data : this.serializeData(data, dest.node),
-        raw ? DataFormat.Raw : DataFormat.Serialized,
+        payload,
+        format,
         replyTo,
       );
-      if (raw) this.bytesSerialized += data.length;
-      return;
+    } else {
+      transport.sendEvent(this.envelope(dest, epoch, headers, replyTo, undefined, payload, format));
     }
-    const env = this.envelope(dest, epoch, headers, data, replyTo);
-    if (!transport.carriesObjects) this.serialize(env);
-    transport.sendEvent(env);
   }
 
+  /** A new envelope to `dest`: with `data` in-process, or with its serialized `payload`. */
   private envelope(
     dest: Destination,
     epoch: number,
     headers: Headers,
-    data: unknown,
     replyTo: NodeRef | null,
+    data: unknown,
+    payload: Uint8Array | null = null,
+    format: DataFormat = DataFormat.Raw,
   ): EventEnvelope {
     return new EventEnvelope(
       this.repid,
@@ -536,35 +543,20 @@ export class NodeController extends EventEmitter implements InProcessSink {
       epoch,
       headers,
       data,
-      null,
-      DataFormat.Raw,
+      payload,
+      format,
       0,
       replyTo,
     );
   }
 
-  private serialize(env: EventEnvelope): void {
-    const data = env.data;
-    if (data instanceof Uint8Array) {
-      env.payload = data;
-      this.bytesSerialized += data.length;
-    } else {
-      env.payload = this.serializeData(data, env.targetNode);
-      env.dataFormat = DataFormat.Serialized;
-    }
-    env.data = undefined;
-  }
-
-  /** The serializer's bytes of `data` (not a Uint8Array), counted. @throws {SerializationError}. */
+  /** The serializer's bytes of `data` (not a Uint8Array). @throws {SerializationError}. */
   private serializeData(data: unknown, node: string): Uint8Array {
-    let bytes: Uint8Array;
     try {
-      bytes = this.serializer.serialize(data);
+      return this.serializer.serialize(data);
     } catch (err) {
       throw new SerializationError(`cannot serialize the data of an event for ${node}`, err);
     }
-    this.bytesSerialized += bytes.length;
-    return bytes;
   }
 
   /** Turns wire bytes back into data; reports and returns false when they cannot be. */
