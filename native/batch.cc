@@ -147,6 +147,14 @@ bool read_envelope(const uint8_t* layout, size_t used, size_t* at, uint32_t stri
   return true;
 }
 
+}  // namespace
+
+uint32_t staged_lane(const uint8_t* layout, size_t bytes) noexcept {
+  return layout != nullptr && bytes >= kBatchHeaderBytes ? rd32(layout + kBatchLaneOffset) : 0;
+}
+
+namespace {
+
 /// The staging header, checked.
 bool read_header(const uint8_t* layout, size_t bytes, PreparedBatch* out, uint16_t* flags,
                  uint32_t* string_count) {
@@ -156,7 +164,7 @@ bool read_header(const uint8_t* layout, size_t bytes, PreparedBatch* out, uint16
   const uint32_t used = rd32(layout + 8);
   const uint32_t strings_at = rd32(layout + 16);
   *string_count = rd32(layout + 20);
-  const uint32_t lane = rd32(layout + 24);
+  const uint32_t lane = rd32(layout + kBatchLaneOffset);
   if ((*flags & ~kBatchResetStrings) != 0 || used > bytes || strings_at < kBatchHeaderBytes ||
       strings_at > used || strings_at % 4 != 0 || lane > static_cast<uint32_t>(w::Lane::MAX) ||
       rd32(layout + 28) != 0) {

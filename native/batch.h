@@ -105,6 +105,7 @@ namespace disco {
 inline constexpr uint32_t kBatchMagic = 0x42435344u;  // 'DSCB'
 inline constexpr uint16_t kBatchVersion = 1;
 inline constexpr size_t kBatchHeaderBytes = 48;
+inline constexpr size_t kBatchLaneOffset = 24;  // u32 lane word of the header
 inline constexpr uint16_t kBatchResetStrings = 1;
 inline constexpr size_t kBatchEnvelopeFixedBytes = 56;
 inline constexpr uint8_t kEnvelopeHasData = 1;
@@ -191,7 +192,13 @@ struct BorrowSlot {
   uint8_t* slot = nullptr;
 };
 
-/// Turns staging buffers into sealed frames. One per producer (it owns the producer's strings).
+/// The lane word of a staging header (0 promise, 1 event; anything else as written), or 0 when
+/// `bytes` cannot hold a header. Only picks a lane's encoder: BatchEncoder::prepare checks the
+/// header whole.
+[[nodiscard]] uint32_t staged_lane(const uint8_t* layout, size_t bytes) noexcept;
+
+/// Turns staging buffers into sealed frames. One per string table: a ring producer keeps one per
+/// lane (staged_lane picks it).
 class BatchEncoder {
  public:
   /// Reads the staging buffer `layout[0..bytes)` and the external payloads, applies its string

@@ -1232,11 +1232,9 @@ Napi::Value RingProducerWrap::WriteBatch(const Napi::CallbackInfo& info) {
   drop_reservation();
   size_t borrowed = BatchEncoder::kNoPayload;
   const auto* layout = static_cast<const uint8_t*>(staging.data);
-  // The lane word of the header picks the string table; any other value is refused by the
-  // encoder's own header check, so either table will do for it.
-  uint32_t lane = 0;
-  if (staging.length >= kBatchHeaderBytes) std::memcpy(&lane, layout + 24, sizeof lane);
-  BatchEncoder& encoder = core_->encoders[lane == 1 ? 1 : 0];
+  // A lane word other than 0 or 1 is refused by the encoder's own header check, so either
+  // table will do for it.
+  BatchEncoder& encoder = core_->encoders[staged_lane(layout, staging.length) == 1 ? 1 : 0];
   const Status s = encoder.write(*core_->ring, layout, staging.length, core_->payloads.data(),
                                  core_->payloads.size(), &borrowed);
   drop_borrowed_when_done();
