@@ -19,6 +19,12 @@ import { LocalNodes } from './local-nodes.js';
 import { linkTransportMetrics, type OutboundQueue } from './outbound-queue.js';
 import type { LocalNode, TransportMetrics } from './transport.js';
 
+/**
+ * Default time a closing framed transport waits for its peers to take what is queued (its
+ * `closeTimeoutMs` option) before it reports the rest as LinkClosedError.
+ */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
+
 /** A link as LinkTransport keeps it: its queue and what it has written. */
 export interface TransportLink {
   readonly queue: OutboundQueue;

@@ -36,15 +36,12 @@ import {
 import type { BatchReader, BatchWriter } from '../native-batch.js';
 import { envelopeAt, SenderRefs } from './batch-frames.js';
 import { tracerFor } from '../trace.js';
-import { LinkTransport } from './link-transport.js';
+import { DEFAULT_CLOSE_TIMEOUT_MS, LinkTransport } from './link-transport.js';
 import { RingReader } from './ring-reader.js';
 import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
 import type { Transport } from './transport.js';
 
 const tracer = tracerFor('shm');
-
-/** Default time `close()` waits for peers to read what is still queued. */
-export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
 /** Options of a ShmTransport. */
 export interface ShmTransportOptions {

@@ -26,7 +26,7 @@ import { DiscoError, FrameCorruptError, LinkClosedError, PeerDeadError } from '.
 import { tracerFor } from '../trace.js';
 import { FrameReader, FrameWriter } from './batch-frames.js';
 import { FrameStreamReader } from './frame-stream.js';
-import { LinkTransport } from './link-transport.js';
+import { DEFAULT_CLOSE_TIMEOUT_MS, LinkTransport } from './link-transport.js';
 import { OutboundQueue, type LinkChannel, type LinkLimits } from './outbound-queue.js';
 import type { Transport } from './transport.js';
 
@@ -34,8 +34,6 @@ const tracer = tracerFor('uds');
 
 /** Default time to keep retrying a connection to a peer that is not listening yet. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** Default time `close()` waits for peers to read what is queued. */
-export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 const RETRY_INITIAL_MS = 5;
 const RETRY_MAX_MS = 200;
 
