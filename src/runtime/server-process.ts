@@ -1,14 +1,20 @@
 /**
  * Entry point of a forked Server process (DESIGN §1): waits for its assignment
  * from the Application, builds its Server with same-machine links (shared-memory
- * rings the Application created, or Unix sockets), reports ready,
- * runs the job on 'go', reports the result, and closes on 'shutdown'. Job
+ * rings the Application created, or Unix sockets), loads the job module, reports
+ * ready, runs the job on 'go', reports the result, and closes on 'shutdown'. Job
  * messages that arrive before the job registers its handler are kept, in order.
+ *
+ * The job module is loaded before 'ready', so 'go' calls `runJob` at once: a job
+ * that sets its inboxes before its first `await` receives every message, however
+ * fast its peers start sending (messages that arrive before an inbox is set are
+ * held, up to the controller's `maxHeldMessages`).
  *
  * It never outlives its parent: when the IPC channel closes it exits, and it
  * ignores SIGINT/SIGTERM, which the parent handles for the whole group. Errors of
  * the Server (a dead peer, a corrupt frame) abort the job, whose failure is
- * reported to the parent with the error's name, code and message.
+ * reported to the parent with the error's name, code and message; so do errors of
+ * a NodeController that the job does not listen for itself.
  */
 
 import { pathToFileURL } from 'node:url';
@@ -95,6 +101,7 @@ function send(msg: ChildMessage): void {
 class ServerProcess {
   private server: Server | null = null;
   private start: StartMessage | null = null;
+  private runJobFn: RunJob | null = null;
   private readonly abort = new AbortController();
   private jobHandler: ((payload: unknown) => void) | null = null;
   /** Job messages that arrived before the job registered its handler, in order. */
@@ -133,17 +140,26 @@ class ServerProcess {
       transports: direct === null ? [link] : [link, direct],
     });
     server.on('error', (err: Error) => this.abort.abort(err));
+    for (const c of server.controllers()) {
+      // Listening here keeps an error the job does not handle (a message for a
+      // simproc that never got an inbox) from throwing out of a ring poll and
+      // killing the process; the job fails with it instead.
+      c.on('error', (err: Error) => {
+        if (c.listenerCount('error') === 1) this.abort.abort(err);
+      });
+    }
     this.server = server;
+    const mod = (await import(pathToFileURL(msg.jobModule).href)) as { runJob?: unknown };
+    if (typeof mod.runJob !== 'function') {
+      throw new TypeError(`job module ${msg.jobModule} does not export a runJob function`);
+    }
+    this.runJobFn = mod.runJob as RunJob;
     send({ type: 'ready' });
   }
 
   private async runJob(): Promise<void> {
     const start = this.start!;
     try {
-      const mod = (await import(pathToFileURL(start.jobModule).href)) as { runJob?: RunJob };
-      if (typeof mod.runJob !== 'function') {
-        throw new TypeError(`job module ${start.jobModule} does not export a runJob function`);
-      }
       const ctx: JobContext = {
         server: this.server!,
         options: start.jobOptions,
@@ -156,7 +172,7 @@ class ServerProcess {
         },
         signal: this.abort.signal,
       };
-      const result = await mod.runJob(ctx);
+      const result = await this.runJobFn!(ctx);
       await this.server!.flush();
       send({ type: 'done', result });
     } catch (err) {

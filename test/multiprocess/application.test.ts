@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Application, JobFailedError } from '../../src/runtime/application.js';
@@ -7,6 +9,8 @@ import { PeerDeadError } from '../../src/errors.js';
 import { exchangeJob, type ExchangeResult } from './exchange.js';
 
 const echoJob = fileURLToPath(new URL('./fixtures/echo-job.mjs', import.meta.url));
+const lateJob = fileURLToPath(new URL('./fixtures/late-job.mjs', import.meta.url));
+const noInboxJob = fileURLToPath(new URL('./fixtures/no-inbox-job.mjs', import.meta.url));
 let seq = 0;
 
 function topology(servers: number, nodesPerServer: number) {
@@ -101,6 +105,53 @@ describe('Application with real Server processes', () => {
     expect(segmentsOf(app.topology.cluster)).toEqual([]);
     expect(exits.find(([n]) => n === 's1')?.[2]).toBe('SIGKILL');
     expect(exits.find(([n]) => n === 's0')).toBeDefined(); // the sibling ended too, not hung
+  });
+
+  it('delivers all a peer sent at once to a Server whose job module loads late', async () => {
+    // 100,000 events are more than a controller holds for a simproc with no inbox
+    // yet (65,536): they arrive while the late Server is still loading its job unless
+    // the job is loaded before the run starts.
+    const marker = join(tmpdir(), `disco-late-${process.pid}-${++seq}`);
+    try {
+      const app = track(
+        new Application({
+          topology: topology(2, 1),
+          jobModule: lateJob,
+          jobOptions: { count: 100_000, promiseEvery: 100, payloadBytes: 16 },
+          env: { DISCO_TEST_LATE_MARKER: marker },
+        }),
+      );
+      await app.start();
+      const results = (await app.wait()) as Map<string, ExchangeResult>;
+      await app.stop();
+      for (const r of results.values()) {
+        expect(r.problems).toEqual([]);
+        expect(r.received).toBe(100_000);
+        expect(r.promises).toBe(1000);
+      }
+    } finally {
+      rmSync(marker, { force: true });
+    }
+  });
+
+  it('fails the job, not the process, when a controller error goes unhandled', async () => {
+    const app = track(
+      new Application({
+        topology: topology(2, 1),
+        jobModule: noInboxJob,
+        jobOptions: { count: 70_000, idle: 's1' },
+      }),
+    );
+    const exits: [string, number | null][] = [];
+    app.on('exit', (name: string, code: number | null) => exits.push([name, code]));
+    await app.start();
+    const err = await app.wait().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(JobFailedError);
+    expect((err as Error).message).toMatch(
+      /^server s1 failed: UndeliverableError: .*n1_0\/p.*maxHeldMessages/,
+    );
+    await app.stop();
+    expect(exits.find(([n]) => n === 's1')?.[1]).toBe(0);
   });
 
   it('keeps job messages that arrive before the job listens, in order', async () => {
