@@ -1663,6 +1663,8 @@ BatchEncoderWrap::BatchEncoderWrap(const Napi::CallbackInfo& info)
 /// Frames whose bound is at most this are built in the encoder's scratch block and copied out
 /// at their exact length; larger ones are built straight into their own ArrayBuffer.
 constexpr size_t kEncodeScratchMaxBytes = size_t{1} << 20;
+/// Bytes left free in front of a frame copied out of scratch into memory of its own.
+constexpr size_t kOwnFrameHeadroomBytes = 8;
 
 /// The bound overestimates small envelopes about threefold, and a link keeps its frames until
 /// they are acknowledged: so a frame up to kEncodeScratchMaxBytes is built in a reused scratch
@@ -1692,14 +1694,16 @@ Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn, B
     // A Node Buffer, not an ArrayBuffer: its memory is not zero-filled first (for a 1 MiB
     // frame that fill cost a third of the encode), and the builder writes every byte the frame
     // covers.
-    const Napi::Buffer<uint8_t> block = Napi::Buffer<uint8_t>::New(info.Env(), bound);
+    // kOwnFrameHeadroomBytes in front, as for the copies out of scratch (own_frame).
+    const Napi::Buffer<uint8_t> block =
+        Napi::Buffer<uint8_t>::New(info.Env(), kOwnFrameHeadroomBytes + bound);
     if (info.Env().IsExceptionPending()) {
       payloads_.clear();
       return Status::kInvalidArgument;
     }
     out->heap = block.ArrayBuffer();
-    out->heap_offset = block.ByteOffset();
-    region = block.Data();
+    out->heap_offset = block.ByteOffset() + kOwnFrameHeadroomBytes;
+    region = block.Data() + kOwnFrameHeadroomBytes;
   }
   s = encoder_.build(b, payloads_.data(), payloads_.size(), region, bound, &offset, &out->length);
   payloads_.clear();
@@ -1710,8 +1714,15 @@ Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn, B
 
 Napi::Value BatchEncoderWrap::own_frame(Napi::Env env, const Built& b) {
   if (!b.heap.IsEmpty()) return Napi::Uint8Array::New(env, b.length, b.heap, b.heap_offset);
-  // Node allocates a copied Buffer outside its pool, so the frame starts 8-byte aligned.
-  return Napi::Buffer<uint8_t>::Copy(env, b.frame, b.length);
+  // Node allocates this Buffer outside its pool, so it starts 8-byte aligned; the frame goes
+  // kOwnFrameHeadroomBytes into it, leaving room for a message stream's lead in front.
+  const Napi::Buffer<uint8_t> block =
+      Napi::Buffer<uint8_t>::New(env, kOwnFrameHeadroomBytes + b.length);
+  if (env.IsExceptionPending()) return Napi::Value();
+  std::memset(block.Data(), 0, kOwnFrameHeadroomBytes);
+  std::memcpy(block.Data() + kOwnFrameHeadroomBytes, b.frame, b.length);
+  return Napi::Uint8Array::New(env, b.length, block.ArrayBuffer(),
+                               block.ByteOffset() + kOwnFrameHeadroomBytes);
 }
 
 /// encode(staging, payloads?): Uint8Array | number — the sealed frame in fresh memory, 8-byte

@@ -349,7 +349,10 @@ export interface NativeRingConsumer extends NativeBoundOutput {
 
 /** Staging layout -> sealed frame in JS memory, with its own string table (one per link). */
 export interface NativeBatchEncoder {
-  /** The sealed frame (8-byte aligned view) or a status (`BAD_BATCH`, `TOO_LARGE`). */
+  /**
+   * The sealed frame (8-byte aligned view, with at least 8 unused bytes of its buffer in front,
+   * where a link may put a message lead) or a status (`BAD_BATCH`, `TOO_LARGE`).
+   */
   encode(staging: Uint8Array, payloads?: readonly Uint8Array[]): Uint8Array | number;
   /**
    * Copies the sealed frame to `out[offset..]` and returns its length (> 0) when it fits there;

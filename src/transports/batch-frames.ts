@@ -60,11 +60,25 @@ export class FrameWriter {
   private block: Buffer = Buffer.allocUnsafeSlow(FRAME_BLOCK_BYTES);
   private blockUsed = 0;
 
-  constructor(private readonly link: string) {}
+  /**
+   * @param link - named in errors.
+   * @param leadBytes - zero bytes in front of every frame returned (part of the returned
+   *   buffer; the frame itself stays 8-byte aligned): a message stream's lead
+   *   (FrameStreamReader's `messageLeadBytes`). At most 8.
+   */
+  constructor(
+    private readonly link: string,
+    private readonly leadBytes = 0,
+  ) {
+    if (!(Number.isInteger(leadBytes) && leadBytes >= 0 && leadBytes <= 8)) {
+      throw new RangeError(`leadBytes ${leadBytes} is not an integer from 0 to 8`);
+    }
+  }
 
   /**
-   * The sealed frame of `envelopes[start..end)`: 8-byte aligned, in memory no later frame
-   * reuses (a slice of a block, or a buffer of its own when larger than a block's room).
+   * The sealed frame of `envelopes[start..end)`, behind `leadBytes` zero bytes: the frame
+   * 8-byte aligned, in memory no later frame reuses (a slice of a block, or memory of its own
+   * when larger than a block's room).
    * @throws MessageTooLargeError above FRAME_MAX_BODY_BYTES.
    */
   encode(
@@ -97,13 +111,17 @@ export class FrameWriter {
   }
 
   private seal(w: BatchWriter, encoder: NativeBatchEncoder): Buffer {
-    if (FRAME_BLOCK_BYTES - this.blockUsed < FRAME_BLOCK_MIN_ROOM) {
+    const lead = this.leadBytes;
+    // The frame starts at the first multiple of 8 that leaves room for the lead before it.
+    let at = (this.blockUsed + lead + 7) & ~7;
+    if (FRAME_BLOCK_BYTES - at < FRAME_BLOCK_MIN_ROOM) {
       this.block = Buffer.allocUnsafeSlow(FRAME_BLOCK_BYTES);
       this.blockUsed = 0;
+      at = (lead + 7) & ~7;
     }
     let r: Uint8Array | number;
     try {
-      r = encodeBatchInto(encoder, w.finish(), w.payloads, this.block, this.blockUsed, this.link);
+      r = encodeBatchInto(encoder, w.finish(), w.payloads, this.block, at, this.link);
     } catch (err) {
       w.resetStrings(); // the encoder may have taken this batch's strings: start both afresh
       throw err;
@@ -112,12 +130,30 @@ export class FrameWriter {
       // Too large for what is left of the block: the next frame starts a new one, so that a
       // run of frames this size does not go to memory of its own one by one.
       if (r.length < FRAME_BLOCK_BYTES) this.blockUsed = FRAME_BLOCK_BYTES;
-      return Buffer.from(r.buffer, r.byteOffset, r.length);
+      return withLead(r, lead);
     }
-    const at = this.blockUsed;
     this.blockUsed = (at + r + 7) & ~7;
-    return this.block.subarray(at, at + r);
+    this.block.fill(0, at - lead, at);
+    return this.block.subarray(at - lead, at + r);
   }
+}
+
+/**
+ * `frame` (in memory of its own) behind `lead` zero bytes. The encoder builds a large frame at
+ * the end of a block sized for its bound, so the bytes before it are normally free: the lead
+ * goes there, and the frame is not copied.
+ */
+function withLead(frame: Uint8Array, lead: number): Buffer {
+  if (frame.byteOffset >= lead) {
+    const out = Buffer.from(frame.buffer, frame.byteOffset - lead, frame.length + lead);
+    out.fill(0, 0, lead);
+    return out;
+  }
+  // The frame stays 8-byte aligned: the copy starts 8 - lead bytes into its own memory.
+  const skip = (8 - lead) & 7;
+  const out = Buffer.alloc(skip + lead + frame.length).subarray(skip);
+  out.set(frame, lead);
+  return out;
 }
 
 /** Verifies and decodes sealed frames; one per receiving end. */

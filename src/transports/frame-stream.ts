@@ -12,6 +12,12 @@
  * The reader does not verify frames: the caller verifies each (`FrameReader.read`,
  * `assertFrame`). The peer is untrusted; the first bad header makes `push` throw
  * FrameCorruptError and the caller closes the connection.
+ *
+ * Message streams (gRPC): with `messageLeadBytes`, every chunk pushed while no frame is
+ * under way (a message that starts a frame) begins with that many zero bytes, which the
+ * reader checks and skips; chunks that continue a frame have none. grpc-js hands each
+ * message over 5 bytes into its buffer (behind its own message prefix), so a lead of 3
+ * puts the frame 8-byte aligned and it is returned as a view, not copied.
  */
 
 import { FrameCorruptError } from '../errors.js';
@@ -30,10 +36,12 @@ export class FrameStreamReader {
   /**
    * @param peer - named in errors.
    * @param maxBodyBytes - largest body a frame may announce; at most FRAME_MAX_BODY_BYTES.
+   * @param messageLeadBytes - zero bytes that open every chunk that starts a frame (see above).
    */
   constructor(
     private readonly peer: string,
     private readonly maxBodyBytes = FRAME_MAX_BODY_BYTES,
+    private readonly messageLeadBytes = 0,
   ) {}
 
   /** Bytes received and not yet returned as frames. */
@@ -46,6 +54,7 @@ export class FrameStreamReader {
    * @throws {FrameCorruptError} when a frame header has a bad magic or length.
    */
   push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): void {
+    if (this.messageLeadBytes > 0 && this.buffered === 0) chunk = this.skipLead(chunk);
     if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
@@ -58,6 +67,20 @@ export class FrameStreamReader {
       onFrame(this.take(this.pending));
       this.pending = -1;
     }
+  }
+
+  /** The chunk after its lead, which must be there and be zeros. */
+  private skipLead(chunk: Uint8Array): Uint8Array {
+    const n = this.messageLeadBytes;
+    let bad = chunk.length < n;
+    for (let i = 0; i < n && !bad; i++) bad = chunk[i] !== 0;
+    if (bad) {
+      throw new FrameCorruptError(
+        this.peer,
+        `a message that starts a frame must open with ${n} zero bytes`,
+      );
+    }
+    return chunk.subarray(n);
   }
 
   private readHeader(): number {

@@ -37,7 +37,12 @@ import { tracerFor } from '../trace.js';
 import { FrameReader, FrameWriter } from './batch-frames.js';
 import { FrameStreamReader } from './frame-stream.js';
 import { authorizeCall, type GrpcSecurityOptions } from './grpc-security.js';
-import { CLUSTER_METADATA_KEY, SENDER_METADATA_KEY, SESSION_METADATA_KEY } from './grpc-service.js';
+import {
+  CLUSTER_METADATA_KEY,
+  MESSAGE_LEAD_BYTES,
+  SENDER_METADATA_KEY,
+  SESSION_METADATA_KEY,
+} from './grpc-service.js';
 
 const tracer = tracerFor('grpc');
 
@@ -109,7 +114,7 @@ export class GrpcInbound {
   private readonly counters = new Map<string, GrpcInboundCounters>();
   private readonly buckets = new Map<string, Bucket>();
   private readonly calls = new Set<CallState>();
-  private readonly acks = new FrameWriter('grpc acks');
+  private readonly acks = new FrameWriter('grpc acks', MESSAGE_LEAD_BYTES);
   private readonly reader = new FrameReader();
   /** Reading is paused for the owner (pauseAll); the rate limit must not resume it. */
   private paused = false;
@@ -206,7 +211,11 @@ export class GrpcInbound {
       });
     }
     if (tracer.enabled) tracer.log(`${peer}: call accepted, delivered ${session.delivered}`);
-    const reader = new FrameStreamReader(peer, this.config.maxFrameBytes - FRAME_HEADER_BYTES);
+    const reader = new FrameStreamReader(
+      peer,
+      this.config.maxFrameBytes - FRAME_HEADER_BYTES,
+      MESSAGE_LEAD_BYTES,
+    );
     call.on('data', (chunk: Buffer) => {
       if (session.current !== state) return; // stale call: never acknowledged, so resent
       try {

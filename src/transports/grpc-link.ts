@@ -46,6 +46,7 @@ import {
   CLUSTER_METADATA_KEY,
   LINK_METHOD,
   LinkClient,
+  MESSAGE_LEAD_BYTES,
   SENDER_METADATA_KEY,
   SESSION_METADATA_KEY,
 } from './grpc-service.js';
@@ -158,7 +159,7 @@ export class GrpcLink implements LinkChannel {
     private readonly report: (err: DiscoError) => void,
   ) {
     this.name = `grpc:${peer}`;
-    this.writer = new FrameWriter(this.name);
+    this.writer = new FrameWriter(this.name, MESSAGE_LEAD_BYTES);
     this.backoffMs = config.backoffInitialMs;
     this.queue = new OutboundQueue(`grpc link to ${peer}`, this, config.limits);
     this.queue.on('failed', (err: DiscoError) => this.fail(err));
@@ -316,7 +317,7 @@ export class GrpcLink implements LinkChannel {
     this.writeBlocked = false;
     this.ahead = { bytes: 0 };
     this.resend.rewind();
-    const reader = new FrameStreamReader(this.name, ACK_FRAME_MAX_BODY_BYTES);
+    const reader = new FrameStreamReader(this.name, ACK_FRAME_MAX_BODY_BYTES, MESSAGE_LEAD_BYTES);
     call.on('data', (chunk: Buffer) => {
       if (this.call !== call) return;
       try {
@@ -380,17 +381,22 @@ export class GrpcLink implements LinkChannel {
   }
 
   /**
-   * Writes one frame, in slices of at most chunkBytes when it is larger than chunkBytes +
-   * CHUNK_SLACK_BYTES; false when the call wants a 'drain'.
+   * Writes one frame (behind its message lead), in slices of at most chunkBytes when it is
+   * larger than chunkBytes + CHUNK_SLACK_BYTES; false when the call wants a 'drain'. Only the
+   * first slice carries the lead: the receiver expects one where a frame starts.
    */
   private writeOnCall(frame: Buffer): boolean {
     const call = this.call!;
     const chunk = this.config.chunkBytes;
     this.counters.bytesSent += frame.length;
-    if (frame.length <= chunk + CHUNK_SLACK_BYTES) return this.writeCounted(call, frame);
+    if (frame.length <= MESSAGE_LEAD_BYTES + chunk + CHUNK_SLACK_BYTES) {
+      return this.writeCounted(call, frame);
+    }
     let ok = true;
-    for (let at = 0; at < frame.length; at += chunk) {
-      ok = this.writeCounted(call, frame.subarray(at, Math.min(at + chunk, frame.length)));
+    for (let at = 0; at < frame.length;) {
+      const end = Math.min((at === 0 ? MESSAGE_LEAD_BYTES : at) + chunk, frame.length);
+      ok = this.writeCounted(call, frame.subarray(at, end));
+      at = end;
     }
     return ok;
   }

@@ -5,7 +5,9 @@
  *
  * Sender → receiver messages are slices (≤ chunkBytes) of a byte stream of sealed
  * frames; receiver → sender messages are sealed ack frames. Neither side trusts a
- * message boundary: both cut the stream with a FrameStreamReader.
+ * message boundary: both cut the stream with a FrameStreamReader. A message never
+ * holds parts of two frames: it is a whole frame or one slice of a frame, and one
+ * that starts a frame opens with MESSAGE_LEAD_BYTES zero bytes.
  */
 
 import type { Http2Server, Http2Session, Settings } from 'node:http2';
@@ -26,6 +28,14 @@ export const CLUSTER_METADATA_KEY = 'disco-cluster';
 export const SENDER_METADATA_KEY = 'disco-sender';
 /** Call metadata: the caller's incarnation, random per GrpcTransport (hex, 64 bits). */
 export const SESSION_METADATA_KEY = 'disco-session';
+
+/**
+ * Zero bytes in front of every message that starts a frame. grpc-js hands a received
+ * message over as a view 5 bytes into its buffer (behind the gRPC message prefix); with
+ * these 3 the frame is 8-byte aligned there, as the native verifier needs, and is read in
+ * place instead of copied.
+ */
+export const MESSAGE_LEAD_BYTES = 3;
 
 /** Largest gRPC message a link writes by default; larger frames are sliced. */
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;

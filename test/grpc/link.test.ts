@@ -15,6 +15,7 @@ import { GrpcTransport } from '../../src/transports/grpc.js';
 import {
   CLUSTER_METADATA_KEY,
   LINK_METHOD,
+  MESSAGE_LEAD_BYTES,
   LinkClient,
   SENDER_METADATA_KEY,
   SESSION_METADATA_KEY,
@@ -59,7 +60,7 @@ function rawCall(address: string, cluster: string, session = '00000000000000ff')
     md,
   );
   const acks: bigint[] = [];
-  const reader = new FrameStreamReader('test');
+  const reader = new FrameStreamReader('test', undefined, MESSAGE_LEAD_BYTES);
   call.on('data', (chunk: Buffer) =>
     reader.push(chunk, (f) => {
       assertFrame(f, 'test');
@@ -73,11 +74,16 @@ function rawCall(address: string, cluster: string, session = '00000000000000ff')
   return { client, call, ended, acks };
 }
 
-/** A sealed frame with link_seq `seq` carrying one event `seq - 1` from x to b1. */
+/** `bytes` as a message that starts a frame: behind the zero bytes of the message lead. */
+function message(bytes: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.alloc(MESSAGE_LEAD_BYTES), bytes]);
+}
+
+/** A message of one sealed frame with link_seq `seq` carrying one event `seq - 1` from x to b1. */
 function seqFrame(enc: FrameEncoder, seq: number): Buffer {
   const f = Buffer.from(enc.encode([seqEvent('x', 'b1', seq - 1)], Lane.Event, BigInt(seq), 0n));
   sealFrame(f);
-  return f;
+  return message(f);
 }
 
 const N = 100_000;
@@ -205,7 +211,7 @@ describe('GrpcTransport link', () => {
 
     // 1. Garbage: a bad frame magic.
     const bad = rawCall(address, cluster);
-    bad.call.write(Buffer.from('this is not a frame, not even close'));
+    bad.call.write(message(Buffer.from('this is not a frame, not even close')));
     const s1 = await bad.ended;
     expect(s1.code).toBe(GrpcStatus.DATA_LOSS);
 
@@ -215,34 +221,41 @@ describe('GrpcTransport link', () => {
     sealFrame(frame);
     frame[frame.length - 5]! ^= 0x40;
     const flipped = rawCall(address, cluster);
-    flipped.call.write(frame);
+    flipped.call.write(message(frame));
     const s2 = await flipped.ended;
     expect(s2.code).toBe(GrpcStatus.DATA_LOSS);
+
+    // 2b. A good frame without the zero bytes a message that starts a frame opens with.
+    const unled = rawCall(address, cluster);
+    frame[frame.length - 5]! ^= 0x40;
+    unled.call.write(frame);
+    expect((await unled.ended).code).toBe(GrpcStatus.DATA_LOSS);
 
     // 3. Valid frames with link_seq 1 then 3: frames are missing.
     const gap = rawCall(address, cluster);
     for (const seq of [1n, 3n]) {
       const f = Buffer.from(enc.encode([seqEvent('x', 'b1', Number(seq))], Lane.Event, seq, 0n));
       sealFrame(f);
-      gap.call.write(f);
+      gap.call.write(message(f));
     }
     const s3 = await gap.ended;
     expect(s3.code).toBe(GrpcStatus.DATA_LOSS);
-    for (const c of [bad, flipped, gap]) c.client.close();
+    for (const c of [bad, flipped, unled, gap]) c.client.close();
 
-    expect(B.errors).toHaveLength(3);
+    expect(B.errors).toHaveLength(4);
     for (const e of B.errors) {
       expect(e).toBeInstanceOf(FrameCorruptError);
       expect((e as FrameCorruptError).peer).toBe('grpc:intruder');
     }
     expect(B.errors[0]!.message).toMatch(/bad frame magic/);
-    expect(B.errors[2]!.message).toMatch(/link_seq 3 after 1/);
+    expect(B.errors[2]!.message).toMatch(/must open with 3 zero bytes/);
+    expect(B.errors[3]!.message).toMatch(/link_seq 3 after 1/);
     expect(b1.events.get('x')).toEqual([1]); // the good frame before the gap was delivered
 
     // The process and the server live on: a normal link still works.
     A.t.sendEvent(seqEvent('a1', 'b1', 0));
     await until(() => b1.events.get('a1')?.length === 1, 10_000, 'delivery after the bad calls');
-    expect(B.t.linkMetrics().find((m) => m.peer === 'intruder')!.rejectedFrames).toBe(3);
+    expect(B.t.linkMetrics().find((m) => m.peer === 'intruder')!.rejectedFrames).toBe(4);
     await A.t.close();
     await B.t.close();
   });

@@ -475,9 +475,11 @@ describe('heap encoder and decoder', () => {
       );
       const frame = encodeBatch(encoder, w.finish(), w.payloads, 'grpc link to m2');
       expect(frame.byteOffset % 8).toBe(0);
-      // Large frames may sit at the end of their bound: the excess is a bounded overhead.
+      // 8 bytes in front (room for a message lead) and, for large frames that sit at the end
+      // of their bound, a bounded excess.
+      expect(frame.byteOffset).toBeGreaterThanOrEqual(8);
       expect(frame.buffer.byteLength).toBeLessThanOrEqual(
-        size * count < 1 << 20 ? frame.length : frame.length + 4096,
+        size * count < 1 << 20 ? frame.length + 8 : frame.length + 4096,
       );
       const reader = new BatchReader();
       expect(reader.decode(createFrameDecoder(), frame)).toBe(NativeStatus.OK);
@@ -548,48 +550,59 @@ describe('heap encoder and decoder', () => {
     );
   });
 
-  it('FrameWriter: frames never share bytes, and a frame too large for a block stands alone', () => {
-    const writer = new FrameWriter('grpc link to m2');
-    const sender = Object.freeze({ node: 'n0', simproc: 'p' });
-    const envelope = (epoch: number, size: number) =>
-      new EventEnvelope(
-        0,
-        sender,
-        'n1',
-        'p',
-        epoch,
-        EMPTY_HEADERS,
-        undefined,
-        bytes(size, epoch),
-        0,
-        0,
-        null,
+  it.each([0, 3])(
+    'FrameWriter (lead %i): frames never share bytes, and a frame too large for a block stands alone',
+    (lead) => {
+      const writer = new FrameWriter('grpc link to m2', lead);
+      const sender = Object.freeze({ node: 'n0', simproc: 'p' });
+      const envelope = (epoch: number, size: number) =>
+        new EventEnvelope(
+          0,
+          sender,
+          'n1',
+          'p',
+          epoch,
+          EMPTY_HEADERS,
+          undefined,
+          bytes(size, epoch),
+          0,
+          0,
+          null,
+        );
+      const frames: { frame: Buffer; copy: Buffer; epoch: number }[] = [];
+      // Enough small frames to fill several blocks, and one larger than a block.
+      // Frame 1500 is larger than a block (copied out of the encoder's scratch), 2500 larger
+      // than that scratch (built in memory of its own).
+      for (let i = 0; i < 3000; i++) {
+        const size = i === 1500 ? FRAME_BLOCK_BYTES : i === 2500 ? 1536 * 1024 : 200;
+        const led = writer.encode(Lane.Event, i + 1, 0, [envelope(i, size)], 0, 1);
+        expect([...led.subarray(0, lead)]).toEqual(new Array(lead).fill(0));
+        const frame = led.subarray(lead);
+        expect(frame.byteOffset % 8).toBe(0);
+        frames.push({ frame, copy: Buffer.from(led), epoch: i });
+      }
+      expect(frames[1500]!.frame.buffer).not.toBe(frames[1499]!.frame.buffer);
+      expect(new Set(frames.map((f) => f.frame.buffer)).size).toBeGreaterThan(2);
+      // Frames a little over a third of a block: one that does not fit in what is left starts
+      // a new block for the next, instead of every later one getting memory of its own.
+      const large = Array.from({ length: 12 }, (_, i) =>
+        writer.encode(Lane.Event, 4000 + i, 0, [envelope(i, 90 * 1024)], 0, 1),
       );
-    const frames: { frame: Buffer; copy: Buffer; epoch: number }[] = [];
-    // Enough small frames to fill several blocks, and one larger than a block.
-    for (let i = 0; i < 3000; i++) {
-      const size = i === 1500 ? FRAME_BLOCK_BYTES : 200;
-      const frame = writer.encode(Lane.Event, i + 1, 0, [envelope(i, size)], 0, 1);
-      expect(frame.byteOffset % 8).toBe(0);
-      frames.push({ frame, copy: Buffer.from(frame), epoch: i });
-    }
-    expect(frames[1500]!.frame.buffer).not.toBe(frames[1499]!.frame.buffer);
-    expect(new Set(frames.map((f) => f.frame.buffer)).size).toBeGreaterThan(2);
-    // Frames a little over a third of a block: one that does not fit in what is left starts
-    // a new block for the next, instead of every later one getting memory of its own.
-    const large = Array.from({ length: 12 }, (_, i) =>
-      writer.encode(Lane.Event, 4000 + i, 0, [envelope(i, 90 * 1024)], 0, 1),
-    );
-    const shared = large.filter((f, i) => large.some((g, j) => j !== i && g.buffer === f.buffer));
-    expect(shared.length).toBeGreaterThanOrEqual(6);
-    const reader = new BatchReader();
-    const decoder = createFrameDecoder();
-    for (const { frame, copy, epoch } of frames) {
-      expect(Buffer.compare(frame, copy)).toBe(0); // no later frame wrote over it
-      expect(reader.decode(decoder, frame)).toBe(NativeStatus.OK);
-      expect(reader.epoch(0)).toBe(epoch);
-    }
-  });
+      for (const f of large) expect((f.byteOffset + lead) % 8).toBe(0);
+      const shared = large.filter((f, i) => large.some((g, j) => j !== i && g.buffer === f.buffer));
+      expect(shared.length).toBeGreaterThanOrEqual(6);
+      const reader = new BatchReader();
+      const decoder = createFrameDecoder();
+      for (const { frame, copy, epoch } of frames) {
+        // No later frame (nor its lead) wrote over it.
+        expect(
+          Buffer.compare(Buffer.from(frame.buffer, frame.byteOffset - lead, copy.length), copy),
+        ).toBe(0);
+        expect(reader.decode(decoder, frame)).toBe(NativeStatus.OK);
+        expect(reader.epoch(0)).toBe(epoch);
+      }
+    },
+  );
 
   it('decodes into bound output arrays, and grows them for a frame that needs more', () => {
     const decoder = createFrameDecoder();

@@ -96,3 +96,50 @@ describe('FrameStreamReader with Buffer chunks and a body limit', () => {
     expect(() => new FrameStreamReader('peer', 4096).push(f, () => undefined)).not.toThrow();
   });
 });
+
+describe('FrameStreamReader over a message stream (a lead before each frame)', () => {
+  const LEAD = 3;
+  /** `bytes` 5 bytes into a buffer of its own, behind `lead`, as grpc-js hands a message over. */
+  function asReceived(bytes: Uint8Array, lead = LEAD): Uint8Array {
+    const host = new Uint8Array(5 + lead + bytes.length);
+    host.set(bytes, 5 + lead);
+    return host.subarray(5);
+  }
+
+  it('reads a frame that fills a message in place, without copying it', () => {
+    const f = frame(4, 100);
+    const msg = asReceived(f);
+    const out: Uint8Array[] = [];
+    new FrameStreamReader('peer', undefined, LEAD).push(msg, (x) => out.push(x));
+    expect(out).toHaveLength(1);
+    expect(out[0]!.buffer).toBe(msg.buffer); // a view of the message, not a copy
+    expect(out[0]!.byteOffset).toBe(8);
+    expect(() => assertFrame(out[0]!, 'peer')).not.toThrow();
+  });
+
+  it('expects the lead only where a frame starts: a sliced frame and then a whole one', () => {
+    const big = frame(5, 3000);
+    const small = frame(6, 10);
+    const reader = new FrameStreamReader('peer', undefined, LEAD);
+    const out: Uint8Array[] = [];
+    reader.push(asReceived(big.subarray(0, 1000)), (x) => out.push(x));
+    reader.push(asReceived(big.subarray(1000, 2000), 0), (x) => out.push(x));
+    reader.push(asReceived(big.subarray(2000), 0), (x) => out.push(x));
+    reader.push(asReceived(small), (x) => out.push(x));
+    expect(out.map((x) => Buffer.from(x))).toEqual([Buffer.from(big), Buffer.from(small)]);
+    expect(reader.bufferedBytes).toBe(0);
+  });
+
+  it('rejects a message that starts a frame without its zero lead, naming the peer', () => {
+    const f = frame(7, 10);
+    const reader = () => new FrameStreamReader('p3', undefined, LEAD);
+    expect(() => reader().push(asReceived(f, 0), () => {})).toThrow(FrameCorruptError);
+    expect(() => reader().push(asReceived(f, 0), () => {})).toThrow(
+      /p3: a message that starts a frame must open with 3 zero bytes/,
+    );
+    const dirty = asReceived(f);
+    dirty[1] = 1;
+    expect(() => reader().push(dirty, () => {})).toThrow(/must open with 3 zero bytes/);
+    expect(() => reader().push(new Uint8Array(2), () => {})).toThrow(/3 zero bytes/);
+  });
+});
