@@ -73,6 +73,26 @@ function runIn(machine: string, args: string[]): Run {
   return run;
 }
 
+/** Longer than a run takes on a loaded machine; short of the test's own timeout. */
+const LEADER_DEADLINE_MS = 150_000;
+
+/**
+ * The exit code of `run`; if it has not exited after `ms`, kills every run and fails with
+ * what each one printed, so that a hang says where it stopped.
+ */
+async function exitWithin(run: Run, all: Run[], ms: number): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  const code = await Promise.race([run.exit, late]);
+  clearTimeout(timer);
+  if (code !== 'late') return code;
+  for (const r of all) r.proc.kill('SIGKILL');
+  const printed = all
+    .map((r, i) => `--- run ${i}: stdout\n${r.stdout}\n--- run ${i}: stderr\n${r.stderr}`)
+    .join('\n');
+  throw new Error(`the leader did not exit within ${ms} ms\n${printed}`);
+}
+
 describe('PHOLD across three machines (network namespaces)', () => {
   const cluster = `netns-${process.pid}`;
   let file = '';
@@ -117,7 +137,7 @@ describe('PHOLD across three machines (network namespaces)', () => {
       runIn('c', [...args, '--machine', 'c']),
     ];
     const leader = runIn('a', [...args, '--machine', 'a', '--json']);
-    const code = await leader.exit;
+    const code = await exitWithin(leader, [...members, leader], LEADER_DEADLINE_MS);
     expect(leader.stderr).toBe('');
     expect(code).toBe(0);
     const result = JSON.parse(leader.stdout) as {
