@@ -24,6 +24,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DiscoError, ErrorCode, PeerDeadError, TimeoutError } from '../errors.js';
 import type { RingDoorbellOptions } from '../native.js';
+import { machineRoutes } from '../mesh.js';
 import { loadTopology, topologyInput, type Topology, type TopologyInput } from '../topology.js';
 import { clusterServerKey, isControlMessage, type ControlMessage } from './cluster-control.js';
 import { hasGateways } from './endpoints.js';
@@ -46,6 +47,12 @@ const ROOT_CAUSE_GRACE_MS = 200;
 export const START_TIMEOUT_MS = 30_000;
 /** Default time children get to exit after 'shutdown' before they are killed. */
 export const STOP_TIMEOUT_MS = 5_000;
+/**
+ * A member whose Servers the leader shut down waits this many stop timeouts for the
+ * leader's 'stop' (which comes after every Server of the cluster exited and the members
+ * farther away stopped); if none comes, the leader is gone and the member stops itself.
+ */
+const MEMBER_STOP_WAIT_TIMEOUTS = 4;
 
 /** Options of an Application. */
 export interface ApplicationOptions {
@@ -115,6 +122,12 @@ export class Application extends EventEmitter {
   private stopping = false;
   private stopped: Promise<void> | null = null;
   private memberDone: (() => void) | null = null;
+  /** Leader: members that reported 'stopped'. */
+  private readonly membersStopped = new Set<string>();
+  /** Member: the leader sent 'stop' (answered with 'stopped' once the Servers are gone). */
+  private stopRequested = false;
+  /** Member: stops it if the leader's 'stop' does not come after a shutdown. */
+  private stopFallback: NodeJS.Timeout | null = null;
 
   /** @throws {TopologyError} for an invalid topology; RangeError for an unknown machine. */
   constructor(options: ApplicationOptions) {
@@ -216,6 +229,7 @@ export class Application extends EventEmitter {
 
   private async stopAll(): Promise<void> {
     this.stopping = true;
+    if (this.stopFallback !== null) clearTimeout(this.stopFallback);
     const timeoutMs = this.options.stopTimeoutMs ?? STOP_TIMEOUT_MS;
     const running = [...this.children.values()].filter((c) => !c.exited);
     for (const c of running) this.post(c, { type: 'shutdown' });
@@ -248,21 +262,15 @@ export class Application extends EventEmitter {
     this.memberDone?.();
   }
 
-  /** A leader tells every member to stop; then the gateway hands over what it holds. */
+  /**
+   * A leader stops every member (`stopMembers`); a member the leader stopped says so. Then
+   * the gateway hands over what it holds.
+   */
   private async closeGateway(timeoutMs: number): Promise<void> {
     const gw = this.gateway;
     if (gw === null) return;
-    if (this.role === 'leader') {
-      for (const m of this.topology.machines) {
-        if (m.name === this.machine) continue;
-        try {
-          gw.sendControl(m.name, { type: 'stop' } satisfies ControlMessage);
-        } catch {
-          // The link to that machine failed already (reported as 'error'); its
-          // Application stops on its own when its link to us fails.
-        }
-      }
-    }
+    if (this.role === 'leader') await this.stopMembers(gw, timeoutMs);
+    else if (this.stopRequested) this.sendControl(gw, this.topology.machines[0]!.name, 'stopped');
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       gw.flush(),
@@ -270,6 +278,56 @@ export class Application extends EventEmitter {
     ]);
     clearTimeout(timer);
     await gw.close();
+  }
+
+  /**
+   * Stops the members farthest from this machine first (cluster-control.ts): each group of
+   * members at one distance gets 'stop', and the next nearer group waits for their 'stopped'.
+   * After `timeoutMs` in all, or once the run failed on a link, the rest get 'stop' without
+   * waiting.
+   */
+  private async stopMembers(gw: Gateway, timeoutMs: number): Promise<void> {
+    const byHops = new Map<number, string[]>();
+    for (const [machine, route] of machineRoutes(this.topology, this.machine)) {
+      const group = byHops.get(route.hops) ?? [];
+      group.push(machine);
+      byHops.set(route.hops, group);
+    }
+    const deadline = Date.now() + timeoutMs;
+    for (const hops of [...byHops.keys()].sort((a, b) => b - a)) {
+      const group = byHops.get(hops)!;
+      for (const m of group) this.sendControl(gw, m, 'stop');
+      await this.progressUntil(
+        () => this.linkError !== undefined || group.every((m) => this.membersStopped.has(m)),
+        deadline - Date.now(),
+      );
+    }
+  }
+
+  private sendControl(gw: Gateway, machine: string, type: 'stop' | 'stopped'): void {
+    try {
+      gw.sendControl(machine, { type } satisfies ControlMessage);
+    } catch {
+      // The link to that machine failed already (reported as 'error'); a member stops
+      // on its own when it hears nothing from the leader.
+    }
+  }
+
+  /** Resolves once `done()` holds (checked at each 'progress'), or after `ms`. */
+  private progressUntil(done: () => boolean, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.off('progress', check);
+        resolve();
+      };
+      const check = (): void => {
+        if (done()) finish();
+      };
+      const timer = setTimeout(finish, Math.max(0, ms));
+      this.on('progress', check);
+      check();
+    });
   }
 
   private localServers(): string[] {
@@ -310,13 +368,31 @@ export class Application extends EventEmitter {
       return;
     }
     if (m.type === 'stop') {
-      if (this.role === 'member') void this.stop();
+      if (this.role === 'member') {
+        this.stopRequested = true;
+        void this.stop();
+      }
+      return;
+    }
+    if (m.type === 'stopped') {
+      if (this.role === 'leader') {
+        this.membersStopped.add(from);
+        this.emit('progress');
+      }
       return;
     }
     if (m.type === 'to-server') {
       const c = this.role === 'member' ? this.children.get(m.server) : undefined;
-      // Once the leader shuts the Servers down, their links closing is no failure.
-      if (m.msg.type === 'shutdown') this.stopping = true;
+      if (m.msg.type === 'shutdown') {
+        // Once the leader shuts the Servers down, their links closing is no failure; and
+        // if its 'stop' never comes (the leader is gone), a member stops on its own.
+        this.stopping = true;
+        if (this.role === 'member' && this.stopped === null) {
+          const waitMs =
+            MEMBER_STOP_WAIT_TIMEOUTS * (this.options.stopTimeoutMs ?? STOP_TIMEOUT_MS);
+          this.stopFallback ??= setTimeout(() => void this.stop(), waitMs);
+        }
+      }
       if (c !== undefined) this.post(c, m.msg);
       return;
     }

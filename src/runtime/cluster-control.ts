@@ -13,7 +13,13 @@
  *                                           <- from-server {server, msg: ChildMessage}
  *                                           <- exited {server, code, signal}
  *     stop                                   ->      (the run is over: stop and exit)
+ *                                           <- stopped            (its Servers are gone; it
+ *                                                                   closes its gateway next)
  *
+ * The leader stops the members farthest from it first and waits for each one's
+ * `stopped` before it stops those nearer: a member that relays traffic between the
+ * leader and others stops only after them, so no `stop` is lost in a gateway that
+ * closed before it could forward it.
  * A message comes from another machine, so it is checked (`isControlMessage`)
  * before use; a bad one is reported, never acted on.
  */
@@ -34,7 +40,8 @@ export type ControlMessage =
       readonly code: number | null;
       readonly signal: string | null;
     }
-  | { readonly type: 'stop' };
+  | { readonly type: 'stop' }
+  | { readonly type: 'stopped' };
 
 function isRecord(m: unknown): m is Record<string, unknown> {
   return typeof m === 'object' && m !== null;
@@ -55,6 +62,7 @@ export function isControlMessage(m: unknown): m is ControlMessage {
         (m.signal === null || typeof m.signal === 'string')
       );
     case 'stop':
+    case 'stopped':
       return true;
     default:
       return false;

@@ -121,4 +121,37 @@ describe('Applications on two machines (loopback)', () => {
     await leader.stop();
     await member.wait();
   }, 120_000);
+
+  it('stops a line of three machines from its far end, so the middle one forwards every stop', async () => {
+    // a - b - c: the leader reaches c only through b's gateway. b must not close it before
+    // c has had its 'stop', or c waits for a 'stop' that never comes.
+    const topology = await twoMachines();
+    const c = { ...topology.machines[1]!, name: 'c', grpcPort: await freePort() };
+    c.servers = c.servers.map((s) => ({ ...s, nodes: s.nodes.map((n) => `c${n.slice(1)}`) }));
+    topology.machines.push(c);
+    topology.links = [
+      ['a', 'b'],
+      ['b', 'c'],
+    ];
+    const jobOptions = { count: 500, promiseEvery: 100, payloadBytes: 100 };
+    const leader = new Application({ topology, machine: 'a', jobModule: exchangeJob, jobOptions });
+    const members = ['b', 'c'].map(
+      (machine) => new Application({ topology, machine, jobModule: exchangeJob }),
+    );
+    running.push(leader, ...members);
+    const errors: Error[] = [];
+    for (const app of [leader, ...members]) app.on('error', (err: Error) => errors.push(err));
+    for (const m of members) await m.start();
+    await leader.start();
+    const results = (await leader.wait()) as Map<string, ExchangeResult>;
+    expect(results.size).toBe(6);
+    for (const r of results.values()) expect(r.problems).toEqual([]);
+    const done = members.map((m) => m.wait());
+    const stoppedAt = Date.now();
+    await leader.stop();
+    // Each member ends on the leader's 'stop', well before it would give up waiting for one.
+    expect(await Promise.all(done)).toEqual([new Map(), new Map()]);
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    expect(errors).toEqual([]);
+  }, 120_000);
 });
