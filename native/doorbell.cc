@@ -383,15 +383,17 @@ void Doorbell::run() noexcept {
     const bool exited = peer_exited_.exchange(false, std::memory_order_acq_rel);
     if (exited) watch = 0;  // the watcher dropped it
     if (exited || now >= next_check) {
+      // A watched exit wakes this thread at once, so the polls can be rare; a peer that exits
+      // after closing its end is not dead and needs no watching either. The watch is asked
+      // for before the check: the watcher refuses a peer that is gone already, and a check
+      // before it would leave a peer that died in between to the next poll (liveness_ms).
+      if (watch == 0 && !exited) watch = watch_peer();
       if (!peer_alive()) {
         ExitWatcher* watcher = ExitWatcher::instance();
         if (watcher != nullptr) watcher->unwatch(watch);
         callback_(context_, DoorbellEvent::kPeerDead);
         return;
       }
-      // A watched exit wakes this thread at once, so the polls can be rare; a peer that exits
-      // after closing its end is not dead and needs no watching either.
-      if (watch == 0 && !exited) watch = watch_peer();
       next_check = now + (watch != 0 || exited ? kWatchedCheckNs : liveness_ns);
     }
     const uint64_t until_check = next_check - now;
