@@ -124,6 +124,8 @@ export class Application extends EventEmitter {
   private memberDone: (() => void) | null = null;
   /** Leader: members that reported 'stopped'. */
   private readonly membersStopped = new Set<string>();
+  /** Children that failed, in the order they did. */
+  private readonly failed: Child[] = [];
   /** Member: the leader sent 'stop' (answered with 'stopped' once the Servers are gone). */
   private stopRequested = false;
   /** Member: stops it if the leader's 'stop' does not come after a shutdown. */
@@ -526,7 +528,10 @@ export class Application extends EventEmitter {
   }
 
   private fail(child: Child, err: Error): void {
-    child.error ??= err;
+    if (child.error === undefined) {
+      child.error = err;
+      this.failed.push(child);
+    }
     this.emit('progress');
   }
 
@@ -537,8 +542,7 @@ export class Application extends EventEmitter {
         reject(new TimeoutError('starting the Server processes', timeoutMs));
       }, timeoutMs);
       const check = (): void => {
-        const failed = [...this.children.values()].find((c) => c.error !== undefined);
-        const error = failed?.error ?? this.linkError;
+        const error = this.failed[0]?.error ?? this.linkError;
         const allReady = [...this.children.values()].every((c) => c.ready);
         if (error === undefined && !allReady) return;
         clearTimeout(timer);
@@ -565,7 +569,8 @@ export class Application extends EventEmitter {
    * The run's outcome. A Server that dies is the root cause of what its siblings then report
    * (their links see a dead peer), and the siblings' reports can arrive before its exit does:
    * so a failure that is not a death waits up to ROOT_CAUSE_GRACE_MS for one, and a death is
-   * reported in preference.
+   * reported in preference. Otherwise the earliest failure is the one reported: later ones
+   * are often its consequences (a sibling whose peer went away).
    */
   private whenSettled(): Promise<Map<string, unknown>> {
     return new Promise((resolve, reject) => {
@@ -575,14 +580,10 @@ export class Application extends EventEmitter {
         if (grace !== null) clearTimeout(grace);
         reject(error);
       };
-      const firstError = (): Error | undefined => {
-        const kids = [...this.children.values()];
-        return (
-          kids.find((c) => c.error instanceof PeerDeadError)?.error ??
-          kids.find((c) => c.error !== undefined)?.error ??
-          this.linkError
-        );
-      };
+      const firstError = (): Error | undefined =>
+        this.failed.find((c) => c.error instanceof PeerDeadError)?.error ??
+        this.failed[0]?.error ??
+        this.linkError;
       const check = (): void => {
         const kids = [...this.children.values()];
         const error = firstError();

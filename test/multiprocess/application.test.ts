@@ -11,6 +11,7 @@ import { exchangeJob, type ExchangeResult } from './exchange.js';
 const echoJob = fileURLToPath(new URL('./fixtures/echo-job.mjs', import.meta.url));
 const lateJob = fileURLToPath(new URL('./fixtures/late-job.mjs', import.meta.url));
 const noInboxJob = fileURLToPath(new URL('./fixtures/no-inbox-job.mjs', import.meta.url));
+const failJob = fileURLToPath(new URL('./fixtures/fail-job.mjs', import.meta.url));
 let seq = 0;
 
 function topology(servers: number, nodesPerServer: number) {
@@ -80,6 +81,20 @@ describe('Application with real Server processes', () => {
     await app.start();
     await expect(app.wait()).rejects.toThrow(JobFailedError);
     await expect(app.wait()).rejects.toThrow(/server s\d failed: TypeError: option count/);
+    await app.stop();
+  });
+
+  it('reports the earliest failure, not the first Server to fail in topology order', async () => {
+    // s1 fails first; s0 fails 60 ms later, within the wait for a root cause.
+    const app = track(
+      new Application({
+        topology: topology(2, 1),
+        jobModule: failJob,
+        jobOptions: { delayMs: { s0: 60, s1: 0 } },
+      }),
+    );
+    await app.start();
+    await expect(app.wait()).rejects.toThrow(/^server s1 failed: Error: s1 failed on purpose$/);
     await app.stop();
   });
 
