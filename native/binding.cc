@@ -1715,11 +1715,11 @@ Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn, B
 Napi::Value BatchEncoderWrap::own_frame(Napi::Env env, const Built& b) {
   if (!b.heap.IsEmpty()) return Napi::Uint8Array::New(env, b.length, b.heap, b.heap_offset);
   // Node allocates this Buffer outside its pool, so it starts 8-byte aligned; the frame goes
-  // kOwnFrameHeadroomBytes into it, leaving room for a message stream's lead in front.
+  // kOwnFrameHeadroomBytes into it, leaving room for a message stream's lead in front (the
+  // link writes it).
   const Napi::Buffer<uint8_t> block =
       Napi::Buffer<uint8_t>::New(env, kOwnFrameHeadroomBytes + b.length);
   if (env.IsExceptionPending()) return Napi::Value();
-  std::memset(block.Data(), 0, kOwnFrameHeadroomBytes);
   std::memcpy(block.Data() + kOwnFrameHeadroomBytes, b.frame, b.length);
   return Napi::Uint8Array::New(env, b.length, block.ArrayBuffer(),
                                block.ByteOffset() + kOwnFrameHeadroomBytes);

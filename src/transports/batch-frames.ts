@@ -139,20 +139,13 @@ export class FrameWriter {
 }
 
 /**
- * `frame` (in memory of its own) behind `lead` zero bytes. The encoder builds a large frame at
- * the end of a block sized for its bound, so the bytes before it are normally free: the lead
- * goes there, and the frame is not copied.
+ * `frame` (in memory of its own) behind `lead` zero bytes, written into the unused bytes the
+ * encoder leaves in front of such a frame (at least 8, NativeBatchEncoder.encode): the frame
+ * is not copied.
  */
 function withLead(frame: Uint8Array, lead: number): Buffer {
-  if (frame.byteOffset >= lead) {
-    const out = Buffer.from(frame.buffer, frame.byteOffset - lead, frame.length + lead);
-    out.fill(0, 0, lead);
-    return out;
-  }
-  // The frame stays 8-byte aligned: the copy starts 8 - lead bytes into its own memory.
-  const skip = (8 - lead) & 7;
-  const out = Buffer.alloc(skip + lead + frame.length).subarray(skip);
-  out.set(frame, lead);
+  const out = Buffer.from(frame.buffer, frame.byteOffset - lead, frame.length + lead);
+  out.fill(0, 0, lead);
   return out;
 }
 
