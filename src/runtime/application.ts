@@ -535,24 +535,13 @@ export class Application extends EventEmitter {
     this.emit('progress');
   }
 
-  private whenReady(timeoutMs: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.off('progress', check);
-        reject(new TimeoutError('starting the Server processes', timeoutMs));
-      }, timeoutMs);
-      const check = (): void => {
-        const error = this.failed[0]?.error ?? this.linkError;
-        const allReady = [...this.children.values()].every((c) => c.ready);
-        if (error === undefined && !allReady) return;
-        clearTimeout(timer);
-        this.off('progress', check);
-        if (error !== undefined) reject(error);
-        else resolve();
-      };
-      this.on('progress', check);
-      check();
-    });
+  private async whenReady(timeoutMs: number): Promise<void> {
+    const error = (): Error | undefined => this.failed[0]?.error ?? this.linkError;
+    const allReady = (): boolean => [...this.children.values()].every((c) => c.ready);
+    await this.progressUntil(() => error() !== undefined || allReady(), timeoutMs);
+    const e = error();
+    if (e !== undefined) throw e;
+    if (!allReady()) throw new TimeoutError('starting the Server processes', timeoutMs);
   }
 
   /** A member's run ends when it stopped (the leader said so, or its links failed). */
