@@ -108,7 +108,11 @@ interface Child {
 /** What this Application is in its cluster. */
 export type ApplicationRole = 'single' | 'leader' | 'member';
 
-/** Runs the Servers of one machine as child processes; see the file header. */
+/**
+ * Runs the Servers of one machine as child processes; see the file header. Events: 'job'
+ * (server, payload), 'exit' (server, code, signal), 'error' (err); a member also emits
+ * 'stop-requested' when the leader's 'stop' reaches it.
+ */
 export class Application extends EventEmitter {
   readonly topology: Topology;
   readonly machine: string;
@@ -372,6 +376,7 @@ export class Application extends EventEmitter {
     if (m.type === 'stop') {
       if (this.role === 'member') {
         this.stopRequested = true;
+        this.emit('stop-requested');
         void this.stop();
       }
       return;

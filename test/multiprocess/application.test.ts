@@ -85,12 +85,12 @@ describe('Application with real Server processes', () => {
   });
 
   it('reports the earliest failure, not the first Server to fail in topology order', async () => {
-    // s1 fails first; s0 fails 60 ms later, within the wait for a root cause.
+    // s1 fails first; s0 fails 150 ms later, within the 200 ms wait for a root cause.
     const app = track(
       new Application({
         topology: topology(2, 1),
         jobModule: failJob,
-        jobOptions: { delayMs: { s0: 60, s1: 0 } },
+        jobOptions: { delayMs: { s0: 150, s1: 0 } },
       }),
     );
     await app.start();
