@@ -546,7 +546,13 @@ export class Application extends EventEmitter {
     await this.progressUntil(() => error() !== undefined || allReady(), timeoutMs);
     const e = error();
     if (e !== undefined) throw e;
-    if (!allReady()) throw new TimeoutError('starting the Server processes', timeoutMs);
+    if (!allReady()) {
+      const late = [...this.children.values()].filter((c) => !c.ready).map((c) => c.name);
+      throw new TimeoutError(
+        `starting the Server processes (not ready: ${late.join(', ')})`,
+        timeoutMs,
+      );
+    }
   }
 
   /** A member's run ends when it stopped (the leader said so, or its links failed). */

@@ -106,6 +106,7 @@ class ServerProcess {
   private jobHandler: ((payload: unknown) => void) | null = null;
   /** Job messages that arrived before the job registered its handler, in order. */
   private early: unknown[] = [];
+  private jobStarted = false;
   private finished = false;
 
   async onMessage(msg: ParentMessage): Promise<void> {
@@ -123,7 +124,8 @@ class ServerProcess {
         return;
       case 'shutdown':
         this.abort.abort(new Error('shutdown requested'));
-        if (this.finished || this.server === null) await this.exit(0);
+        // A job that never started (the run failed to start) has nothing to finish.
+        if (this.finished || !this.jobStarted) await this.exit(0);
         return;
     }
   }
@@ -159,6 +161,7 @@ class ServerProcess {
 
   private async runJob(): Promise<void> {
     const start = this.start!;
+    this.jobStarted = true;
     try {
       const ctx: JobContext = {
         server: this.server!,
@@ -186,6 +189,10 @@ class ServerProcess {
     await this.server?.close();
     process.disconnect?.();
     process.exitCode = code;
+    // A job module still loading (its top level waits on something) would keep this
+    // process alive until the parent's stop timeout kills it; nothing of the job ran, so
+    // nothing is cut short by leaving now.
+    if (!this.jobStarted) process.exit(code);
   }
 }
 

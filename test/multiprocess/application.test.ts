@@ -5,13 +5,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Application, JobFailedError } from '../../src/runtime/application.js';
-import { PeerDeadError } from '../../src/errors.js';
+import { PeerDeadError, TimeoutError } from '../../src/errors.js';
 import { exchangeJob, type ExchangeResult } from './exchange.js';
 
 const echoJob = fileURLToPath(new URL('./fixtures/echo-job.mjs', import.meta.url));
 const lateJob = fileURLToPath(new URL('./fixtures/late-job.mjs', import.meta.url));
 const noInboxJob = fileURLToPath(new URL('./fixtures/no-inbox-job.mjs', import.meta.url));
 const failJob = fileURLToPath(new URL('./fixtures/fail-job.mjs', import.meta.url));
+const hangJob = fileURLToPath(new URL('./fixtures/hang-job.mjs', import.meta.url));
 let seq = 0;
 
 function topology(servers: number, nodesPerServer: number) {
@@ -148,6 +149,43 @@ describe('Application with real Server processes', () => {
       rmSync(marker, { force: true });
     }
   });
+
+  it('names the Server that was not ready in time, and stops all without killing any', async () => {
+    // One Server's job module never finishes loading (hang-job.mjs): start() must give up
+    // after startTimeoutMs naming that Server, and stop() must end both children (the one
+    // still loading and the one ready but never started) by asking them, not by SIGKILL at
+    // the stop timeout.
+    const marker = join(tmpdir(), `disco-hang-${process.pid}-${++seq}`);
+    try {
+      const app = track(
+        new Application({
+          topology: topology(2, 1),
+          jobModule: hangJob,
+          jobOptions: { count: 10, promiseEvery: 5, payloadBytes: 8 },
+          env: { DISCO_TEST_HANG_MARKER: marker },
+          startTimeoutMs: 2000,
+          stopTimeoutMs: 20_000,
+        }),
+      );
+      const exits: [string, number | null, string | null][] = [];
+      app.on('exit', (name: string, code: number | null, signal: string | null) =>
+        exits.push([name, code, signal]),
+      );
+      const err = await app.start().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TimeoutError);
+      expect((err as Error).message).toMatch(
+        /^starting the Server processes \(not ready: s[01]\) did not finish within 2000 ms$/,
+      );
+      await app.stop();
+      expect(exits.sort()).toEqual([
+        ['s0', 0, null],
+        ['s1', 0, null],
+      ]);
+      expect(segmentsOf(app.topology.cluster)).toEqual([]);
+    } finally {
+      rmSync(marker, { force: true });
+    }
+  }, 30_000);
 
   it('fails the job, not the process, when a controller error goes unhandled', async () => {
     const app = track(
