@@ -85,6 +85,13 @@ export class JobFailedError extends DiscoError {
   }
 }
 
+/** `stop()` was called while `start()` still waited for the Server processes. */
+export class StoppedError extends DiscoError {
+  constructor(what: string) {
+    super(ErrorCode.STOPPED, `${what}: the Application was stopped first`);
+  }
+}
+
 /** The compiled child entry (this file's sibling in dist/, also when running from src/). */
 export function serverProcessEntry(): string {
   const sibling = fileURLToPath(new URL('./server-process.js', import.meta.url));
@@ -165,7 +172,8 @@ export class Application extends EventEmitter {
   /**
    * Forks every Server, waits until all listen, then starts the job in all of them.
    * A member starts its Servers and its gateway; the leader drives the rest.
-   * @throws {TimeoutError} when a child is not ready in time; PeerDeadError when one dies first.
+   * @throws {TimeoutError} when a child is not ready in time (naming those that are not);
+   *   PeerDeadError when one dies first; StoppedError when `stop()` is called meanwhile.
    */
   async start(): Promise<void> {
     if (this.link === 'shm') {
@@ -188,8 +196,9 @@ export class Application extends EventEmitter {
   }
 
   /**
-   * Resolves with each Server's job result, or rejects with the first failure. A
-   * member resolves (with an empty map) once the leader has stopped the run.
+   * Resolves with each Server's job result, or rejects with the first failure (with
+   * StoppedError when `stop()` ended the run before every job reported). A member
+   * resolves (with an empty map) once the leader has stopped the run.
    */
   async wait(): Promise<Map<string, unknown>> {
     if (this.settled === null) throw new Error('start() first');
@@ -235,6 +244,7 @@ export class Application extends EventEmitter {
 
   private async stopAll(): Promise<void> {
     this.stopping = true;
+    this.emit('progress'); // a start() still waiting for the children gives up
     if (this.stopFallback !== null) clearTimeout(this.stopFallback);
     const timeoutMs = this.options.stopTimeoutMs ?? STOP_TIMEOUT_MS;
     const running = [...this.children.values()].filter((c) => !c.exited);
@@ -543,7 +553,8 @@ export class Application extends EventEmitter {
   private async whenReady(timeoutMs: number): Promise<void> {
     const error = (): Error | undefined => this.failed[0]?.error ?? this.linkError;
     const allReady = (): boolean => [...this.children.values()].every((c) => c.ready);
-    await this.progressUntil(() => error() !== undefined || allReady(), timeoutMs);
+    await this.progressUntil(() => error() !== undefined || this.stopping || allReady(), timeoutMs);
+    if (this.stopping) throw new StoppedError('starting the Server processes');
     const e = error();
     if (e !== undefined) throw e;
     if (!allReady()) {
@@ -593,6 +604,9 @@ export class Application extends EventEmitter {
         } else if (kids.every((c) => c.result !== undefined)) {
           this.off('progress', check);
           resolve(new Map(kids.map((c) => [c.name, c.result!.value])));
+        } else if (this.stopping && kids.every((c) => c.exited || c.result !== undefined)) {
+          // Stopped before every job reported (stopped while starting): no result will come.
+          settle(new StoppedError('the run'));
         }
       };
       this.on('progress', check);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Application, JobFailedError } from '../../src/runtime/application.js';
+import { Application, JobFailedError, StoppedError } from '../../src/runtime/application.js';
 import { PeerDeadError, TimeoutError } from '../../src/errors.js';
 import { exchangeJob, type ExchangeResult } from './exchange.js';
 
@@ -185,6 +185,38 @@ describe('Application with real Server processes', () => {
     } finally {
       rmSync(marker, { force: true });
     }
+  }, 30_000);
+
+  it('gives up starting when stopped first; start() and wait() both say so', async () => {
+    const app = track(
+      new Application({
+        topology: topology(2, 1),
+        jobModule: exchangeJob,
+        jobOptions: { count: 10, promiseEvery: 5, payloadBytes: 8 },
+        startTimeoutMs: 60_000,
+        stopTimeoutMs: 20_000,
+      }),
+    );
+    const exits: [string, number | null, string | null][] = [];
+    app.on('exit', (name: string, code: number | null, signal: string | null) =>
+      exits.push([name, code, signal]),
+    );
+    const started = app.start().catch((e: unknown) => e);
+    await app.stop();
+    const err = await started;
+    expect(err).toBeInstanceOf(StoppedError);
+    expect((err as Error).message).toBe(
+      'starting the Server processes: the Application was stopped first',
+    );
+    expect(exits.sort()).toEqual([
+      ['s0', 0, null],
+      ['s1', 0, null],
+    ]);
+    // No job ran, so none reports: wait() says why instead of waiting for ever.
+    const waited = await app.wait().catch((e: unknown) => e);
+    expect(waited).toBeInstanceOf(StoppedError);
+    expect((waited as Error).message).toBe('the run: the Application was stopped first');
+    expect(segmentsOf(app.topology.cluster)).toEqual([]);
   }, 30_000);
 
   it('fails the job, not the process, when a controller error goes unhandled', async () => {
