@@ -16,7 +16,11 @@
  */
 
 import { grpcLinkRoundTripCase, grpcLinkThroughputCase } from './cases/grpc-link.mjs';
-import { grpcRawRoundTripCase, grpcRawThroughputCase } from './cases/grpc-raw.mjs';
+import {
+  grpcRawPairRoundTripCase,
+  grpcRawRoundTripCase,
+  grpcRawThroughputCase,
+} from './cases/grpc-raw.mjs';
 import { batchFor } from './lib/frames.mjs';
 import { sizeLabel } from './lib/sizes.mjs';
 import { grpcSections } from './grpc-report.mjs';
@@ -41,6 +45,8 @@ export const suite = {
     'writer waiting for `drain` whenever write() returns false (grpc-js defaults, retries off).',
     'tput.grpc.raw.packed: `batch` payloads per message, each behind a 4-byte length; the reader',
     'walks the lengths. rtt.grpc.raw: 64 B ping-pong on one bidi call, the server echoing.',
+    'rtt.grpc.raw.pair: the same on two calls, one per direction, each process the client of one',
+    "(the call structure of GrpcTransport's links, without the link).",
     'tput.grpc.link: sendEvent on n0 in one process to the inbox of n1 in the other, each a',
     'Server with its own GrpcTransport (default options); reliability=off: `reliability: {',
     'enabled: false }` on both ends (no acks, no resend buffer). rtt.grpc.link: 64 B events',
@@ -70,7 +76,11 @@ function throughputCases(size, quick) {
 function roundTripCases(quick) {
   const options = { share: quick, warm: !quick };
   const raw = grpcRawRoundTripCase(options);
-  return [raw, { ...grpcLinkRoundTripCase({ reliability: true, ...options }), baseline: raw.name }];
+  return [
+    raw,
+    { ...grpcRawPairRoundTripCase(options), baseline: raw.name },
+    { ...grpcLinkRoundTripCase({ reliability: true, ...options }), baseline: raw.name },
+  ];
 }
 
 /** The processes a smoke-run case shares with its kind: raw, or a link pair per reliability. */

@@ -8,12 +8,16 @@
  *   tput.grpc.raw.packed  `batch` payloads hand-packed (4-byte length + bytes each) into one
  *                         message; the server walks the length prefixes to count them;
  *   rtt.grpc.raw          64 B ping-pong on one bidi call: the client writes, the server echoes.
+ *   rtt.grpc.raw.pair     64 B ping-pong on two bidi calls, one per direction, each process the
+ *                         client of one: the path GrpcTransport's links take (a diagnostic
+ *                         baseline: what the link's call structure costs, before any code of
+ *                         the link runs).
  *
  * Throughput runs are timed from the client's first write to the server's last message.
  */
 
 import { fileURLToPath } from 'node:url';
-import { countPacked, startRawServer } from '../lib/grpc-raw.mjs';
+import { countPacked, openRawStream, startRawServer } from '../lib/grpc-raw.mjs';
 import { Peer, now } from '../lib/peer.mjs';
 import { acquire } from '../lib/shared.mjs';
 import { ROUND_TRIP_WARM_OPS, warmedUp } from '../lib/warmup.mjs';
@@ -23,8 +27,9 @@ const PEER = fileURLToPath(new URL('../peers/grpc-raw.mjs', import.meta.url));
 
 /**
  * A gRPC server here and the peer connected to it with `cmd` (its own process, or with `share`
- * the one consecutive smoke-run cases reuse). Resolves with the peer, the first incoming call
- * and `stop()`, which ends the call, the server and (unless shared) the peer.
+ * the one consecutive smoke-run cases reuse). Resolves with the peer, the first incoming call,
+ * the peer's `reply` to `cmd` and `stop()`, which ends the call, the server and (unless shared)
+ * the peer.
  */
 async function serverWithPeer(tag, share, onCall, cmd, args) {
   let first;
@@ -42,7 +47,7 @@ async function serverWithPeer(tag, share, onCall, cmd, args) {
       (peer) => peer.close(),
     );
     const peer = acquired.value;
-    await peer.request(cmd, { ...args, port: server.port });
+    const reply = await peer.request(cmd, { ...args, port: server.port });
     const stop = async () => {
       try {
         await peer.request('close');
@@ -51,7 +56,7 @@ async function serverWithPeer(tag, share, onCall, cmd, args) {
         await acquired.release();
       }
     };
-    return { peer, call: await called, stop };
+    return { peer, call: await called, stop, reply };
   } catch (err) {
     server.close();
     await acquired?.release();
@@ -154,6 +159,52 @@ export function grpcRawRoundTripCase({ share = false, warm = false } = {}) {
             return peer.request('roundTrips', { count });
           },
           teardown: stop,
+        },
+        warm,
+      );
+    },
+  };
+}
+
+/**
+ * 64 B ping-pong on two calls: the peer's call to this process carries the pings, and this
+ * process's call to the peer's server carries each ping back (see the file header).
+ */
+export function grpcRawPairRoundTripCase({ share = false, warm = false } = {}) {
+  return {
+    name: 'rtt.grpc.raw.pair size=64B',
+    async setup() {
+      let back = null;
+      const onCall = (call) => {
+        call.on('error', () => {
+          // The client cancelling at teardown.
+        });
+        call.on('data', (message) => back.call.write(message));
+      };
+      const { peer, stop, reply } = await serverWithPeer(
+        'grpc-raw-pair',
+        share,
+        onCall,
+        'pairPinger',
+        {},
+      );
+      try {
+        back = await openRawStream(reply.port);
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+      return warmedUp(
+        {
+          ...ROUND_TRIP_COUNTS,
+          warmOps: ROUND_TRIP_WARM_OPS,
+          async run(count) {
+            return peer.request('roundTrips', { count });
+          },
+          async teardown() {
+            back.close();
+            await stop();
+          },
         },
         warm,
       );

@@ -8,14 +8,19 @@
  *   produce {count}                     writes `count` payloads, waiting for 'drain' whenever
  *                                       write() returns false; { t0, t1 } (ns)
  *   pinger {port}                       opens the call for the round trips
+ *   pairPinger {port}                   as pinger, and also listens: answers come back on a
+ *                                       call the case process opens to this peer's server
+ *                                       (one call per direction, as GrpcTransport links);
+ *                                       { port } of that server
  *   roundTrips {count}                  `count` 64 B round trips, one at a time: the server
- *                                       echoes each message; { seconds, latency } (µs)
+ *                                       echoes each message (or sends it back on its own
+ *                                       call, after pairPinger); { seconds, latency } (µs)
  *   close                               ends the call (a shared peer then serves the next case)
  */
 
 import { createHistogram } from 'node:perf_hooks';
 import { latencyOf } from '../../lib/stats.mjs';
-import { drained, openRawStream, packedMessage } from '../lib/grpc-raw.mjs';
+import { drained, openRawStream, packedMessage, startRawServer } from '../lib/grpc-raw.mjs';
 import { payloadOf } from '../lib/frames.mjs';
 import { now, serve } from '../lib/peer.mjs';
 
@@ -23,6 +28,9 @@ const HISTOGRAM_OPTIONS = { lowest: 1, highest: 10e9, figures: 3 };
 
 let stream = null;
 let plan = null;
+/** pairPinger's server, and the call on which answers arrive (null: they come on `stream`). */
+let pairServer = null;
+let answers = null;
 
 async function produceWrites(call, count) {
   const { message } = plan;
@@ -58,13 +66,37 @@ serve({
   },
 
   async pinger({ port }) {
+    pairServer?.close();
+    pairServer = null;
+    answers = null;
     stream?.close();
     stream = await openRawStream(port);
     return {};
   },
 
-  roundTrips({ count }) {
+  async pairPinger({ port }) {
+    stream?.close();
+    stream = await openRawStream(port);
+    pairServer?.close();
+    answers = null;
+    let opened;
+    const incoming = new Promise((resolve) => (opened = resolve));
+    pairServer = await startRawServer((call) => {
+      call.on('error', () => {
+        // The case process cancelling at teardown.
+      });
+      answers = call;
+      opened();
+    });
+    // Answered once the case process has called back; the first round trip waits for that.
+    pairServer.incoming = incoming;
+    return { port: pairServer.port };
+  },
+
+  async roundTrips({ count }) {
     const { call } = stream;
+    if (pairServer !== null) await pairServer.incoming;
+    const replies = answers ?? call;
     const message = Buffer.from(payloadOf(64).buffer);
     const histogram = createHistogram(HISTOGRAM_OPTIONS);
     return new Promise((resolve, reject) => {
@@ -82,15 +114,15 @@ serve({
           send();
           return;
         }
-        call.off('data', onData);
+        replies.off('data', onData);
         call.off('error', onError);
         resolve({ seconds: (t - start) / 1e9, latency: latencyOf(histogram) });
       };
       const onError = (err) => {
-        call.off('data', onData);
+        replies.off('data', onData);
         reject(err);
       };
-      call.on('data', onData);
+      replies.on('data', onData);
       call.once('error', onError);
       send();
     });
@@ -99,6 +131,9 @@ serve({
   close() {
     stream?.close();
     stream = null;
+    pairServer?.close();
+    pairServer = null;
+    answers = null;
     return {};
   },
 });
