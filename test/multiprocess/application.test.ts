@@ -9,10 +9,9 @@ import { PeerDeadError, TimeoutError } from '../../src/errors.js';
 import { exchangeJob, type ExchangeResult } from './exchange.js';
 
 const echoJob = fileURLToPath(new URL('./fixtures/echo-job.mjs', import.meta.url));
-const lateJob = fileURLToPath(new URL('./fixtures/late-job.mjs', import.meta.url));
+const slowLoadJob = fileURLToPath(new URL('./fixtures/slow-load-job.mjs', import.meta.url));
 const noInboxJob = fileURLToPath(new URL('./fixtures/no-inbox-job.mjs', import.meta.url));
 const failJob = fileURLToPath(new URL('./fixtures/fail-job.mjs', import.meta.url));
-const hangJob = fileURLToPath(new URL('./fixtures/hang-job.mjs', import.meta.url));
 let seq = 0;
 
 function topology(servers: number, nodesPerServer: number) {
@@ -132,9 +131,9 @@ describe('Application with real Server processes', () => {
       const app = track(
         new Application({
           topology: topology(2, 1),
-          jobModule: lateJob,
+          jobModule: slowLoadJob,
           jobOptions: { count: 100_000, promiseEvery: 100, payloadBytes: 16 },
-          env: { DISCO_TEST_LATE_MARKER: marker },
+          env: { DISCO_TEST_LOAD_MARKER: marker, DISCO_TEST_LOAD_DELAY_MS: '1000' },
         }),
       );
       await app.start();
@@ -151,7 +150,7 @@ describe('Application with real Server processes', () => {
   });
 
   it('names the Server that was not ready in time, and stops all without killing any', async () => {
-    // One Server's job module never finishes loading (hang-job.mjs): start() must give up
+    // One Server's job module takes a minute to load (slow-load-job.mjs): start() must give up
     // after startTimeoutMs naming that Server, and stop() must end both children (the one
     // still loading and the one ready but never started) by asking them, not by SIGKILL at
     // the stop timeout.
@@ -160,9 +159,9 @@ describe('Application with real Server processes', () => {
       const app = track(
         new Application({
           topology: topology(2, 1),
-          jobModule: hangJob,
+          jobModule: slowLoadJob,
           jobOptions: { count: 10, promiseEvery: 5, payloadBytes: 8 },
-          env: { DISCO_TEST_HANG_MARKER: marker },
+          env: { DISCO_TEST_LOAD_MARKER: marker, DISCO_TEST_LOAD_DELAY_MS: '60000' },
           startTimeoutMs: 2000,
           stopTimeoutMs: 20_000,
         }),
