@@ -106,8 +106,8 @@ class ServerProcess {
   private jobHandler: ((payload: unknown) => void) | null = null;
   /** Job messages that arrived before the job registered its handler, in order. */
   private early: unknown[] = [];
-  private jobStarted = false;
-  private finished = false;
+  /** The job: its module loaded or loading, running since 'go', or finished. */
+  private job: 'waiting' | 'running' | 'finished' = 'waiting';
 
   async onMessage(msg: ParentMessage): Promise<void> {
     switch (msg.type) {
@@ -125,7 +125,7 @@ class ServerProcess {
       case 'shutdown':
         this.abort.abort(new Error('shutdown requested'));
         // A job that never started (the run failed to start) has nothing to finish.
-        if (this.finished || !this.jobStarted) await this.exit(0);
+        if (this.job !== 'running') await this.exit(0);
         return;
     }
   }
@@ -161,7 +161,7 @@ class ServerProcess {
 
   private async runJob(): Promise<void> {
     const start = this.start!;
-    this.jobStarted = true;
+    this.job = 'running';
     try {
       const ctx: JobContext = {
         server: this.server!,
@@ -181,7 +181,7 @@ class ServerProcess {
     } catch (err) {
       send({ type: 'failed', error: errorInfo(err) });
     }
-    this.finished = true;
+    this.job = 'finished';
     if (this.abort.signal.aborted) await this.exit(0);
   }
 
@@ -192,7 +192,7 @@ class ServerProcess {
     // A job module still loading (its top level waits on something) would keep this
     // process alive until the parent's stop timeout kills it; nothing of the job ran, so
     // nothing is cut short by leaving now.
-    if (!this.jobStarted) process.exit(code);
+    if (this.job === 'waiting') process.exit(code);
   }
 }
 
