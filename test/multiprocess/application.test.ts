@@ -35,6 +35,17 @@ function segmentsOf(cluster: string): string[] {
   return readdirSync('/dev/shm').filter((f) => f.startsWith(`disco.${cluster}.`));
 }
 
+const markers: string[] = [];
+/**
+ * Environment for slow-load-job.mjs: the second Server to load it waits `delayMs`. The marker
+ * file is removed after the test.
+ */
+function slowLoad(delayMs: number): NodeJS.ProcessEnv {
+  const marker = join(tmpdir(), `disco-slow-load-${process.pid}-${++seq}`);
+  markers.push(marker);
+  return { DISCO_TEST_LOAD_MARKER: marker, DISCO_TEST_LOAD_DELAY_MS: String(delayMs) };
+}
+
 const running: Application[] = [];
 /** Every Application a test starts is stopped, also when an assertion fails first. */
 function track(app: Application): Application {
@@ -45,6 +56,7 @@ function track(app: Application): Application {
 describe('Application with real Server processes', () => {
   afterEach(async () => {
     await Promise.all(running.splice(0).map((a) => a.stop()));
+    for (const marker of markers.splice(0)) rmSync(marker, { force: true });
   });
 
   it('runs a job in every Server; events cross processes exactly once and in order', async () => {
@@ -126,26 +138,21 @@ describe('Application with real Server processes', () => {
     // 100,000 events are more than a controller holds for a simproc with no inbox
     // yet (65,536): they arrive while the late Server is still loading its job unless
     // the job is loaded before the run starts.
-    const marker = join(tmpdir(), `disco-late-${process.pid}-${++seq}`);
-    try {
-      const app = track(
-        new Application({
-          topology: topology(2, 1),
-          jobModule: slowLoadJob,
-          jobOptions: { count: 100_000, promiseEvery: 100, payloadBytes: 16 },
-          env: { DISCO_TEST_LOAD_MARKER: marker, DISCO_TEST_LOAD_DELAY_MS: '1000' },
-        }),
-      );
-      await app.start();
-      const results = (await app.wait()) as Map<string, ExchangeResult>;
-      await app.stop();
-      for (const r of results.values()) {
-        expect(r.problems).toEqual([]);
-        expect(r.received).toBe(100_000);
-        expect(r.promises).toBe(1000);
-      }
-    } finally {
-      rmSync(marker, { force: true });
+    const app = track(
+      new Application({
+        topology: topology(2, 1),
+        jobModule: slowLoadJob,
+        jobOptions: { count: 100_000, promiseEvery: 100, payloadBytes: 16 },
+        env: slowLoad(1000),
+      }),
+    );
+    await app.start();
+    const results = (await app.wait()) as Map<string, ExchangeResult>;
+    await app.stop();
+    for (const r of results.values()) {
+      expect(r.problems).toEqual([]);
+      expect(r.received).toBe(100_000);
+      expect(r.promises).toBe(1000);
     }
   });
 
@@ -154,36 +161,31 @@ describe('Application with real Server processes', () => {
     // after startTimeoutMs naming that Server, and stop() must end both children (the one
     // still loading and the one ready but never started) by asking them, not by SIGKILL at
     // the stop timeout.
-    const marker = join(tmpdir(), `disco-hang-${process.pid}-${++seq}`);
-    try {
-      const app = track(
-        new Application({
-          topology: topology(2, 1),
-          jobModule: slowLoadJob,
-          jobOptions: { count: 10, promiseEvery: 5, payloadBytes: 8 },
-          env: { DISCO_TEST_LOAD_MARKER: marker, DISCO_TEST_LOAD_DELAY_MS: '60000' },
-          startTimeoutMs: 2000,
-          stopTimeoutMs: 20_000,
-        }),
-      );
-      const exits: [string, number | null, string | null][] = [];
-      app.on('exit', (name: string, code: number | null, signal: string | null) =>
-        exits.push([name, code, signal]),
-      );
-      const err = await app.start().catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(TimeoutError);
-      expect((err as Error).message).toMatch(
-        /^starting the Server processes \(not ready: s[01]\) did not finish within 2000 ms$/,
-      );
-      await app.stop();
-      expect(exits.sort()).toEqual([
-        ['s0', 0, null],
-        ['s1', 0, null],
-      ]);
-      expect(segmentsOf(app.topology.cluster)).toEqual([]);
-    } finally {
-      rmSync(marker, { force: true });
-    }
+    const app = track(
+      new Application({
+        topology: topology(2, 1),
+        jobModule: slowLoadJob,
+        jobOptions: { count: 10, promiseEvery: 5, payloadBytes: 8 },
+        env: slowLoad(60_000),
+        startTimeoutMs: 2000,
+        stopTimeoutMs: 20_000,
+      }),
+    );
+    const exits: [string, number | null, string | null][] = [];
+    app.on('exit', (name: string, code: number | null, signal: string | null) =>
+      exits.push([name, code, signal]),
+    );
+    const err = await app.start().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect((err as Error).message).toMatch(
+      /^starting the Server processes \(not ready: s[01]\) did not finish within 2000 ms$/,
+    );
+    await app.stop();
+    expect(exits.sort()).toEqual([
+      ['s0', 0, null],
+      ['s1', 0, null],
+    ]);
+    expect(segmentsOf(app.topology.cluster)).toEqual([]);
   }, 30_000);
 
   it('gives up starting when stopped first; start() and wait() both say so', async () => {
