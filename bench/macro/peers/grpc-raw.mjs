@@ -28,7 +28,10 @@ const HISTOGRAM_OPTIONS = { lowest: 1, highest: 10e9, figures: 3 };
 
 let stream = null;
 let plan = null;
-/** pairPinger's server, and the call on which answers arrive (null: they come on `stream`). */
+/**
+ * pairPinger's server, and a promise of the call on which answers arrive, once the case
+ * process has opened it (null: answers come on `stream`).
+ */
 let pairServer = null;
 let answers = null;
 
@@ -78,25 +81,20 @@ serve({
     stream?.close();
     stream = await openRawStream(port);
     pairServer?.close();
-    answers = null;
     let opened;
-    const incoming = new Promise((resolve) => (opened = resolve));
+    answers = new Promise((resolve) => (opened = resolve));
     pairServer = await startRawServer((call) => {
       call.on('error', () => {
         // The case process cancelling at teardown.
       });
-      answers = call;
-      opened();
+      opened(call);
     });
-    // Answered once the case process has called back; the first round trip waits for that.
-    pairServer.incoming = incoming;
     return { port: pairServer.port };
   },
 
   async roundTrips({ count }) {
     const { call } = stream;
-    if (pairServer !== null) await pairServer.incoming;
-    const replies = answers ?? call;
+    const replies = answers === null ? call : await answers;
     const message = Buffer.from(payloadOf(64).buffer);
     const histogram = createHistogram(HISTOGRAM_OPTIONS);
     return new Promise((resolve, reject) => {
