@@ -118,6 +118,23 @@ bool get_typed_array(const Napi::CallbackInfo& info, size_t index, napi_typedarr
   return true;
 }
 
+/// Reads argument `index` of `fn` as an index into `out` (`length` bytes at `data`) that
+/// points at 8-byte aligned memory; false with a TypeError pending when it is not one.
+bool get_aligned_index(const Napi::CallbackInfo& info, size_t index, const char* fn,
+                       const char* name, const TypedView& out, size_t* value) {
+  const Napi::Value v = info[index];
+  const double n = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+  if (!(n >= 0 && n <= static_cast<double>(out.length)) ||
+      n != static_cast<double>(static_cast<size_t>(n)) ||
+      (reinterpret_cast<uintptr_t>(out.data) + static_cast<size_t>(n)) % kFrameAlignment != 0) {
+    throw_type_error(info.Env(), std::string(fn) + ": " + name +
+                                     " must be an index of out at 8-byte aligned memory");
+    return false;
+  }
+  *value = static_cast<size_t>(n);
+  return true;
+}
+
 /// True when the memory of `a` and `b` overlaps (same or aliasing ArrayBuffer regions).
 bool overlaps(const TypedView& a, const TypedView& b) {
   if (a.bytes == 0 || b.bytes == 0) return false;
@@ -833,18 +850,21 @@ class BatchEncoderWrap final : public Napi::ObjectWrap<BatchEncoderWrap> {
  private:
   Napi::Value Encode(const Napi::CallbackInfo& info);
   Napi::Value EncodeInto(const Napi::CallbackInfo& info);
-  /// A frame encode/encodeInto built: in scratch_ (`heap` empty), or at `heap_offset` of a
-  /// fresh buffer of its bound.
+  /// A frame encode/encodeInto built: in the caller's region (`in_place`), in scratch_
+  /// (`heap` empty), or at `heap_offset` of a fresh buffer of its bound.
   struct Built {
     const uint8_t* frame = nullptr;
     size_t length = 0;
     Napi::ArrayBuffer heap;
     size_t heap_offset = 0;
+    bool in_place = false;
   };
   /// Prepares and builds the frame of encode/encodeInto's staging and payloads (arguments 0
-  /// and 1). Returns kOk, a prepare/build status, or kInvalidArgument with a JS exception
-  /// pending.
-  Status build(const Napi::CallbackInfo& info, const char* fn, Built* out);
+  /// and 1): straight into `region` (`region_bytes`, 8-byte aligned) when its bound fits
+  /// there, the frame at the region's end; else as `encode` does. Returns kOk, a
+  /// prepare/build status, or kInvalidArgument with a JS exception pending.
+  Status build(const Napi::CallbackInfo& info, const char* fn, Built* out,
+               uint8_t* region = nullptr, size_t region_bytes = 0);
   /// The built frame in memory of its own: the heap buffer's view, or a copy of scratch.
   static Napi::Value own_frame(Napi::Env env, const Built& b);
   BatchEncoder encoder_;
@@ -1671,7 +1691,8 @@ constexpr size_t kOwnFrameHeadroomBytes = 8;
 /// block and copied out at its exact length (a copy of the frame is cheaper than zero-filling
 /// its bound, and the memory held is what the link accounts for). A larger frame, mostly
 /// payload, is built into a buffer of its bound, the frame at its end.
-Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn, Built* out) {
+Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn, Built* out,
+                               uint8_t* given, size_t given_bytes) {
   TypedView staging;
   if (!get_typed_array(info, 0, napi_uint8_array, fn, "staging", &staging) ||
       !get_payloads(info, 1, fn, &payloads_)) {
@@ -1687,7 +1708,13 @@ Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn, B
   const auto bound = static_cast<size_t>(b.bound);
   size_t offset = 0;
   uint8_t* region = nullptr;
-  if (bound <= kEncodeScratchMaxBytes) {
+  size_t region_bytes = bound;
+  if (given != nullptr && bound <= given_bytes) {
+    // The caller's memory: the frame ends at the region's end, nothing is copied after.
+    region = given;
+    region_bytes = given_bytes;
+    out->in_place = true;
+  } else if (bound <= kEncodeScratchMaxBytes) {
     if (scratch_.size() * sizeof(uint64_t) < bound) scratch_.resize(bound / sizeof(uint64_t));
     region = reinterpret_cast<uint8_t*>(scratch_.data());
   } else {
@@ -1705,7 +1732,8 @@ Status BatchEncoderWrap::build(const Napi::CallbackInfo& info, const char* fn, B
     out->heap_offset = block.ByteOffset() + kOwnFrameHeadroomBytes;
     region = block.Data() + kOwnFrameHeadroomBytes;
   }
-  s = encoder_.build(b, payloads_.data(), payloads_.size(), region, bound, &offset, &out->length);
+  s = encoder_.build(b, payloads_.data(), payloads_.size(), region, region_bytes, &offset,
+                     &out->length);
   payloads_.clear();
   out->frame = region + offset;
   out->heap_offset += offset;
@@ -1737,35 +1765,31 @@ Napi::Value BatchEncoderWrap::Encode(const Napi::CallbackInfo& info) {
   return own_frame(env, built);
 }
 
-/// encodeInto(staging, payloads, out, offset): number | Uint8Array — copies the sealed frame to
-/// out[offset ..] and returns its length when it fits there; else returns it in fresh memory
-/// as `encode` does. A failure returns minus its status. `offset` must keep the frame 8-byte
-/// aligned (out's memory is; the caller keeps offsets multiples of 8). Creating a JS buffer per
-/// frame costs more than building a small one: a link hands out slices of a block instead.
+/// encodeInto(staging, payloads, out, start, end): number | Uint8Array — builds the sealed
+/// frame straight into out[start .. end), ending at `end`, and returns the index where it
+/// begins when its bound fits there (no copy: creating a JS buffer per frame costs more than
+/// building a small one, so a link cuts frames from blocks it reuses); else returns the frame
+/// in fresh memory as `encode` does. A failure returns minus its status. `start` and `end`
+/// must point at 8-byte aligned memory, start <= end. Bytes of the region outside the frame
+/// may be overwritten.
 Napi::Value BatchEncoderWrap::EncodeInto(const Napi::CallbackInfo& info) {
   if (!check_this(info, kEncoderTag, "BatchEncoder")) return Napi::Value();
   const Napi::Env env = info.Env();
   TypedView out;
-  if (!get_typed_array(info, 2, napi_uint8_array, "encodeInto", "out", &out)) {
+  size_t start = 0;
+  size_t end = 0;
+  if (!get_typed_array(info, 2, napi_uint8_array, "encodeInto", "out", &out) ||
+      !get_aligned_index(info, 3, "encodeInto", "start", out, &start) ||
+      !get_aligned_index(info, 4, "encodeInto", "end", out, &end)) {
     return Napi::Value();
   }
-  const Napi::Value offset_value = info[3];
-  const double offset_number = offset_value.IsNumber() ? offset_value.As<Napi::Number>() : -1.0;
-  const auto out_address = reinterpret_cast<uintptr_t>(out.data);
-  if (!(offset_number >= 0 && offset_number <= static_cast<double>(out.length)) ||
-      offset_number != static_cast<double>(static_cast<size_t>(offset_number)) ||
-      (out_address + static_cast<size_t>(offset_number)) % kFrameAlignment != 0) {
-    return throw_type_error(env, "encodeInto: offset must be an 8-byte aligned index of out");
-  }
-  const auto offset = static_cast<size_t>(offset_number);
+  if (start > end) return throw_type_error(env, "encodeInto: start must not be after end");
+  uint8_t* const base = static_cast<uint8_t*>(out.data);
   Built built;
-  const Status s = build(info, "encodeInto", &built);
+  const Status s = build(info, "encodeInto", &built, base + start, end - start);
   if (s == Status::kInvalidArgument && env.IsExceptionPending()) return Napi::Value();
   if (s != Status::kOk) return Napi::Number::New(env, -static_cast<double>(static_cast<int>(s)));
-  if (built.heap.IsEmpty() && built.length <= out.length - offset) {
-    std::memcpy(static_cast<uint8_t*>(out.data) + offset, built.frame, built.length);
-    return Napi::Number::New(env, static_cast<double>(built.length));
-  }
+  if (built.in_place) return Napi::Number::New(env, static_cast<double>(built.frame - base));
   return own_frame(env, built);
 }
 

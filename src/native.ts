@@ -355,15 +355,17 @@ export interface NativeBatchEncoder {
    */
   encode(staging: Uint8Array, payloads?: readonly Uint8Array[]): Uint8Array | number;
   /**
-   * Copies the sealed frame to `out[offset..]` and returns its length (> 0) when it fits there;
-   * else returns it in fresh memory as `encode` does. A failure returns minus its status.
-   * `offset` keeps the frame 8-byte aligned.
+   * Builds the sealed frame straight into `out[start..end)`, ending at `end`, and returns the
+   * index where it begins (>= start) when its bound fits there; else returns it in fresh memory
+   * as `encode` does. A failure returns minus its status. `start` and `end` point at 8-byte
+   * aligned memory; bytes of the region outside the frame may be overwritten.
    */
   encodeInto(
     staging: Uint8Array,
     payloads: readonly Uint8Array[],
     out: Uint8Array,
-    offset: number,
+    start: number,
+    end: number,
   ): Uint8Array | number;
 }
 
@@ -808,20 +810,21 @@ export function encodeBatch(
 }
 
 /**
- * Builds the sealed frame of a staging layout into `out` at `offset` (8-byte aligned) when it
- * fits there, returning its length; else into fresh memory, returning that (8-byte aligned).
- * Throws as `encodeBatch`.
+ * Builds the sealed frame of a staging layout into `out[start..end)` (8-byte aligned indexes),
+ * ending at `end`, when its bound fits there, and returns the index where it begins; else
+ * builds it into fresh memory and returns that (8-byte aligned). Throws as `encodeBatch`.
  */
 export function encodeBatchInto(
   encoder: NativeBatchEncoder,
   staging: Uint8Array,
   payloads: readonly Uint8Array[],
   out: Uint8Array,
-  offset: number,
+  start: number,
+  end: number,
   link: string,
 ): Uint8Array | number {
-  const r = encoder.encodeInto(staging, payloads, out, offset);
-  if (typeof r !== 'number' || r > 0) return r;
+  const r = encoder.encodeInto(staging, payloads, out, start, end);
+  if (typeof r !== 'number' || r >= 0) return r;
   throw encodeStatusError(-r, staging, link);
 }
 

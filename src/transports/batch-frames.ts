@@ -37,17 +37,54 @@ const TWO_POW_32 = 2 ** 32;
 const SENDER_CACHE_NODES = 4096;
 
 /**
- * Bytes of the blocks a FrameWriter cuts frames from. Creating a JS buffer per frame cost
- * more than building a one-envelope frame, so frames are slices of a shared block. A block
- * is never written twice: a frame kept for resending keeps its block alive. A link releases
- * frames in order, and the rest of a block given up for a frame that did not fit is shorter
- * than that frame, so what it holds is at most twice its frames' bytes plus two blocks.
+ * Bytes of the blocks a FrameWriter cuts small frames from. Creating a JS buffer per frame
+ * cost more than building a one-envelope frame, so frames are built straight into a shared
+ * block, from its end down.
  */
 export const FRAME_BLOCK_BYTES = 256 * 1024;
 /** A block with less room than this left is replaced before the next frame. */
 const FRAME_BLOCK_MIN_ROOM = 4096;
+/** Bytes at the start of a block no frame takes: room for the lead of the lowest frame. */
+const BLOCK_FLOOR = 8;
+/** A batch whose estimated frame is larger than this gets a block of its own. */
+const LARGE_FRAME_BYTES = FRAME_BLOCK_BYTES / 2;
+/** Large blocks are sized in steps of this. */
+const LARGE_BLOCK_STEP = 256 * 1024;
+/**
+ * Room a large frame is given above its batch's bytes: the native encoder needs its bound
+ * there (about 140 bytes per envelope over the staged ones, plus names). When a frame needs
+ * more, it is built in memory of its own instead, which is only slower.
+ */
+const LARGE_FRAME_SLACK_BYTES = 64 * 1024;
+const LARGE_FRAME_SLACK_PER_ENVELOPE = 256;
+/** Released blocks a writer keeps for reuse: small ones... */
+export const FREE_SMALL_BLOCKS = 8;
+/** ...and bytes of large ones. */
+export const FREE_LARGE_BYTES = 16 * 1024 * 1024;
+/** A free large block is reused for a frame that needs at least this fraction of it. */
+const LARGE_REUSE_MIN_FILL = 0.5;
 
-/** Builds sealed frames of envelopes; one per link. */
+/** A block of frame memory: how many frames cut from it are live, and whether it takes more. */
+interface Block {
+  readonly bytes: Buffer;
+  /** A block of its own for one large frame (else one small frames share). */
+  readonly large: boolean;
+  live: number;
+  open: boolean;
+}
+
+/**
+ * Builds sealed frames of envelopes; one per link.
+ *
+ * Memory: frames are cut from blocks (small ones share a block of FRAME_BLOCK_BYTES, a large
+ * one has a block of its own). A block is written again only after every frame cut from it was
+ * handed back with `release` and it is full: a link releases a frame once no one can read it
+ * any more (a reliable link, when the peer acknowledged it). A frame never released keeps its
+ * block from being reused, and garbage collection frees it as before. Reusing blocks spares the
+ * allocation, and above all the garbage collections that megabytes of short-lived buffers held
+ * until their ack cause. At most FREE_SMALL_BLOCKS small blocks and FREE_LARGE_BYTES of large
+ * ones wait for reuse; what a link holds in frames is bounded by its resend buffer.
+ */
 export class FrameWriter {
   /** For `encode` (acks, envelope arrays); made on first use, as links stage elsewhere. */
   private writer: BatchWriter | null = null;
@@ -57,8 +94,14 @@ export class FrameWriter {
    * keeps its own string table, so each talks to its own encoder. Made on first use.
    */
   private laneEncoders: NativeBatchEncoder[] | null = null;
-  private block: Buffer = Buffer.allocUnsafeSlow(FRAME_BLOCK_BYTES);
-  private blockUsed = 0;
+  /** The block small frames are cut from, and where the next one ends (8-byte aligned). */
+  private block: Block;
+  private top: number;
+  /** The block of each frame's memory, for `release`. */
+  private readonly blocks = new WeakMap<ArrayBufferLike, Block>();
+  private readonly freeSmall: Block[] = [];
+  private readonly freeLarge: Block[] = [];
+  private freeLargeBytes = 0;
 
   /**
    * @param link - named in errors.
@@ -73,12 +116,18 @@ export class FrameWriter {
     if (!(Number.isInteger(leadBytes) && leadBytes >= 0 && leadBytes <= 8)) {
       throw new RangeError(`leadBytes ${leadBytes} is not an integer from 0 to 8`);
     }
+    this.block = this.newBlock(FRAME_BLOCK_BYTES, false);
+    this.top = FRAME_BLOCK_BYTES;
+  }
+
+  /** Blocks waiting for reuse: small ones, and bytes of large ones. */
+  get freeMemory(): { readonly smallBlocks: number; readonly largeBytes: number } {
+    return { smallBlocks: this.freeSmall.length, largeBytes: this.freeLargeBytes };
   }
 
   /**
    * The sealed frame of `envelopes[start..end)`, behind `leadBytes` zero bytes: the frame
-   * 8-byte aligned, in memory no later frame reuses (a slice of a block, or memory of its own
-   * when larger than a block's room).
+   * 8-byte aligned, in memory no later frame reuses until it is released.
    * @throws MessageTooLargeError above FRAME_MAX_BODY_BYTES.
    */
   encode(
@@ -110,31 +159,111 @@ export class FrameWriter {
     return this.seal(w, encoders[lane]!);
   }
 
+  /**
+   * Hands back a frame this writer returned, once nothing will read it again (nor a write
+   * still in progress): its memory may then hold a later frame. At most once per frame.
+   */
+  release(frame: Uint8Array): void {
+    const block = this.blocks.get(frame.buffer);
+    if (block === undefined) return; // memory of its own: the garbage collector's
+    if (--block.live === 0 && !block.open) this.recycle(block);
+  }
+
   private seal(w: BatchWriter, encoder: NativeBatchEncoder): Buffer {
     const lead = this.leadBytes;
-    // The frame starts at the first multiple of 8 that leaves room for the lead before it.
-    let at = (this.blockUsed + lead + 7) & ~7;
-    if (FRAME_BLOCK_BYTES - at < FRAME_BLOCK_MIN_ROOM) {
-      this.block = Buffer.allocUnsafeSlow(FRAME_BLOCK_BYTES);
-      this.blockUsed = 0;
-      at = (lead + 7) & ~7;
+    const estimate = w.byteLength;
+    let block: Block;
+    let end: number;
+    if (estimate > LARGE_FRAME_BYTES) {
+      block = this.largeBlock(
+        estimate + LARGE_FRAME_SLACK_BYTES + LARGE_FRAME_SLACK_PER_ENVELOPE * w.count + BLOCK_FLOOR,
+      );
+      end = block.bytes.length;
+    } else {
+      if (this.top - BLOCK_FLOOR < FRAME_BLOCK_MIN_ROOM) this.nextSmallBlock();
+      block = this.block;
+      end = this.top;
     }
     let r: Uint8Array | number;
     try {
-      r = encodeBatchInto(encoder, w.finish(), w.payloads, this.block, at, this.link);
+      r = encodeBatchInto(
+        encoder,
+        w.finish(),
+        w.payloads,
+        block.bytes,
+        BLOCK_FLOOR,
+        end,
+        this.link,
+      );
     } catch (err) {
+      if (block.large) this.recycle(block);
       w.resetStrings(); // the encoder may have taken this batch's strings: start both afresh
       throw err;
     }
     if (typeof r !== 'number') {
-      // Too large for what is left of the block: the next frame starts a new one, so that a
-      // run of frames this size does not go to memory of its own one by one.
-      if (r.length < FRAME_BLOCK_BYTES) this.blockUsed = FRAME_BLOCK_BYTES;
+      // Its bound did not fit: built in memory of its own. After a small frame the next one
+      // starts a new block, so that a run of frames this size does not go the same way.
+      if (block.large) this.recycle(block);
+      else this.nextSmallBlock();
       return withLead(r, lead);
     }
-    this.blockUsed = (at + r + 7) & ~7;
-    this.block.fill(0, at - lead, at);
-    return this.block.subarray(at - lead, at + r);
+    const from = r - lead;
+    const bytes = block.bytes;
+    for (let i = from; i < r; i++) bytes[i] = 0;
+    block.live++;
+    if (block === this.block) this.top = from & ~7;
+    return bytes.subarray(from, end);
+  }
+
+  private newBlock(bytes: number, large: boolean): Block {
+    const block: Block = { bytes: Buffer.allocUnsafeSlow(bytes), large, live: 0, open: !large };
+    this.blocks.set(block.bytes.buffer, block);
+    return block;
+  }
+
+  /** Closes the current small block (it is reused once its frames are released). */
+  private nextSmallBlock(): void {
+    const old = this.block;
+    old.open = false;
+    if (old.live === 0) this.recycle(old);
+    const reused = this.freeSmall.pop();
+    if (reused !== undefined) reused.open = true;
+    this.block = reused ?? this.newBlock(FRAME_BLOCK_BYTES, false);
+    this.top = FRAME_BLOCK_BYTES;
+  }
+
+  /**
+   * A block of its own for one large frame, of at least `need` bytes: the smallest free one
+   * that it fills at least half, else a new one.
+   */
+  private largeBlock(need: number): Block {
+    const free = this.freeLarge;
+    let best = -1;
+    for (let i = 0; i < free.length; i++) {
+      const n = free[i]!.bytes.length;
+      if (n >= need && n * LARGE_REUSE_MIN_FILL <= need) {
+        if (best < 0 || n < free[best]!.bytes.length) best = i;
+      }
+    }
+    if (best >= 0) {
+      const block = free[best]!;
+      free[best] = free[free.length - 1]!;
+      free.pop();
+      this.freeLargeBytes -= block.bytes.length;
+      return block;
+    }
+    return this.newBlock(Math.ceil(need / LARGE_BLOCK_STEP) * LARGE_BLOCK_STEP, true);
+  }
+
+  /** A block with no live frame: kept for reuse while the free lists have room. */
+  private recycle(block: Block): void {
+    if (!block.large) {
+      if (this.freeSmall.length < FREE_SMALL_BLOCKS) this.freeSmall.push(block);
+      return;
+    }
+    if (this.freeLargeBytes + block.bytes.length > FREE_LARGE_BYTES) return;
+    this.freeLarge.push(block);
+    this.freeLargeBytes += block.bytes.length;
   }
 }
 

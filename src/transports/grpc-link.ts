@@ -137,7 +137,7 @@ export class GrpcLink implements LinkChannel {
   private writeBlocked = false;
   /** Bytes handed to the current call and not yet written out by it. */
   private ahead: WriteAhead = { bytes: 0 };
-  private readonly resend = new ResendBuffer();
+  private readonly resend: ResendBuffer;
   private lastSeq = 0;
   private backoffMs: number;
   private lastStatus = 'no call was answered';
@@ -160,6 +160,12 @@ export class GrpcLink implements LinkChannel {
   ) {
     this.name = `grpc:${peer}`;
     this.writer = new FrameWriter(this.name, MESSAGE_LEAD_BYTES);
+    // An acknowledged frame was read by the peer, so grpc-js is done with its bytes (retries
+    // are off: it writes a message once): its memory may hold a later frame. Without acks,
+    // frames are left to the garbage collector (a write callback can come before grpc-js has
+    // written the message).
+    const writer = this.writer;
+    this.resend = new ResendBuffer((frame) => writer.release(frame));
     this.backoffMs = config.backoffInitialMs;
     this.queue = new OutboundQueue(`grpc link to ${peer}`, this, config.limits);
     this.queue.on('failed', (err: DiscoError) => this.fail(err));

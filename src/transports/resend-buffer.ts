@@ -11,6 +11,8 @@
  * - `rewind()` moves the cursor back to the oldest unacknowledged frame: a new call
  *   writes everything again, in order. `next()` hands out the frame at the cursor and
  *   says whether it had been written before (a resend).
+ * - A trimmed frame is handed to `release` (its memory may then be reused); frames dropped by
+ *   `clear` are not.
  * Owned by one GrpcLink; not shared.
  */
 
@@ -30,6 +32,9 @@ export class ResendBuffer {
   bytes = 0;
   /** Messages in the frames held. */
   messages = 0;
+
+  /** @param release - gets each frame acknowledged (trimmed), once. */
+  constructor(private readonly release: (frame: Buffer) => void = () => {}) {}
 
   /** Frames held. */
   get length(): number {
@@ -71,6 +76,7 @@ export class ResendBuffer {
       dropped += f.count;
       frames[this.head] = undefined; // release the bytes now
       this.head++;
+      this.release(f.frame);
     }
     this.messages -= dropped;
     if (this.cursor < this.head) this.cursor = this.head;

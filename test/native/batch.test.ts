@@ -35,7 +35,12 @@ import {
   openRingProducer,
   unlinkRing,
 } from '../../src/native.js';
-import { FRAME_BLOCK_BYTES, FrameWriter } from '../../src/transports/batch-frames.js';
+import {
+  FRAME_BLOCK_BYTES,
+  FREE_LARGE_BYTES,
+  FREE_SMALL_BLOCKS,
+  FrameWriter,
+} from '../../src/transports/batch-frames.js';
 import { ringName, testCluster } from './ring-helpers.js';
 
 function ring(what: string, capacity: number) {
@@ -501,7 +506,7 @@ describe('heap encoder and decoder', () => {
     );
   });
 
-  it('builds a frame into a block at an offset: the bytes encode makes, or its own buffer', () => {
+  it('builds a frame straight into a region, ending at its end: the bytes encode makes, or its own buffer', () => {
     const encoder = createBatchEncoder();
     const w = new BatchWriter();
     const list = SAMPLES.slice(0, 6);
@@ -513,39 +518,50 @@ describe('heap encoder and decoder', () => {
     const block = Buffer.alloc(4096, 0xee);
     w.begin(Lane.Event, 7, 2);
     stage(w, list);
-    const n = encodeBatchInto(encoder, w.finish(), w.payloads, block, 64, 'grpc link to m2');
-    expect(n).toBe(expected.length);
-    expect(Buffer.compare(block.subarray(64, 64 + expected.length), expected)).toBe(0);
-    expect(block.subarray(0, 64).every((b) => b === 0xee)).toBe(true); // nothing before it
-    expect(block[64 + expected.length]).toBe(0xee); // nor after it
+    const at = encodeBatchInto(encoder, w.finish(), w.payloads, block, 64, 4000, 'grpc link to m2');
+    expect(typeof at).toBe('number');
+    const start = at as number;
+    expect(start).toBe(4000 - expected.length);
+    expect(start % 8).toBe(0);
+    expect(Buffer.compare(block.subarray(start, 4000), expected)).toBe(0);
+    expect(block.subarray(0, 64).every((b) => b === 0xee)).toBe(true); // nothing below the region
+    expect(block.subarray(4000).every((b) => b === 0xee)).toBe(true); // nor above it
     const reader = new BatchReader();
-    expect(reader.decode(createFrameDecoder(), block.subarray(64, 64 + (n as number)))).toBe(
-      NativeStatus.OK,
-    );
+    expect(reader.decode(createFrameDecoder(), block.subarray(start, 4000))).toBe(NativeStatus.OK);
     expectSame(readBack(reader), list);
 
-    // No room left at the offset: the frame comes back in memory of its own.
+    // A region smaller than the frame's bound: the frame comes back in memory of its own.
     w.begin(Lane.Event, 7, 2);
     stage(w, list);
-    const own = encodeBatchInto(encoder, w.finish(), w.payloads, block, 4096 - 8, 'm2');
+    const own = encodeBatchInto(encoder, w.finish(), w.payloads, block, 4000 - 64, 4000, 'm2');
     expect(own).toBeInstanceOf(Uint8Array);
     expect(Buffer.compare(own as Uint8Array, expected)).toBe(0);
     expect((own as Uint8Array).buffer).not.toBe(block.buffer);
+    // The first frame stays whole: nothing was built in the region this time.
+    expect(Buffer.compare(block.subarray(start, 4000), expected)).toBe(0);
 
-    // A misaligned or out-of-range offset is refused before anything is built.
+    // A misaligned or out-of-range index is refused before anything is built.
     const native = new (loadNative().BatchEncoder)();
     w.begin(Lane.Event);
     stage(w, list);
     const staging = w.finish().slice();
-    for (const offset of [4, -8, 4104, 0.5, Number.NaN]) {
-      expect(() => native.encodeInto(staging, w.payloads, block, offset)).toThrow(/8-byte aligned/);
+    for (const bad of [4, -8, 4104, 0.5, Number.NaN]) {
+      expect(() => native.encodeInto(staging, w.payloads, block, bad, 4096)).toThrow(
+        /start must be an index of out at 8-byte aligned memory/,
+      );
+      expect(() => native.encodeInto(staging, w.payloads, block, 0, bad)).toThrow(
+        /end must be an index of out at 8-byte aligned memory/,
+      );
     }
-    expect(() => native.encodeInto(staging, w.payloads, new Uint16Array(8) as never, 0)).toThrow(
+    expect(() => native.encodeInto(staging, w.payloads, block, 64, 56)).toThrow(
+      /start must not be after end/,
+    );
+    expect(() => native.encodeInto(staging, w.payloads, new Uint16Array(8) as never, 0, 0)).toThrow(
       TypeError,
     );
     // A failure is minus its status.
-    expect(native.encodeInto(new Uint8Array(48), [], block, 0)).toBe(-NativeStatus.BAD_BATCH);
-    expect(() => encodeBatchInto(native, new Uint8Array(48), [], block, 0, 'm2')).toThrow(
+    expect(native.encodeInto(new Uint8Array(48), [], block, 0, 4096)).toBe(-NativeStatus.BAD_BATCH);
+    expect(() => encodeBatchInto(native, new Uint8Array(48), [], block, 0, 4096, 'm2')).toThrow(
       InvalidArgumentError,
     );
   });
@@ -603,6 +619,108 @@ describe('heap encoder and decoder', () => {
       }
     },
   );
+
+  describe('FrameWriter memory reuse', () => {
+    const sender = Object.freeze({ node: 'n0', simproc: 'p' });
+    const envelope = (epoch: number, size: number) =>
+      new EventEnvelope(
+        0,
+        sender,
+        'n1',
+        'p',
+        epoch,
+        EMPTY_HEADERS,
+        undefined,
+        bytes(size, epoch),
+        0,
+        0,
+        null,
+      );
+    const reader = new BatchReader();
+    const decoder = createFrameDecoder();
+    const expectFrame = (led: Buffer, copy: Buffer, epoch: number, lead: number) => {
+      expect(Buffer.compare(led, copy)).toBe(0);
+      expect(reader.decode(decoder, led.subarray(lead))).toBe(NativeStatus.OK);
+      expect(reader.epoch(0)).toBe(epoch);
+    };
+
+    it("a released large frame's memory holds the next one; an unreleased one's never does", () => {
+      const writer = new FrameWriter('grpc link to m2', 3);
+      const a = writer.encode(Lane.Event, 1, 0, [envelope(1, 1024 * 1024)], 0, 1);
+      const b = writer.encode(Lane.Event, 2, 0, [envelope(2, 1024 * 1024)], 0, 1);
+      expect(b.buffer).not.toBe(a.buffer);
+      const bCopy = Buffer.from(b);
+      writer.release(a);
+      expect(writer.freeMemory.largeBytes).toBe(a.buffer.byteLength);
+      const c = writer.encode(Lane.Event, 3, 0, [envelope(3, 1024 * 1024)], 0, 1);
+      expect(c.buffer).toBe(a.buffer); // reused
+      expect(writer.freeMemory.largeBytes).toBe(0);
+      expectFrame(c, Buffer.from(c), 3, 3);
+      expectFrame(b, bCopy, 2, 3); // b, not released, is whole
+      // A much smaller large frame does not take a block it would fill less than half of.
+      writer.release(c);
+      const d = writer.encode(Lane.Event, 4, 0, [envelope(4, 200 * 1024)], 0, 1);
+      expect(d.buffer).not.toBe(a.buffer);
+      expectFrame(d, Buffer.from(d), 4, 3);
+    });
+
+    it.each([0, 3])(
+      'small blocks (lead %i) are reused once all their frames are released, and only then',
+      (lead) => {
+        const writer = new FrameWriter('grpc link to m2', lead);
+        const kept: { led: Buffer; copy: Buffer; epoch: number }[] = [];
+        const firstBlocks: ArrayBufferLike[] = [];
+        let epoch = 0;
+        // Round 1: several blocks of frames; every frame but one of the second block is
+        // released.
+        const round1: Buffer[] = [];
+        for (let i = 0; i < 4000; i++) {
+          round1.push(writer.encode(Lane.Event, ++epoch, 0, [envelope(epoch, 300)], 0, 1));
+        }
+        for (const f of round1) if (!firstBlocks.includes(f.buffer)) firstBlocks.push(f.buffer);
+        expect(firstBlocks.length).toBeGreaterThan(3);
+        const keptBlock = firstBlocks[1]!;
+        const inKept = round1.filter((f) => f.buffer === keptBlock);
+        const keep = inKept[inKept.length >> 1]!;
+        round1.forEach((f, i) => {
+          if (f === keep) kept.push({ led: f, copy: Buffer.from(f), epoch: i + 1 });
+          else writer.release(f);
+        });
+        // The full blocks wait for reuse (as many as the free list holds).
+        expect(writer.freeMemory.smallBlocks).toBe(
+          Math.min(FREE_SMALL_BLOCKS, firstBlocks.length - 2),
+        );
+        // Round 2: the new frames go to the released blocks, never to the kept one.
+        const round2Blocks = new Set<ArrayBufferLike>();
+        for (let i = 0; i < 4000; i++) {
+          const f = writer.encode(Lane.Event, ++epoch, 0, [envelope(epoch, 300)], 0, 1);
+          round2Blocks.add(f.buffer);
+          expect([...f.subarray(0, lead)]).toEqual(new Array(lead).fill(0));
+          expect((f.byteOffset + lead) % 8).toBe(0);
+        }
+        expect(round2Blocks.has(keptBlock)).toBe(false);
+        expect([...round2Blocks].filter((b) => firstBlocks.includes(b)).length).toBeGreaterThan(1);
+        for (const k of kept) expectFrame(k.led, k.copy, k.epoch, lead);
+      },
+    );
+
+    it('keeps at most its bounds of free memory; releasing what it did not cut is harmless', () => {
+      const writer = new FrameWriter('grpc link to m2');
+      const large = Array.from({ length: 24 }, (_, i) =>
+        writer.encode(Lane.Event, i + 1, 0, [envelope(i, 1024 * 1024)], 0, 1),
+      );
+      for (const f of large) writer.release(f);
+      expect(writer.freeMemory.largeBytes).toBeGreaterThan(FREE_LARGE_BYTES / 2);
+      expect(writer.freeMemory.largeBytes).toBeLessThanOrEqual(FREE_LARGE_BYTES);
+      const small = Array.from({ length: 20000 }, (_, i) =>
+        writer.encode(Lane.Event, i + 1, 0, [envelope(i, 300)], 0, 1),
+      );
+      for (const f of small) writer.release(f);
+      expect(writer.freeMemory.smallBlocks).toBe(FREE_SMALL_BLOCKS);
+      writer.release(Buffer.alloc(64));
+      expect(writer.freeMemory.smallBlocks).toBe(FREE_SMALL_BLOCKS);
+    });
+  });
 
   it('decodes into bound output arrays, and grows them for a frame that needs more', () => {
     const decoder = createFrameDecoder();

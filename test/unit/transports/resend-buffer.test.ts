@@ -46,4 +46,21 @@ describe('ResendBuffer', () => {
     expect(b.next()!.frame.length).toBe(20010);
     expect(b.length).toBe(1000);
   });
+
+  it('hands each acknowledged frame to release once, and none that is still held or cleared', () => {
+    const released: number[] = [];
+    const b = new ResendBuffer((frame) => released.push(frame.length / 10));
+    for (let seq = 1; seq <= 6; seq++) b.push(seq, Buffer.alloc(10 * seq), 1);
+    drain(b);
+    b.trim(2);
+    expect(released).toEqual([1, 2]);
+    b.trim(2); // the same ack again
+    b.trim(1);
+    expect(released).toEqual([1, 2]);
+    b.rewind();
+    b.trim(4);
+    expect(released).toEqual([1, 2, 3, 4]);
+    b.clear(); // a failed link: frames 5 and 6 go to the garbage collector, not to reuse
+    expect(released).toEqual([1, 2, 3, 4]);
+  });
 });
