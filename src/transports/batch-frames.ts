@@ -49,14 +49,15 @@ const BLOCK_FLOOR = 8;
 /** A batch whose estimated frame is larger than this gets a block of its own. */
 const LARGE_FRAME_BYTES = FRAME_BLOCK_BYTES / 2;
 /** Large blocks are sized in steps of this. */
-const LARGE_BLOCK_STEP = 256 * 1024;
+const LARGE_BLOCK_STEP = 64 * 1024;
 /**
- * Room a large frame is given above its batch's bytes: the native encoder needs its bound
- * there (about 140 bytes per envelope over the staged ones, plus names). When a frame needs
- * more, it is built in memory of its own instead, which is only slower.
+ * Room a large frame is given above its batch's bytes: the native encoder needs the frame's
+ * bound there, about 100 bytes per envelope over the staged ones (more with headers), plus its
+ * names. When a frame needs more, it is built in memory of its own instead, which is only
+ * slower. A 1 MiB event gets a block of 1 MiB + 64 KiB.
  */
-const LARGE_FRAME_SLACK_BYTES = 64 * 1024;
-const LARGE_FRAME_SLACK_PER_ENVELOPE = 256;
+const LARGE_FRAME_SLACK_BYTES = 16 * 1024;
+const LARGE_FRAME_SLACK_PER_ENVELOPE = 160;
 /** Released blocks a writer keeps for reuse: small ones... */
 export const FREE_SMALL_BLOCKS = 8;
 /** ...and bytes of large ones. */
