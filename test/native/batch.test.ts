@@ -430,6 +430,24 @@ describe('batches through a ring', () => {
   });
 });
 
+/** An event from n0/p to n1/p with a `size`-byte payload, as the FrameWriter tests send. */
+const WRITER_SENDER = Object.freeze({ node: 'n0', simproc: 'p' });
+function writerEvent(epoch: number, size: number): EventEnvelope {
+  return new EventEnvelope(
+    0,
+    WRITER_SENDER,
+    'n1',
+    'p',
+    epoch,
+    EMPTY_HEADERS,
+    undefined,
+    bytes(size, epoch),
+    0,
+    0,
+    null,
+  );
+}
+
 describe('heap encoder and decoder', () => {
   it('encodes a sealed frame that the TypeScript codec and the native decoder both read', () => {
     const native = loadNative();
@@ -570,25 +588,10 @@ describe('heap encoder and decoder', () => {
     'FrameWriter (lead %i): frames never share bytes, and a frame too large for a block stands alone',
     (lead) => {
       const writer = new FrameWriter('grpc link to m2', lead);
-      const sender = Object.freeze({ node: 'n0', simproc: 'p' });
-      const envelope = (epoch: number, size: number) =>
-        new EventEnvelope(
-          0,
-          sender,
-          'n1',
-          'p',
-          epoch,
-          EMPTY_HEADERS,
-          undefined,
-          bytes(size, epoch),
-          0,
-          0,
-          null,
-        );
+      const envelope = writerEvent;
       const frames: { frame: Buffer; copy: Buffer; epoch: number }[] = [];
-      // Enough small frames to fill several blocks, and one larger than a block.
-      // Frame 1500 is larger than a block (copied out of the encoder's scratch), 2500 larger
-      // than that scratch (built in memory of its own).
+      // Enough small frames to fill several blocks, and two that get blocks of their own:
+      // frame 1500 is as large as a small block, 2500 larger than 1 MiB.
       for (let i = 0; i < 3000; i++) {
         const size = i === 1500 ? FRAME_BLOCK_BYTES : i === 2500 ? 1536 * 1024 : 200;
         const led = writer.encode(Lane.Event, i + 1, 0, [envelope(i, size)], 0, 1);
@@ -621,21 +624,7 @@ describe('heap encoder and decoder', () => {
   );
 
   describe('FrameWriter memory reuse', () => {
-    const sender = Object.freeze({ node: 'n0', simproc: 'p' });
-    const envelope = (epoch: number, size: number) =>
-      new EventEnvelope(
-        0,
-        sender,
-        'n1',
-        'p',
-        epoch,
-        EMPTY_HEADERS,
-        undefined,
-        bytes(size, epoch),
-        0,
-        0,
-        null,
-      );
+    const envelope = writerEvent;
     const reader = new BatchReader();
     const decoder = createFrameDecoder();
     const expectFrame = (led: Buffer, copy: Buffer, epoch: number, lead: number) => {
