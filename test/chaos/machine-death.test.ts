@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { LinkClosedError } from '../../src/errors.js';
 import { clusterSegmentPrefix, removeStaleRings } from '../../src/native.js';
 import { Application } from '../../src/runtime/application.js';
-import { freePort } from '../fixtures/grpc/pair.js';
+import { freePort, portOpen } from '../fixtures/grpc/pair.js';
 import { exchangeJob } from '../multiprocess/exchange.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -51,6 +51,9 @@ describe('a member machine killed mid-run', () => {
       jobOptions: { count: 10_000_000, promiseEvery: 1000, payloadBytes: 64 },
     });
     try {
+      // The deadline under test is the one after the kill: a member still starting (slow on
+      // a loaded machine) would fail the leader's start against the same 2 s deadline.
+      await portOpen(ports[1]!);
       await leader.start();
       await sleep(500);
       member.kill('SIGKILL');
