@@ -25,6 +25,7 @@ import {
   createBatchEncoder,
   createFrameDecoder,
   encodeBatchInto,
+  FRAME_MAX_BODY_BYTES,
   frameStatusError,
   NativeStatus,
   type NativeBatchEncoder,
@@ -175,7 +176,12 @@ export class FrameWriter {
     const estimate = w.byteLength;
     let block: Block;
     let end: number;
-    if (estimate > LARGE_FRAME_BYTES) {
+    if (estimate > FRAME_MAX_BODY_BYTES) {
+      // Too large for any frame: the encoder refuses it (MessageTooLargeError) before it
+      // allocates anything, so no block is made for it either.
+      block = this.block;
+      end = BLOCK_FLOOR;
+    } else if (estimate > LARGE_FRAME_BYTES) {
       block = this.largeBlock(
         estimate + LARGE_FRAME_SLACK_BYTES + LARGE_FRAME_SLACK_PER_ENVELOPE * w.count + BLOCK_FLOOR,
       );

@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { decodeFrame, EMPTY_HEADERS, EventEnvelope, PromiseEnvelope } from '../../src/envelope.js';
-import { InvalidArgumentError } from '../../src/errors.js';
+import { InvalidArgumentError, MessageTooLargeError } from '../../src/errors.js';
 import {
   type AddressRef,
   BATCH_ENVELOPE_FIXED_BYTES,
@@ -692,6 +692,35 @@ describe('heap encoder and decoder', () => {
         for (const k of kept) expectFrame(k.led, k.copy, k.epoch, lead);
       },
     );
+
+    it('refuses a batch too large for any frame without making a block for it', () => {
+      const writer = new FrameWriter('grpc link to m2');
+      // Three events referencing one 400 MiB payload: 1.2 GiB of frame, over the limit.
+      const payload = Buffer.allocUnsafe(400 * 1024 * 1024);
+      const event = (epoch: number) =>
+        new EventEnvelope(
+          0,
+          WRITER_SENDER,
+          'n1',
+          'p',
+          epoch,
+          EMPTY_HEADERS,
+          undefined,
+          payload,
+          0,
+          0,
+          null,
+        );
+      const before = process.memoryUsage().arrayBuffers;
+      expect(() => writer.encode(Lane.Event, 1, 0, [event(1), event(2), event(3)], 0, 3)).toThrow(
+        MessageTooLargeError,
+      );
+      expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);
+      // The writer goes on as before.
+      const next = writer.encode(Lane.Event, 2, 0, [writerEvent(4, 300)], 0, 1);
+      expect(reader.decode(decoder, next)).toBe(NativeStatus.OK);
+      expect(reader.epoch(0)).toBe(4);
+    });
 
     it('keeps at most its bounds of free memory; releasing what it did not cut is harmless', () => {
       const writer = new FrameWriter('grpc link to m2');
