@@ -104,6 +104,8 @@ export class FrameWriter {
   private readonly freeSmall: Block[] = [];
   private readonly freeLarge: Block[] = [];
   private freeLargeBytes = 0;
+  /** Bytes of blocks taken again from the free lists. */
+  reusedBytes = 0;
 
   /**
    * @param link - named in errors.
@@ -234,7 +236,10 @@ export class FrameWriter {
     old.open = false;
     if (old.live === 0) this.recycle(old);
     const reused = this.freeSmall.pop();
-    if (reused !== undefined) reused.open = true;
+    if (reused !== undefined) {
+      reused.open = true;
+      this.reusedBytes += FRAME_BLOCK_BYTES;
+    }
     this.block = reused ?? this.newBlock(FRAME_BLOCK_BYTES, false);
     this.top = FRAME_BLOCK_BYTES;
   }
@@ -257,6 +262,7 @@ export class FrameWriter {
       free[best] = free[free.length - 1]!;
       free.pop();
       this.freeLargeBytes -= block.bytes.length;
+      this.reusedBytes += block.bytes.length;
       return block;
     }
     return this.newBlock(Math.ceil(need / LARGE_BLOCK_STEP) * LARGE_BLOCK_STEP, true);

@@ -122,6 +122,11 @@ export class GrpcLink implements LinkChannel {
     acked: 0,
   };
 
+  /** Bytes of frame memory reused after acks (FrameWriter). */
+  get frameBytesReused(): number {
+    return this.writer.reusedBytes;
+  }
+
   /** Bytes written to calls, resends included. */
   get bytesSent(): number {
     return this.counters.bytesSent;

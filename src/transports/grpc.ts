@@ -130,6 +130,11 @@ export interface GrpcLinkMetrics {
   readonly rejectedFrames: number;
   /** Times the inbound rate limit paused reading this peer. */
   readonly rateLimitPauses: number;
+  /**
+   * Bytes of frame memory taken again for new frames once the peer had acknowledged the frames
+   * it held (0 with reliability off, whose frames are left to the garbage collector).
+   */
+  readonly frameBytesReused: number;
 }
 
 function positive(name: string, v: number | undefined, fallback: number, min = 1): number {
@@ -277,6 +282,7 @@ export class GrpcTransport extends LinkTransport<GrpcLink> implements Transport 
         duplicatesDropped: i?.duplicatesDropped ?? 0,
         rejectedFrames: i?.rejectedFrames ?? 0,
         rateLimitPauses: i?.rateLimitPauses ?? 0,
+        frameBytesReused: out?.frameBytesReused ?? 0,
       };
     });
   }

@@ -1,7 +1,7 @@
 import { connect as http2Connect, type Settings } from 'node:http2';
 import { Metadata, status as GrpcStatus, credentials, type StatusObject } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { decodeFrame, FrameEncoder, Lane } from '../../src/envelope.js';
+import { decodeFrame, FrameEncoder, Lane, type EventEnvelope } from '../../src/envelope.js';
 import {
   BackpressureError,
   FrameCorruptError,
@@ -156,6 +156,41 @@ describe('GrpcTransport link', () => {
     await A.t.close();
     await B.t.close();
   });
+
+  it.each([true, false])(
+    'reuses the memory of acknowledged frames (reliability %s), every event intact',
+    async (reliable) => {
+      const cluster = uniqueCluster('grpc-reuse');
+      const dir = new Directory();
+      dir.placement.set('b1', 'B');
+      const options = { reliability: { enabled: reliable } };
+      const A = await startTransport(dir, cluster, 'A', options);
+      const B = await startTransport(dir, cluster, 'B', options);
+      const b1 = new RecordingNode('b1', 0, true);
+      B.t.attach(b1);
+      // 1 MiB events one at a time, each acknowledged before the next: from the second on,
+      // a reliable link builds each where the previous one was.
+      const size = 1024 * 1024;
+      const sent: EventEnvelope[] = [];
+      for (let seq = 0; seq < 12; seq++) {
+        const env = seqEvent('a1', 'b1', seq, size);
+        for (let i = 4; i < size; i += 1024) env.payload![i] = (seq * 31 + (i >> 10)) & 0xff;
+        sent.push(env);
+        A.t.sendEvent(env);
+        await A.t.flush();
+      }
+      await until(() => b1.eventCount === sent.length, 30_000, 'the events');
+      b1.kept.forEach((got, i) => {
+        expect(seqOf(got)).toBe(i);
+        expect(Buffer.compare(got.payload!, sent[i]!.payload!)).toBe(0);
+      });
+      const reused = A.t.linkMetrics()[0]!.frameBytesReused;
+      if (reliable) expect(reused).toBeGreaterThanOrEqual(10 * size);
+      else expect(reused).toBe(0);
+      await A.t.close();
+      await B.t.close();
+    },
+  );
 
   it('flushes and closes without waiting out the peer deadline when the peer is gone, counting what it lost', async () => {
     const { A, B, b1 } = await pair('grpc-close-gone');
