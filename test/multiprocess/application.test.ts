@@ -167,7 +167,9 @@ describe('Application with real Server processes', () => {
         jobModule: slowLoadJob,
         jobOptions: { count: 10, promiseEvery: 5, payloadBytes: 8 },
         env: slowLoad(60_000),
-        startTimeoutMs: 2000,
+        // Room for the other Server to be ready even under the sanitizers on a loaded machine
+        // (it once took more than 2 s there), far below the minute of the slow one.
+        startTimeoutMs: 15_000,
         stopTimeoutMs: 20_000,
       }),
     );
@@ -178,7 +180,7 @@ describe('Application with real Server processes', () => {
     const err = await app.start().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TimeoutError);
     expect((err as Error).message).toMatch(
-      /^starting the Server processes \(not ready: s[01]\) did not finish within 2000 ms$/,
+      /^starting the Server processes \(not ready: s[01]\) did not finish within 15000 ms$/,
     );
     await app.stop();
     expect(exits.sort()).toEqual([
@@ -186,7 +188,7 @@ describe('Application with real Server processes', () => {
       ['s1', 0, null],
     ]);
     expect(segmentsOf(app.topology.cluster)).toEqual([]);
-  }, 30_000);
+  }, 60_000);
 
   it('gives up starting when stopped first; start() and wait() both say so', async () => {
     const app = track(

@@ -430,9 +430,12 @@ describe('batches through a ring', () => {
   });
 });
 
-/** An event from n0/p to n1/p with a `size`-byte payload, as the FrameWriter tests send. */
+/**
+ * An event from n0/p to n1/p, as the FrameWriter tests send: with `data` as its payload, or
+ * a fresh one of `data` bytes.
+ */
 const WRITER_SENDER = Object.freeze({ node: 'n0', simproc: 'p' });
-function writerEvent(epoch: number, size: number): EventEnvelope {
+function writerEvent(epoch: number, data: number | Uint8Array): EventEnvelope {
   return new EventEnvelope(
     0,
     WRITER_SENDER,
@@ -441,7 +444,7 @@ function writerEvent(epoch: number, size: number): EventEnvelope {
     epoch,
     EMPTY_HEADERS,
     undefined,
-    bytes(size, epoch),
+    typeof data === 'number' ? bytes(data, epoch) : data,
     0,
     0,
     null,
@@ -697,20 +700,7 @@ describe('heap encoder and decoder', () => {
       const writer = new FrameWriter('grpc link to m2');
       // Three events referencing one 400 MiB payload: 1.2 GiB of frame, over the limit.
       const payload = Buffer.allocUnsafe(400 * 1024 * 1024);
-      const event = (epoch: number) =>
-        new EventEnvelope(
-          0,
-          WRITER_SENDER,
-          'n1',
-          'p',
-          epoch,
-          EMPTY_HEADERS,
-          undefined,
-          payload,
-          0,
-          0,
-          null,
-        );
+      const event = (epoch: number) => writerEvent(epoch, payload);
       const before = process.memoryUsage().arrayBuffers;
       expect(() => writer.encode(Lane.Event, 1, 0, [event(1), event(2), event(3)], 0, 3)).toThrow(
         MessageTooLargeError,
