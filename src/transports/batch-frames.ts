@@ -104,8 +104,7 @@ export class FrameWriter {
   private readonly freeSmall: Block[] = [];
   private readonly freeLarge: Block[] = [];
   private freeLargeBytes = 0;
-  /** Bytes of blocks taken again from the free lists. */
-  reusedBytes = 0;
+  private reused = 0;
 
   /**
    * @param link - named in errors.
@@ -122,6 +121,11 @@ export class FrameWriter {
     }
     this.block = this.newBlock(FRAME_BLOCK_BYTES, false);
     this.top = FRAME_BLOCK_BYTES;
+  }
+
+  /** Bytes of blocks taken again from the free lists. */
+  get reusedBytes(): number {
+    return this.reused;
   }
 
   /** Blocks waiting for reuse: small ones, and bytes of large ones. */
@@ -178,7 +182,8 @@ export class FrameWriter {
     const estimate = w.byteLength;
     let block: Block;
     let end: number;
-    if (estimate > FRAME_MAX_BODY_BYTES) {
+    const oversize = estimate > FRAME_MAX_BODY_BYTES;
+    if (oversize) {
       // Too large for any frame: the encoder refuses it (MessageTooLargeError) before it
       // allocates anything, so no block is made for it either.
       block = this.block;
@@ -211,9 +216,10 @@ export class FrameWriter {
     }
     if (typeof r !== 'number') {
       // Its bound did not fit: built in memory of its own. After a small frame the next one
-      // starts a new block, so that a run of frames this size does not go the same way.
+      // starts a new block, so that a run of frames this size does not go the same way (an
+      // oversize estimate was given no room at all: the small block is not at fault).
       if (block.large) this.recycle(block);
-      else this.nextSmallBlock();
+      else if (!oversize) this.nextSmallBlock();
       return withLead(r, lead);
     }
     const from = r - lead;
@@ -238,7 +244,7 @@ export class FrameWriter {
     const reused = this.freeSmall.pop();
     if (reused !== undefined) {
       reused.open = true;
-      this.reusedBytes += FRAME_BLOCK_BYTES;
+      this.reused += FRAME_BLOCK_BYTES;
     }
     this.block = reused ?? this.newBlock(FRAME_BLOCK_BYTES, false);
     this.top = FRAME_BLOCK_BYTES;
@@ -262,7 +268,7 @@ export class FrameWriter {
       free[best] = free[free.length - 1]!;
       free.pop();
       this.freeLargeBytes -= block.bytes.length;
-      this.reusedBytes += block.bytes.length;
+      this.reused += block.bytes.length;
       return block;
     }
     return this.newBlock(Math.ceil(need / LARGE_BLOCK_STEP) * LARGE_BLOCK_STEP, true);
