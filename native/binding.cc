@@ -36,6 +36,7 @@
 #include <napi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -345,6 +346,9 @@ Napi::Value status_value(Napi::Env env, Status s) {
 }
 
 // ---- views over native memory ----------------------------------------------------------------
+
+/// Most of a ring's data area one spare ArrayBuffer spans (RingConsumerWrap::make_spare).
+constexpr uint64_t kSpareWindowBytes = uint64_t{32} << 20;
 
 /// Keeps what a view's bytes live in alive for as long as the view's ArrayBuffer exists: the
 /// segment mapping, or a heap buffer handed over when the view outlives its owner.
@@ -824,13 +828,17 @@ class RingConsumerWrap final : public Napi::ObjectWrap<RingConsumerWrap> {
   std::shared_ptr<ViewHint> read_words_;
   Napi::Reference<Napi::Value> view_;  // ArrayBuffer of the outstanding batch
   std::shared_ptr<ViewHint> hint_;
-  // An external ArrayBuffer over the whole data area, made after a release for the next read
-  // (or empty). Making an external ArrayBuffer is most of what a view costs (Node builds a
-  // Buffer and a weak callback for it), so a read that finds one only adds its Uint8Array:
-  // the latency of a hop no longer includes it. Every batch but a reassembled message lies in
-  // the data area. The spare serves one batch and is detached with it, as views must be.
+  // An external ArrayBuffer over the data area, made after a release for the next read (or
+  // empty). Making an external ArrayBuffer is most of what a view costs (Node builds a Buffer
+  // and a weak callback for it), so a read that finds one only adds its Uint8Array: the
+  // latency of a hop no longer includes it. Every batch but a reassembled message lies in the
+  // data area. The spare serves one batch and is detached with it, as views must be. It spans
+  // [spare_start_, spare_start_ + spare_bytes_) of the area: all of it in a ring of up to
+  // kSpareWindowBytes, else that much from the read position (see make_spare).
   Napi::Reference<Napi::Value> spare_;
   std::shared_ptr<ViewHint> spare_hint_;
+  uint64_t spare_start_ = 0;
+  uint64_t spare_bytes_ = 0;
   RecordBatch batch_;
   bool has_batch_ = false;
   // The output arrays of bindOutput(): heap memory owned by this hint and by the external
@@ -1492,11 +1500,12 @@ Napi::Value RingConsumerWrap::ReadBatch(const Napi::CallbackInfo& info) {
   const auto base = reinterpret_cast<uintptr_t>(memory.data);
   const auto at = reinterpret_cast<uintptr_t>(batch.region);
   const size_t offset = at - base;
-  if (!spare_.IsEmpty() && !batch.reassembled && at >= base && offset <= memory.capacity &&
-      batch.region_bytes <= memory.capacity - offset) {
+  if (!spare_.IsEmpty() && !batch.reassembled && at >= base && offset >= spare_start_ &&
+      offset - spare_start_ <= spare_bytes_ &&
+      batch.region_bytes <= spare_bytes_ - (offset - spare_start_)) {
     napi_value view = nullptr;
-    if (napi_create_typedarray(env, napi_uint8_array, batch.region_bytes, spare_.Value(), offset,
-                               &view) != napi_ok) {
+    if (napi_create_typedarray(env, napi_uint8_array, batch.region_bytes, spare_.Value(),
+                               offset - spare_start_, &view) != napi_ok) {
       (void)c.ring->release(batch);
       return Napi::Value();
     }
@@ -1524,12 +1533,25 @@ Napi::Value RingConsumerWrap::ReadBatch(const Napi::CallbackInfo& info) {
 
 /// Makes the spare ArrayBuffer for the next read, unless there is one or the end is closed.
 /// On failure (no memory, a data area above the ArrayBuffer limit) the next read makes its own.
+///
+/// V8 counts the bytes of every ArrayBuffer as external memory and starts a full garbage
+/// collection whenever that count grows by more than 64 MiB at once. A spare over the whole
+/// data area of a larger ring would cost one per batch (a 128 MiB ring carried 64 KiB events
+/// at a third of a 4 MiB ring's rate, with a collection every few batches), so above
+/// kSpareWindowBytes the spare covers that much from the read position, where the next batch
+/// begins (a batch does not wrap; one that does not fit gets a view of its own).
 void RingConsumerWrap::make_spare(Napi::Env env) {
   if (!spare_.IsEmpty() || core_->closed) return;
   const RingMemory& memory = core_->ring->memory();
+  uint64_t start = 0;
+  uint64_t bytes = memory.capacity;
+  if (bytes > kSpareWindowBytes) {
+    start = core_->ring->read_position() & (memory.capacity - 1);
+    bytes = std::min(memory.capacity - start, kSpareWindowBytes);
+  }
   auto hint = std::make_shared<ViewHint>();
   hint->mapping = memory.owner;
-  napi_value ab = make_external(env, memory.data, static_cast<size_t>(memory.capacity), hint);
+  napi_value ab = make_external(env, memory.data + start, static_cast<size_t>(bytes), hint);
   if (ab == nullptr) {
     napi_value ignored = nullptr;
     (void)napi_get_and_clear_last_exception(env, &ignored);
@@ -1537,6 +1559,8 @@ void RingConsumerWrap::make_spare(Napi::Env env) {
   }
   spare_ = Napi::Reference<Napi::Value>::New(Napi::Value(env, ab), 1);
   spare_hint_ = std::move(hint);
+  spare_start_ = start;
+  spare_bytes_ = bytes;
 }
 
 Napi::Value RingConsumerWrap::Release(const Napi::CallbackInfo& info) {
