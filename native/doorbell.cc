@@ -64,8 +64,8 @@ constexpr uint32_t kPoked = 3;
 // blocking wait, and reports an exit as soon as the kernel does. Without pidfds (kernels before
 // 5.3, or a seccomp filter refusing them) watch() returns 0 and Doorbells keep polling.
 //
-// Threads: watch() and unwatch() come from Doorbell threads; callbacks run on the watcher's
-// thread under its mutex, so that once unwatch() returns its callback is not running and never
+// Threads: watch() and forget() come from Doorbell threads; callbacks run on the watcher's
+// thread under its mutex, so that once forget() returns its callbacks are not running and never
 // will. The watcher and its thread live until the process exits (never destroyed: a Doorbell
 // thread may still call in while static destructors run). After fork() the child starts afresh.
 class ExitWatcher {
@@ -103,15 +103,18 @@ class ExitWatcher {
     return token;
   }
 
-  /// Stops watching `token` (0: nothing). After it returns the callback is not called.
-  void unwatch(uint64_t token) noexcept {
-    if (token == 0) return;
+  /// Stops every watch whose callback gets `context`. After it returns none of them is called.
+  void forget(const void* context) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
-    if (owner_ != ::getpid()) return;  // a watch of the parent's, gone with the fork
-    const auto it = watches_.find(token);
-    if (it == watches_.end()) return;
-    ::close(it->second.fd);  // also removes it from the epoll set
-    watches_.erase(it);
+    if (owner_ != ::getpid()) return;  // watches of the parent's, gone with the fork
+    for (auto it = watches_.begin(); it != watches_.end();) {
+      if (it->second.context == context) {
+        ::close(it->second.fd);  // also removes it from the epoll set
+        it = watches_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
  private:
@@ -161,7 +164,7 @@ class ExitWatcher {
       if (owner_ != owner) return;  // cannot happen in this process; defensive
       for (int i = 0; i < n; ++i) {
         const auto it = watches_.find(events[i].data.u64);
-        if (it == watches_.end()) continue;  // unwatched after the event was queued
+        if (it == watches_.end()) continue;  // forgotten after the event was queued
         it->second.callback(it->second.context);
         ::close(it->second.fd);
         watches_.erase(it);
@@ -390,7 +393,7 @@ void Doorbell::run() noexcept {
       if (watch == 0 && !exited) watch = watch_peer();
       if (!peer_alive()) {
         ExitWatcher* watcher = ExitWatcher::instance();
-        if (watcher != nullptr) watcher->unwatch(watch);
+        if (watcher != nullptr) watcher->forget(this);
         callback_(context_, DoorbellEvent::kPeerDead);
         return;
       }
@@ -421,9 +424,12 @@ void Doorbell::run() noexcept {
     futex_wait_shared(word, seen, next_check > now ? next_check - now : 1);
     end_sleep();
   }
-  // Stopped: after this the watcher never calls back into this Doorbell.
+  // Stopped: after this the watcher never calls back into this Doorbell. Every watch that
+  // names it goes, not only the one `watch` holds: a watch left behind would call into a
+  // Doorbell that no longer exists when the peer exits (seen: a process crashed in
+  // on_peer_exit while it exited, its peer exiting with it).
   ExitWatcher* watcher = ExitWatcher::instance();
-  if (watcher != nullptr) watcher->unwatch(watch);
+  if (watcher != nullptr) watcher->forget(this);
 }
 
 }  // namespace disco
