@@ -78,18 +78,19 @@ class ExitWatcher {
     return watcher;
   }
 
-  /// Watches the process of `identity` (shm.h); a token > 0, or 0 when it cannot (no pidfd, or
-  /// the process is gone already: the caller's next liveness check says so).
-  uint64_t watch(uint64_t identity, Callback callback, void* context) noexcept {
+  /// Watches the process of `identity` (shm.h) for `context`; false when it cannot (no pidfd, or
+  /// the process is gone already: the caller's next liveness check says so). `forget(context)`
+  /// ends it; the token is the watcher's own, to find the watch from an epoll event.
+  bool watch(uint64_t identity, Callback callback, void* context) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!ready_locked()) return 0;
+    if (!ready_locked()) return false;
     const long fd = ::syscall(SYS_pidfd_open, static_cast<pid_t>(identity_pid(identity)), 0);
-    if (fd < 0) return 0;
+    if (fd < 0) return false;
     // The pidfd names whatever process has the pid now; it is the peer only if the peer is
     // still alive (a pid is not reused while its process lives).
     if (!is_alive(identity)) {
       ::close(static_cast<int>(fd));
-      return 0;
+      return false;
     }
     const uint64_t token = next_token_++;
     epoll_event ev{};
@@ -97,10 +98,10 @@ class ExitWatcher {
     ev.data.u64 = token;
     if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, static_cast<int>(fd), &ev) != 0) {
       ::close(static_cast<int>(fd));
-      return 0;
+      return false;
     }
     watches_[token] = Watch{static_cast<int>(fd), callback, context};
-    return token;
+    return true;
   }
 
   /// Stops every watch whose callback gets `context`. After it returns none of them is called.
@@ -359,14 +360,19 @@ void Doorbell::on_peer_exit(void* self) noexcept {
   futex_wake_shared(d->bell(), INT_MAX);
 }
 
-uint64_t Doorbell::watch_peer() noexcept {
+bool Doorbell::watch_peer() noexcept {
   const RingHeader* h = memory_.header;
   const bool consumer_side = side_ == Side::kConsumer;
   const uint64_t peer = consumer_side ? h->producer.load(std::memory_order_acquire)
                                       : h->consumer.load(std::memory_order_acquire);
-  if (peer == 0) return 0;  // not attached yet: keep polling until it is
+  if (peer == 0) return false;  // not attached yet: keep polling until it is
   ExitWatcher* watcher = ExitWatcher::instance();
-  return watcher == nullptr ? 0 : watcher->watch(peer, &Doorbell::on_peer_exit, this);
+  return watcher != nullptr && watcher->watch(peer, &Doorbell::on_peer_exit, this);
+}
+
+void Doorbell::forget_peer() noexcept {
+  ExitWatcher* watcher = ExitWatcher::instance();
+  if (watcher != nullptr) watcher->forget(this);
 }
 
 void Doorbell::fire() noexcept {
@@ -376,7 +382,7 @@ void Doorbell::fire() noexcept {
 
 void Doorbell::run() noexcept {
   const uint64_t liveness_ns = uint64_t{options_.liveness_ms} * 1'000'000u;
-  uint64_t watch = 0;       // ExitWatcher token while the peer's exit is watched
+  bool watched = false;     // the ExitWatcher watches the peer's exit
   uint64_t next_check = 0;  // check (and start watching) at once
   while (!stop_.load(std::memory_order_acquire)) {
     // Take back a poke of the ExitWatcher (a concurrent arm() wins: its 1 stays).
@@ -384,20 +390,19 @@ void Doorbell::run() noexcept {
     armed_.compare_exchange_strong(poked, 0, std::memory_order_acq_rel);
     uint64_t now = monotonic_ns();
     const bool exited = peer_exited_.exchange(false, std::memory_order_acq_rel);
-    if (exited) watch = 0;  // the watcher dropped it
+    if (exited) watched = false;  // the watcher dropped it
     if (exited || now >= next_check) {
       // A watched exit wakes this thread at once, so the polls can be rare; a peer that exits
       // after closing its end is not dead and needs no watching either. The watch is asked
       // for before the check: the watcher refuses a peer that is gone already, and a check
       // before it would leave a peer that died in between to the next poll (liveness_ms).
-      if (watch == 0 && !exited) watch = watch_peer();
+      if (!watched && !exited) watched = watch_peer();
       if (!peer_alive()) {
-        ExitWatcher* watcher = ExitWatcher::instance();
-        if (watcher != nullptr) watcher->forget(this);
+        forget_peer();
         callback_(context_, DoorbellEvent::kPeerDead);
         return;
       }
-      next_check = now + (watch != 0 || exited ? kWatchedCheckNs : liveness_ns);
+      next_check = now + (watched || exited ? kWatchedCheckNs : liveness_ns);
     }
     const uint64_t until_check = next_check - now;
     // Acquire pairs with the release store in arm(): position_ and want_ are the armed ones.
@@ -425,11 +430,10 @@ void Doorbell::run() noexcept {
     end_sleep();
   }
   // Stopped: after this the watcher never calls back into this Doorbell. Every watch that
-  // names it goes, not only the one `watch` holds: a watch left behind would call into a
+  // names it goes (forget_peer), not only the latest: a watch left behind would call into a
   // Doorbell that no longer exists when the peer exits (seen: a process crashed in
   // on_peer_exit while it exited, its peer exiting with it).
-  ExitWatcher* watcher = ExitWatcher::instance();
-  if (watcher != nullptr) watcher->forget(this);
+  forget_peer();
 }
 
 }  // namespace disco

@@ -153,8 +153,10 @@ class Doorbell {
   void run() noexcept;
   [[nodiscard]] bool ready() const noexcept;
   [[nodiscard]] bool peer_alive() const noexcept;
-  /// Has the process-wide exit watcher watch the peer; its token, 0 when not watched.
-  [[nodiscard]] uint64_t watch_peer() noexcept;
+  /// Has the process-wide exit watcher watch the peer; false when it does not.
+  [[nodiscard]] bool watch_peer() noexcept;
+  /// Ends every exit watch naming this Doorbell: no callback reaches it once this returns.
+  void forget_peer() noexcept;
   /// The exit watcher's callback (its thread): flags the exit and wakes this thread.
   static void on_peer_exit(void* self) noexcept;
   [[nodiscard]] bool announce_sleep() const noexcept;
