@@ -1497,15 +1497,14 @@ Napi::Value RingConsumerWrap::ReadBatch(const Napi::CallbackInfo& info) {
   c.decoder.finish(batch.reassembled);
   const RingMemory& memory = c.ring->memory();
   // As integers: a reassembled message lies in heap memory, not in the mapping.
-  const auto base = reinterpret_cast<uintptr_t>(memory.data);
+  const auto spare_at = reinterpret_cast<uintptr_t>(memory.data) + spare_start_;
   const auto at = reinterpret_cast<uintptr_t>(batch.region);
-  const size_t offset = at - base;
-  if (!spare_.IsEmpty() && !batch.reassembled && at >= base && offset >= spare_start_ &&
-      offset - spare_start_ <= spare_bytes_ &&
-      batch.region_bytes <= spare_bytes_ - (offset - spare_start_)) {
+  const size_t offset = at - spare_at;  // within the spare when the checks below hold
+  if (!spare_.IsEmpty() && !batch.reassembled && at >= spare_at && offset <= spare_bytes_ &&
+      batch.region_bytes <= spare_bytes_ - offset) {
     napi_value view = nullptr;
-    if (napi_create_typedarray(env, napi_uint8_array, batch.region_bytes, spare_.Value(),
-                               offset - spare_start_, &view) != napi_ok) {
+    if (napi_create_typedarray(env, napi_uint8_array, batch.region_bytes, spare_.Value(), offset,
+                               &view) != napi_ok) {
       (void)c.ring->release(batch);
       return Napi::Value();
     }
