@@ -43,13 +43,13 @@ constexpr uint64_t scalar_field(uint64_t size) { return size + (size - 1); }
 constexpr uint64_t table_bound(uint64_t slots, uint64_t fields) {
   return (4 + 2 * slots) + (4 + 3) + fields;
 }
-constexpr uint64_t kEnvelopeTableBound =
-    table_bound(15, (48 + 7) /* head: a 48-byte struct, 8-aligned */ + kOffsetField /* headers */ +
-                        kOffsetField /* data */ + kOffsetField /* reply_to */);
 constexpr uint64_t kHeaderTableBound = table_bound(2, 2 * kOffsetField);
 constexpr uint64_t kAddressTableBound = table_bound(2, 2 * kOffsetField);
-constexpr uint64_t kFrameTableBound = table_bound(
-    5, scalar_field(8) + scalar_field(8) + scalar_field(1) + kOffsetField + kOffsetField);
+constexpr uint64_t kExtraTableBound =
+    table_bound(3, scalar_field(4) /* envelope */ + 2 * kOffsetField /* headers, reply_to */);
+constexpr uint64_t kFrameTableBound =
+    table_bound(8, scalar_field(8) + scalar_field(8) + scalar_field(1) +
+                       4 * kOffsetField /* names, heads, data, extras */);
 constexpr uint64_t kStringOverhead = 4 + 1 + 3;
 constexpr uint64_t kVectorOverhead = 4 + 3 + 7 + 3;
 constexpr uint64_t kFinishBound = 4 + 4 + 7;
@@ -57,14 +57,18 @@ constexpr uint64_t kFieldLocBytes = 8;
 constexpr uint64_t kVtableScratch = 4;  // per table, as if none were deduplicated
 constexpr uint64_t kMaxFieldsPerTable = 15;
 
-static_assert(kEnvelopeTableBound == 117, "recount the Envelope bound when the schema changes");
-static_assert(sizeof(w::EnvelopeHead) == 48, "EnvelopeHead is 48 bytes");
-static_assert(w::Envelope::VT_HEAD == 4 + 2 * 14, "Envelope has 15 slots");
+static_assert(sizeof(w::PackedHead) == 56, "PackedHead is 56 bytes");
+static_assert(alignof(w::PackedHead) == 8, "PackedHead is 8-aligned");
 static_assert(w::Header::VT_VALUE == 4 + 2 * 1, "Header has 2 slots");
 static_assert(w::Address::VT_SIMPROC == 4 + 2 * 1, "Address has 2 slots");
-static_assert(w::Frame::VT_NAMES == 4 + 2 * 4, "Frame has 5 slots");
+static_assert(w::EnvelopeExtra::VT_REPLY_TO == 4 + 2 * 2, "EnvelopeExtra has 3 slots");
+static_assert(w::Frame::VT_EXTRAS == 4 + 2 * 7, "Frame has 8 slots");
 
 constexpr uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+
+/// Where a body's FlatBuffers file identifier is, and its length (frame.h).
+constexpr size_t kIdentifierAt = sizeof(fb::uoffset_t);
+constexpr size_t kIdentifierBytes = fb::kFileIdentifierLength;
 
 // ---- reading the staging layout -------------------------------------------------------------
 
@@ -145,6 +149,12 @@ bool read_envelope(const uint8_t* layout, size_t used, size_t* at, uint32_t stri
   }
   *at = p;
   return true;
+}
+
+/// True when `a` and `b` name the same sender and target.
+bool same_names(const StagedEnvelope& a, const StagedEnvelope& b) noexcept {
+  return a.sender_node == b.sender_node && a.sender_simproc == b.sender_simproc &&
+         a.target_node == b.target_node && a.target_simproc == b.target_simproc;
 }
 
 }  // namespace
@@ -292,9 +302,11 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
     return 4 + string_bound(id);
   };
 
+  // The frame table, the heads (one struct each) and the vectors of heads, payloads, extras
+  // and names; then per envelope its names, its payload (8-aligned) and its extra, if any.
   uint64_t bound = kFrameHeaderBytes + kFinishBound + kFrameTableBound + kVtableScratch +
-                   kMaxFieldsPerTable * kFieldLocBytes + 4 * uint64_t{b.envelope_count} +
-                   2 * kVectorOverhead;
+                   kMaxFieldsPerTable * kFieldLocBytes + 4 * kVectorOverhead +
+                   uint64_t{sizeof(w::PackedHead)} * b.envelope_count;
   staged_.clear();
   staged_layout_ = nullptr;
   StagedEnvelope e;
@@ -302,10 +314,15 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
     if (!read_envelope(layout, b.strings_at, &at, strings, payloads, payload_count, &e)) {
       return Status::kBadBatch;
     }
+    if (staged_.empty() || !same_names(staged_.back(), e)) {
+      bound += name_bound(e.sender_node) + name_bound(e.sender_simproc) +
+               name_bound(e.target_node) + name_bound(e.target_simproc);
+    }
     staged_.push_back(e);
-    bound += kEnvelopeTableBound + kVtableScratch;
-    bound += name_bound(e.sender_node) + name_bound(e.sender_simproc) + name_bound(e.target_node) +
-             name_bound(e.target_simproc);
+    if (e.data != nullptr) bound += align8(e.data_length);
+    const bool reply = (e.flags & kEnvelopeHasReplyTo) != 0;
+    if (e.header_count == 0 && !reply) continue;
+    bound += 4 + kExtraTableBound + kVtableScratch;  // the extra and its slot in `extras`
     if (e.header_count > 0) {
       bound += 4 * uint64_t{e.header_count} + kVectorOverhead;
       bound += uint64_t{e.header_count} * (kHeaderTableBound + kVtableScratch);
@@ -313,11 +330,10 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
         bound += string_bound(rd32(e.header_ids + 4 * h));
       }
     }
-    if ((e.flags & kEnvelopeHasReplyTo) != 0) {
+    if (reply) {
       bound += kAddressTableBound + kVtableScratch;
       bound += string_bound(e.reply_node) + string_bound(e.reply_simproc);
     }
-    if (e.data != nullptr) bound += uint64_t{e.data_length} + kVectorOverhead;
   }
   if (at != b.strings_at) return Status::kBadBatch;
   staged_layout_ = layout;
@@ -329,13 +345,58 @@ Status BatchEncoder::prepare(const uint8_t* layout, size_t bytes, const PayloadS
   return Status::kOk;
 }
 
-/// One frame under construction (a helper of BatchEncoder::build).
+/// One frame under construction (a helper of BatchEncoder::build): a packed frame (body
+/// identifier "DSC2", schemas/envelope.fbs), built back to front as FlatBuffers builds:
+/// the names' strings, the extras, the payloads, the heads, then the vectors and the table.
 class BatchBuild {
  public:
   BatchBuild(BatchEncoder& encoder, fb::FlatBufferBuilder& fbb, uint32_t gen,
              BorrowSlot* borrow) noexcept
       : enc_(encoder), fbb_(fbb), gen_(gen), borrow_(borrow) {}
 
+  /// Builds the whole frame of `staged` and finishes the buffer.
+  void frame(const PreparedBatch& b, const std::vector<StagedEnvelope>& staged) {
+    // Each envelope's four name indices; a batch mostly repeats the previous envelope's names.
+    std::vector<uint32_t>& ids = enc_.head_names_;
+    ids.resize(4 * staged.size());
+    const StagedEnvelope* prev = nullptr;
+    for (size_t i = 0; i < staged.size(); ++i) {
+      const StagedEnvelope& e = staged[i];
+      uint32_t* out = ids.data() + 4 * i;
+      if (prev != nullptr && same_names(*prev, e)) {
+        std::memcpy(out, out - 4, 4 * sizeof(uint32_t));
+      } else {
+        out[0] = name(e.sender_node);
+        out[1] = name(e.sender_simproc);
+        out[2] = name(e.target_node);
+        out[3] = name(e.target_simproc);
+      }
+      prev = &e;
+    }
+    enc_.envelopes_.clear();  // the extras' offsets, in envelope order
+    for (size_t i = 0; i < staged.size(); ++i) {
+      const StagedEnvelope& e = staged[i];
+      if (e.header_count > 0 || (e.flags & kEnvelopeHasReplyTo) != 0) {
+        enc_.envelopes_.push_back(extra(static_cast<uint32_t>(i), e).o);
+      }
+    }
+    const auto data = payloads(staged);
+    const auto heads = packed_heads(staged);
+    fb::Offset<fb::Vector<fb::Offset<w::EnvelopeExtra>>> extras;
+    if (!enc_.envelopes_.empty()) extras = offsets<w::EnvelopeExtra>(enc_.envelopes_);
+    const auto names = offsets<fb::String>(enc_.names_);
+    w::FrameBuilder frame(fbb_);
+    frame.add_ack(b.ack);
+    frame.add_link_seq(b.link_seq);
+    frame.add_extras(extras);
+    frame.add_data(data);
+    frame.add_heads(heads);
+    frame.add_names(names);
+    frame.add_lane(static_cast<w::Lane>(b.lane));
+    fbb_.Finish(frame.Finish(), kPackedFrameIdentifier);
+  }
+
+ private:
   fb::Offset<fb::String> string(uint32_t id) {
     if (enc_.stamp_[id] != gen_) {
       enc_.stamp_[id] = gen_;
@@ -354,11 +415,16 @@ class BatchBuild {
     return enc_.name_index_[id];
   }
 
-  fb::Offset<w::Envelope> envelope(const StagedEnvelope& e) {
-    const w::EnvelopeHead head(e.epoch, e.seqnr, e.repid, e.num_events, name(e.sender_node),
-                               name(e.sender_simproc), name(e.target_node), name(e.target_simproc),
-                               static_cast<w::Kind>(e.kind),
-                               static_cast<w::DataFormat>(e.data_format), e.hops);
+  /// A vector of the tables (or strings) at `items`, in that order.
+  template <typename T>
+  fb::Offset<fb::Vector<fb::Offset<T>>> offsets(const std::vector<uint32_t>& items) {
+    fbb_.StartVector(items.size(), sizeof(fb::uoffset_t));
+    for (size_t i = items.size(); i > 0; --i) fbb_.PushElement(fb::Offset<T>(items[i - 1]));
+    return fb::Offset<fb::Vector<fb::Offset<T>>>(fbb_.EndVector(items.size()));
+  }
+
+  /// The headers and replyTo of envelope `index`.
+  fb::Offset<w::EnvelopeExtra> extra(uint32_t index, const StagedEnvelope& e) {
     fb::Offset<fb::Vector<fb::Offset<w::Header>>> headers;
     if (e.header_count > 0) {
       enc_.headers_.clear();
@@ -367,24 +433,7 @@ class BatchBuild {
         const auto value = string(rd32(e.header_ids + 8 * h + 4));
         enc_.headers_.push_back(w::CreateHeader(fbb_, key, value).o);
       }
-      fbb_.StartVector(e.header_count, sizeof(fb::uoffset_t));
-      for (uint32_t h = e.header_count; h > 0; --h) {
-        fbb_.PushElement(fb::Offset<w::Header>(enc_.headers_[h - 1]));
-      }
-      headers = fb::Offset<fb::Vector<fb::Offset<w::Header>>>(fbb_.EndVector(e.header_count));
-    }
-    fb::Offset<fb::Vector<uint8_t>> data;
-    if (e.data != nullptr) {
-      // 8-byte aligned payloads let a receiver view them as Float64Array and friends.
-      fbb_.ForceVectorAlignment(e.data_length, 1, 8);
-      if (borrow_ != nullptr && borrow_->slot == nullptr && e.data == borrow_->payload.data &&
-          e.data_length == borrow_->payload.length) {
-        // Left for the producer to copy from its owner straight into the ring.
-        data = fb::Offset<fb::Vector<uint8_t>>(
-            fbb_.CreateUninitializedVector(e.data_length, 1, &borrow_->slot));
-      } else {
-        data = fbb_.CreateVector(e.data, e.data_length);  // the one copy of the payload
-      }
+      headers = offsets<w::Header>(enc_.headers_);
     }
     fb::Offset<w::Address> reply_to;
     if ((e.flags & kEnvelopeHasReplyTo) != 0) {
@@ -392,10 +441,60 @@ class BatchBuild {
       const auto simproc = string(e.reply_simproc);
       reply_to = w::CreateAddress(fbb_, node, simproc);
     }
-    return w::CreateEnvelope(fbb_, headers, data, reply_to, &head);
+    return w::CreateEnvelopeExtra(fbb_, index, headers, reply_to);
   }
 
- private:
+  /// Every payload, each at an 8-aligned offset (so a receiver can view it as Float64Array and
+  /// friends), in one vector: the one copy of each payload, except a borrowed one, whose place
+  /// is left for the producer to fill from its owner. Padding is zeroed: a frame never carries
+  /// stale bytes of the region it was built in.
+  fb::Offset<fb::Vector<uint8_t>> payloads(const std::vector<StagedEnvelope>& staged) {
+    uint64_t total = 0;
+    for (const StagedEnvelope& e : staged) {
+      if (e.data != nullptr) total += align8(e.data_length);
+    }
+    if (total == 0) return 0;
+    const auto bytes = static_cast<size_t>(total);
+    fbb_.ForceVectorAlignment(bytes, 1, 8);
+    uint8_t* out = nullptr;
+    const auto vector =
+        fb::Offset<fb::Vector<uint8_t>>(fbb_.CreateUninitializedVector(bytes, 1, &out));
+    size_t at = 0;
+    for (const StagedEnvelope& e : staged) {
+      if (e.data == nullptr) continue;
+      if (borrow_ != nullptr && borrow_->slot == nullptr && e.data == borrow_->payload.data &&
+          e.data_length == borrow_->payload.length) {
+        borrow_->slot = out + at;  // left for the producer to copy into the ring
+      } else if (e.data_length > 0) {
+        std::memcpy(out + at, e.data, e.data_length);
+      }
+      const size_t padded = static_cast<size_t>(align8(e.data_length));
+      std::memset(out + at + e.data_length, 0, padded - e.data_length);
+      at += padded;
+    }
+    return vector;
+  }
+
+  /// The heads, in envelope order; payload offsets as payloads() laid them out.
+  fb::Offset<fb::Vector<const w::PackedHead*>> packed_heads(
+      const std::vector<StagedEnvelope>& staged) {
+    if (staged.empty()) return 0;
+    w::PackedHead* out = nullptr;
+    const auto vector = fbb_.CreateUninitializedVectorOfStructs<w::PackedHead>(staged.size(), &out);
+    uint32_t at = 0;
+    const uint32_t* ids = enc_.head_names_.data();
+    for (const StagedEnvelope& e : staged) {
+      const bool has_data = e.data != nullptr;
+      *out++ = w::PackedHead(
+          e.epoch, e.seqnr, e.repid, e.num_events, ids[0], ids[1], ids[2], ids[3],
+          has_data ? at : 0, has_data ? e.data_length : 0, static_cast<w::Kind>(e.kind),
+          static_cast<w::DataFormat>(e.data_format), e.hops, has_data ? kPackedHasData : 0);
+      if (has_data) at += static_cast<uint32_t>(align8(e.data_length));
+      ids += 4;
+    }
+    return vector;
+  }
+
   BatchEncoder& enc_;
   fb::FlatBufferBuilder& fbb_;
   const uint32_t gen_;
@@ -422,40 +521,24 @@ Status BatchEncoder::build(const PreparedBatch& b, const PayloadSpan* payloads,
     // fields the batch happens to set.
     fbb.TrackMinAlign(8);
     BatchBuild build(*this, fbb, ++generation_, borrow);
-    envelopes_.clear();
-    envelopes_.reserve(b.envelope_count);
     names_.clear();
     // The envelopes prepare() read, when this is its batch (the usual case: both run in one
     // call, so the staging buffer cannot have changed); else they are read again.
-    if (staged_layout_ == b.layout && staged_.size() == b.envelope_count) {
-      for (const StagedEnvelope& e : staged_) envelopes_.push_back(build.envelope(e).o);
-    } else {
+    if (staged_layout_ != b.layout || staged_.size() != b.envelope_count) {
+      staged_.clear();
+      staged_layout_ = nullptr;
       size_t at = kBatchHeaderBytes;
       StagedEnvelope e;
-      for (uint32_t i = 0; i < b.envelope_count && status == Status::kOk; ++i) {
+      for (uint32_t i = 0; i < b.envelope_count; ++i) {
         if (!read_envelope(b.layout, b.strings_at, &at, strings, payloads, payload_count, &e)) {
           status = Status::kBadBatch;
           break;
         }
-        envelopes_.push_back(build.envelope(e).o);
+        staged_.push_back(e);
       }
     }
     if (status == Status::kOk) {
-      fbb.StartVector(envelopes_.size(), sizeof(fb::uoffset_t));
-      for (size_t i = envelopes_.size(); i > 0; --i) {
-        fbb.PushElement(fb::Offset<w::Envelope>(envelopes_[i - 1]));
-      }
-      const auto vector =
-          fb::Offset<fb::Vector<fb::Offset<w::Envelope>>>(fbb.EndVector(envelopes_.size()));
-      fbb.StartVector(names_.size(), sizeof(fb::uoffset_t));
-      for (size_t i = names_.size(); i > 0; --i) {
-        fbb.PushElement(fb::Offset<fb::String>(names_[i - 1]));
-      }
-      const auto names =
-          fb::Offset<fb::Vector<fb::Offset<fb::String>>>(fbb.EndVector(names_.size()));
-      const auto frame =
-          w::CreateFrame(fbb, b.link_seq, b.ack, static_cast<w::Lane>(b.lane), vector, names);
-      w::FinishFrameBuffer(fbb, frame);
+      build.frame(b, staged_);
       body_size = fbb.GetSize();
       if (allocator.overflowed() || fbb.GetBufferPointer() != region + region_bytes - body_size ||
           body_size + kFrameHeaderBytes > region_bytes) {
@@ -712,13 +795,20 @@ class FrameDecode {
     }
     if (Status s = frame_names(names); s != Status::kOk) return s;
     uint32_t count = 0;
-    size_t first = 0;
-    if (envelopes != 0 && !r_.vector(envelopes, 4, &count, &first)) return Status::kCorruptRecord;
     const size_t envelope_start = d_.envelopes_;
-    for (uint32_t i = 0; i < count; ++i) {
-      size_t pos = 0;
-      if (!r_.deref(first + 4 * size_t{i}, &pos)) return Status::kCorruptRecord;
-      if (Status s = envelope(pos); s != Status::kOk) return s;
+    if (std::memcmp(r_.at(kIdentifierAt), kPackedFrameIdentifier, kIdentifierBytes) == 0) {
+      if (envelopes != 0) return Status::kCorruptRecord;
+      if (Status s = packed(root, &count); s != Status::kOk) return s;
+    } else {
+      size_t first = 0;
+      if (envelopes != 0 && !r_.vector(envelopes, 4, &count, &first)) {
+        return Status::kCorruptRecord;
+      }
+      for (uint32_t i = 0; i < count; ++i) {
+        size_t pos = 0;
+        if (!r_.deref(first + 4 * size_t{i}, &pos)) return Status::kCorruptRecord;
+        if (Status s = envelope(pos); s != Status::kOk) return s;
+      }
     }
     uint32_t* out = d_.target_.frames + kFrameWords * d_.frames_;
     out[0] = static_cast<uint32_t>(envelope_start);
@@ -806,10 +896,11 @@ class FrameDecode {
     return string_id(t, second, &ids[1]);
   }
 
-  Status headers(const BodyReader::Table& t, uint32_t* count) {
+  /// The headers (field `voffset` of `t`: an Envelope's or an EnvelopeExtra's).
+  Status headers(const BodyReader::Table& t, uint16_t voffset, uint32_t* count) {
     *count = 0;
     size_t pos = 0;
-    if (!r_.field(t, w::Envelope::VT_HEADERS, 4, &pos)) return Status::kCorruptRecord;
+    if (!r_.field(t, voffset, 4, &pos)) return Status::kCorruptRecord;
     if (pos == 0) return Status::kOk;
     size_t first = 0;
     if (!r_.vector(pos, 4, count, &first)) return Status::kCorruptRecord;
@@ -822,6 +913,127 @@ class FrameDecode {
       ++d_.headers_;
     }
     return Status::kOk;
+  }
+
+  /// Writes the envelope of `head` (an EnvelopeHead or a PackedHead, whose name indices and
+  /// enum values are checked) to its output words `out` and its epoch, and counts it.
+  /// out[13..14] (replyTo) are the caller's.
+  template <typename Head>
+  void put(const Head& head, uint32_t* out, uint32_t flags, uint32_t data_at, uint32_t data_length,
+           uint32_t header_start, uint32_t header_count) noexcept {
+    const uint64_t seqnr = head.seqnr();
+    out[0] = uint32_t{static_cast<uint8_t>(head.kind())} |
+             uint32_t{static_cast<uint8_t>(head.data_format())} << 8 | uint32_t{head.hops()} << 16 |
+             flags << 24;
+    out[1] = head.repid();
+    out[2] = static_cast<uint32_t>(seqnr);
+    out[3] = static_cast<uint32_t>(seqnr >> 32);
+    out[4] = head.num_events();
+    out[5] = d_.names_[head.sender_node()];
+    out[6] = d_.names_[head.sender_simproc()];
+    out[7] = d_.names_[head.target_node()];
+    out[8] = d_.names_[head.target_simproc()];
+    out[9] = data_at;
+    out[10] = data_length;
+    out[11] = header_start;
+    out[12] = header_count;
+    out[15] = static_cast<uint32_t>(d_.frames_);
+    d_.target_.epochs[d_.envelopes_] = head.epoch();
+    ++d_.envelopes_;
+  }
+
+  /// The envelopes of a packed frame (root `root`): `heads`, `data` and `extras`.
+  Status packed(const BodyReader::Table& root, uint32_t* count) {
+    size_t heads = 0;
+    size_t data = 0;
+    size_t extras = 0;
+    if (!r_.field(root, w::Frame::VT_HEADS, 4, &heads) ||
+        !r_.field(root, w::Frame::VT_DATA, 4, &data) ||
+        !r_.field(root, w::Frame::VT_EXTRAS, 4, &extras)) {
+      return Status::kCorruptRecord;
+    }
+    *count = 0;
+    size_t first = 0;
+    if (heads != 0 && !r_.vector(heads, sizeof(w::PackedHead), count, &first)) {
+      return Status::kCorruptRecord;
+    }
+    uint32_t data_bytes = 0;
+    size_t data_first = 0;
+    if (data != 0 && !r_.vector(data, 1, &data_bytes, &data_first)) return Status::kCorruptRecord;
+    uint32_t extra_count = 0;
+    size_t extra_first = 0;
+    if (extras != 0 && !r_.vector(extras, 4, &extra_count, &extra_first)) {
+      return Status::kCorruptRecord;
+    }
+    if (*count > d_.target_.envelope_capacity - d_.envelopes_) return Status::kOutputTooSmall;
+    // The next extra and the envelope it belongs to (extras come in envelope order).
+    uint32_t next_extra = 0;
+    BodyReader::Table extra;
+    uint32_t extra_of = UINT32_MAX;
+    auto load_extra = [&]() -> bool {
+      extra_of = UINT32_MAX;
+      if (next_extra == extra_count) return true;
+      size_t pos = 0;
+      size_t field = 0;
+      if (!r_.deref(extra_first + 4 * size_t{next_extra}, &pos) || !r_.table_at(pos, &extra) ||
+          !r_.field(extra, w::EnvelopeExtra::VT_ENVELOPE, 4, &field)) {
+        return false;
+      }
+      extra_of = r_.scalar<uint32_t>(field, 0);
+      return true;
+    };
+    if (!load_extra()) return Status::kCorruptRecord;
+    const size_t names = d_.names_.size();
+    for (uint32_t i = 0; i < *count; ++i) {
+      // One copy of the struct; its accessors convert from little-endian.
+      w::PackedHead head;
+      std::memcpy(static_cast<void*>(&head), r_.at(first + sizeof(w::PackedHead) * i), sizeof head);
+      if (head.sender_node() >= names || head.sender_simproc() >= names ||
+          head.target_node() >= names || head.target_simproc() >= names) {
+        return Status::kCorruptRecord;
+      }
+      const auto kind = static_cast<uint8_t>(head.kind());
+      const auto data_format = static_cast<uint8_t>(head.data_format());
+      const uint8_t head_flags = head.flags();
+      if (kind > static_cast<uint8_t>(w::Kind::MAX) ||
+          data_format > static_cast<uint8_t>(w::DataFormat::MAX) ||
+          (head_flags & ~kPackedHasData) != 0) {
+        return Status::kCorruptRecord;
+      }
+      uint32_t flags = 0;
+      uint32_t data_at = 0;
+      const uint32_t data_length = head.data_length();
+      if ((head_flags & kPackedHasData) != 0) {
+        if (uint64_t{head.data_offset()} + data_length > data_bytes) return Status::kCorruptRecord;
+        data_at = static_cast<uint32_t>(body_in_view_ + data_first + head.data_offset());
+        flags |= kEnvelopeHasData;
+      } else if (head.data_offset() != 0 || data_length != 0) {
+        return Status::kCorruptRecord;
+      }
+      uint32_t* out = d_.target_.envelopes + kEnvelopeWords * d_.envelopes_;
+      const auto header_start = static_cast<uint32_t>(d_.headers_);
+      uint32_t header_count = 0;
+      out[13] = out[14] = kNoString;
+      if (extra_of == i) {
+        Status s = headers(extra, w::EnvelopeExtra::VT_HEADERS, &header_count);
+        if (s != Status::kOk) return s;
+        size_t reply = 0;
+        if (!r_.field(extra, w::EnvelopeExtra::VT_REPLY_TO, 4, &reply)) {
+          return Status::kCorruptRecord;
+        }
+        if (reply != 0) {
+          s = string_pair(reply, w::Address::VT_NODE, w::Address::VT_SIMPROC, &out[13]);
+          if (s != Status::kOk) return s;
+          flags |= kEnvelopeHasReplyTo;
+        }
+        ++next_extra;
+        if (!load_extra()) return Status::kCorruptRecord;
+      }
+      put(head, out, flags, data_at, data_length, header_start, header_count);
+    }
+    // Extras are taken only in envelope order, one per envelope: one out of order, a second
+    // one for an envelope, or one past the last envelope is left over.
+    return next_extra == extra_count ? Status::kOk : Status::kCorruptRecord;
   }
 
   Status envelope(size_t pos) {
@@ -846,13 +1058,7 @@ class FrameDecode {
         data_format > static_cast<uint8_t>(w::DataFormat::MAX)) {
       return Status::kCorruptRecord;
     }
-    const uint8_t hops = head.hops();
-    const uint64_t seqnr = head.seqnr();
     uint32_t* out = d_.target_.envelopes + kEnvelopeWords * d_.envelopes_;
-    out[5] = d_.names_[head.sender_node()];
-    out[6] = d_.names_[head.sender_simproc()];
-    out[7] = d_.names_[head.target_node()];
-    out[8] = d_.names_[head.target_simproc()];
     uint32_t flags = 0;
     Status s = Status::kOk;
     size_t data = 0;
@@ -865,7 +1071,7 @@ class FrameDecode {
     }
     const auto header_start = static_cast<uint32_t>(d_.headers_);
     uint32_t header_count = 0;
-    if ((s = headers(t, &header_count)) != Status::kOk) return s;
+    if ((s = headers(t, w::Envelope::VT_HEADERS, &header_count)) != Status::kOk) return s;
     out[13] = out[14] = kNoString;
     size_t reply = 0;
     if (!r_.field(t, w::Envelope::VT_REPLY_TO, 4, &reply)) return Status::kCorruptRecord;
@@ -874,18 +1080,8 @@ class FrameDecode {
       if (s != Status::kOk) return s;
       flags |= kEnvelopeHasReplyTo;
     }
-    out[0] = uint32_t{kind} | uint32_t{data_format} << 8 | uint32_t{hops} << 16 | flags << 24;
-    out[1] = head.repid();
-    out[2] = static_cast<uint32_t>(seqnr);
-    out[3] = static_cast<uint32_t>(seqnr >> 32);
-    out[4] = head.num_events();
-    out[9] = data != 0 ? static_cast<uint32_t>(body_in_view_ + data_first) : 0;
-    out[10] = data_length;
-    out[11] = header_start;
-    out[12] = header_count;
-    out[15] = static_cast<uint32_t>(d_.frames_);
-    d_.target_.epochs[d_.envelopes_] = head.epoch();
-    ++d_.envelopes_;
+    const uint32_t data_at = data != 0 ? static_cast<uint32_t>(body_in_view_ + data_first) : 0;
+    put(head, out, flags, data_at, data_length, header_start, header_count);
     return Status::kOk;
   }
 
@@ -901,15 +1097,8 @@ namespace {
 void count_frame(const BodyReader& r, uint32_t* envelopes, uint32_t* headers, uint32_t* strings) {
   *envelopes = *headers = *strings = 0;
   BodyReader::Table root;
-  size_t f = 0;
-  size_t first = 0;
-  uint32_t count = 0;
   size_t root_pos = 0;
-  if (!r.deref(0, &root_pos) || !r.table_at(root_pos, &root) ||
-      !r.field(root, w::Frame::VT_ENVELOPES, 4, &f) || f == 0 || !r.vector(f, 4, &count, &first)) {
-    return;
-  }
-  *envelopes = count;
+  if (!r.deref(0, &root_pos) || !r.table_at(root_pos, &root)) return;
   size_t names = 0;
   size_t names_first = 0;
   uint32_t names_count = 0;
@@ -917,19 +1106,49 @@ void count_frame(const BodyReader& r, uint32_t* envelopes, uint32_t* headers, ui
       r.vector(names, 4, &names_count, &names_first)) {
     *strings = names_count;
   }
-  for (uint32_t i = 0; i < count; ++i) {
-    size_t pos = 0;
+  // The headers and replyTo of the table at the offset field `pos`, whose fields are at
+  // `headers_field` and `reply_field`.
+  auto count_table = [&](size_t pos, uint16_t headers_field, uint16_t reply_field) {
+    size_t t_pos = 0;
     BodyReader::Table t;
-    if (!r.deref(first + 4 * size_t{i}, &pos) || !r.table_at(pos, &t)) return;
+    if (!r.deref(pos, &t_pos) || !r.table_at(t_pos, &t)) return false;
     size_t hf = 0;
     size_t hfirst = 0;
     uint32_t hcount = 0;
-    if (r.field(t, w::Envelope::VT_HEADERS, 4, &hf) && hf != 0 &&
-        r.vector(hf, 4, &hcount, &hfirst)) {
+    if (r.field(t, headers_field, 4, &hf) && hf != 0 && r.vector(hf, 4, &hcount, &hfirst)) {
       *headers += hcount;
       *strings += 2 * hcount;
     }
-    if (r.field(t, w::Envelope::VT_REPLY_TO, 4, &hf) && hf != 0) *strings += 2;
+    if (r.field(t, reply_field, 4, &hf) && hf != 0) *strings += 2;
+    return true;
+  };
+  size_t f = 0;
+  size_t first = 0;
+  uint32_t count = 0;
+  if (std::memcmp(r.at(kIdentifierAt), kPackedFrameIdentifier, kIdentifierBytes) == 0) {
+    if (r.field(root, w::Frame::VT_HEADS, 4, &f) && f != 0 &&
+        r.vector(f, sizeof(w::PackedHead), &count, &first)) {
+      *envelopes = count;
+    }
+    if (!r.field(root, w::Frame::VT_EXTRAS, 4, &f) || f == 0 || !r.vector(f, 4, &count, &first)) {
+      return;
+    }
+    for (uint32_t i = 0; i < count; ++i) {
+      if (!count_table(first + 4 * size_t{i}, w::EnvelopeExtra::VT_HEADERS,
+                       w::EnvelopeExtra::VT_REPLY_TO)) {
+        return;
+      }
+    }
+    return;
+  }
+  if (!r.field(root, w::Frame::VT_ENVELOPES, 4, &f) || f == 0 || !r.vector(f, 4, &count, &first)) {
+    return;
+  }
+  *envelopes = count;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (!count_table(first + 4 * size_t{i}, w::Envelope::VT_HEADERS, w::Envelope::VT_REPLY_TO)) {
+      return;
+    }
   }
 }
 

@@ -244,11 +244,12 @@ class BatchEncoder {
   ProducerStrings strings_;
   std::vector<uint32_t> stamp_;             // per string id: generation that last saw it
   std::vector<uint32_t> offset_;            // per string id: its offset in the frame being built
-  std::vector<uint32_t> envelopes_;         // offsets of the envelope tables of the frame
+  std::vector<uint32_t> envelopes_;         // offsets of the frame's extras, in order
   std::vector<uint32_t> headers_;           // offsets of one envelope's header tables
   std::vector<uint32_t> name_stamp_;        // per string id: generation that last named it
   std::vector<uint32_t> name_index_;        // per string id: its index in the frame's names
   std::vector<uint32_t> names_;             // offsets of the frame's names, in index order
+  std::vector<uint32_t> head_names_;        // per envelope: its four name indices
   std::vector<StagedEnvelope> staged_;      // the envelopes the last prepare() read...
   const uint8_t* staged_layout_ = nullptr;  // ...from this staging buffer (null: none)
   uint32_t generation_ = 0;

@@ -90,12 +90,30 @@ Status verify_frame(const uint8_t* p, size_t len, const VerifyOptions& opts) noe
       load_le64(p + offsetof(FrameHeader, checksum)) != frame_checksum(body, body_len)) {
     return Status::kChecksumMismatch;
   }
-  if (std::memcmp(body + kIdentifierOffset, wire::FrameIdentifier(),
-                  flatbuffers::kFileIdentifierLength) != 0) {
+  const bool packed = std::memcmp(body + kIdentifierOffset, kPackedFrameIdentifier,
+                                  flatbuffers::kFileIdentifierLength) == 0;
+  if (!packed && std::memcmp(body + kIdentifierOffset, kTableFrameIdentifier,
+                             flatbuffers::kFileIdentifierLength) != 0) {
     return Status::kBadIdentifier;
   }
   flatbuffers::Verifier verifier(body, body_len, verifier_options(opts));
-  return wire::VerifyFrameBuffer(verifier) ? Status::kOk : Status::kVerifyFailed;
+  // The identifier is checked above (either kind); the verifier checks the table tree.
+  if (!verifier.VerifyBuffer<wire::Frame>(nullptr)) return Status::kVerifyFailed;
+  // Each kind holds only its own envelope fields, so that no reader takes one for the other.
+  const wire::Frame* frame = wire::GetFrame(body);
+  const bool has_tables = frame->envelopes() != nullptr;
+  const bool has_packed =
+      frame->heads() != nullptr || frame->data() != nullptr || frame->extras() != nullptr;
+  if (packed ? has_tables : has_packed) return Status::kVerifyFailed;
+  // The verifier checks a vector's length word for 4-byte alignment, not its elements for
+  // theirs: 8-byte PackedHead structs at a 4-byte offset would make the generated accessors
+  // read misaligned. The body starts 8-byte aligned (above), so the address tells.
+  if (const auto* heads = frame->heads();
+      heads != nullptr &&
+      reinterpret_cast<uintptr_t>(heads->Data()) % alignof(wire::PackedHead) != 0) {
+    return Status::kVerifyFailed;
+  }
+  return Status::kOk;
 }
 
 Status verify_frame(const uint8_t* p, size_t len) noexcept {

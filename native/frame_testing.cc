@@ -62,8 +62,8 @@ fb::Offset<w::Envelope> build_full_envelope(fb::FlatBufferBuilder& fbb, Names& n
 }
 
 fb::Offset<w::Envelope> build_minimal_envelope(fb::FlatBufferBuilder& fbb, Names& names) {
-  const w::EnvelopeHead head(0.0, 0, 0, 0, names("n0"), names("source"), names("n1"),
-                             names("sink"), w::Kind::Event, w::DataFormat::Raw, 0);
+  const w::EnvelopeHead head(0.0, 0, 0, 0, names("n0"), names("source"), names("n1"), names("sink"),
+                             w::Kind::Event, w::DataFormat::Raw, 0);
   return w::CreateEnvelope(fbb, 0, 0, 0, &head);
 }
 
@@ -143,15 +143,16 @@ void append_headers(std::string& out, const fb::Vector<fb::Offset<w::Header>>* h
   out += ']';
 }
 
-void append_bytes(std::string& out, const fb::Vector<uint8_t>* data) {
-  if (data == nullptr) {
+/// The bytes [data, data + length) as a JSON array, or null when absent.
+void append_bytes(std::string& out, const uint8_t* data, size_t length, bool present) {
+  if (!present) {
     out += "null";
     return;
   }
   out += '[';
-  for (fb::uoffset_t i = 0; i < data->size(); ++i) {
+  for (size_t i = 0; i < length; ++i) {
     if (i > 0) out += ',';
-    append_u64(out, data->Get(i));
+    append_u64(out, data[i]);
   }
   out += ']';
 }
@@ -176,9 +177,13 @@ void append_name(std::string& out, const fb::Vector<fb::Offset<fb::String>>* nam
   append_string(out, names != nullptr && index < names->size() ? names->Get(index) : nullptr);
 }
 
-void append_envelope(std::string& out, const w::Envelope& e,
+/// One envelope, from its head (an EnvelopeHead or a PackedHead: the same accessors) and the
+/// parts outside it.
+template <typename Head>
+void append_envelope(std::string& out, const Head& h,
+                     const fb::Vector<fb::Offset<w::Header>>* headers, const uint8_t* data,
+                     size_t data_length, bool has_data, const w::Address* reply_to,
                      const fb::Vector<fb::Offset<fb::String>>* names) {
-  const w::EnvelopeHead& h = *e.head();  // required: the verifier checked it is there
   out += '{';
   append_field(out, "kind");
   append_u64(out, static_cast<uint8_t>(h.kind()));
@@ -208,10 +213,10 @@ void append_envelope(std::string& out, const w::Envelope& e,
   append_u64(out, h.num_events());
   out += ',';
   append_field(out, "headers");
-  append_headers(out, e.headers());
+  append_headers(out, headers);
   out += ',';
   append_field(out, "data");
-  append_bytes(out, e.data());
+  append_bytes(out, data, data_length, has_data);
   out += ',';
   append_field(out, "dataFormat");
   append_u64(out, static_cast<uint8_t>(h.data_format()));
@@ -220,8 +225,59 @@ void append_envelope(std::string& out, const w::Envelope& e,
   append_u64(out, h.hops());
   out += ',';
   append_field(out, "replyTo");
-  append_address(out, e.reply_to());
+  append_address(out, reply_to);
   out += '}';
+}
+
+/// The envelopes of a verified frame of either kind (frame.h), as a JSON array or null.
+void append_envelopes(std::string& out, const uint8_t* body, const w::Frame& frame) {
+  const auto* names = frame.names();
+  if (std::memcmp(body + sizeof(fb::uoffset_t), kPackedFrameIdentifier,
+                  fb::kFileIdentifierLength) != 0) {
+    const auto* envelopes = frame.envelopes();
+    if (envelopes == nullptr) {
+      out += "null";
+      return;
+    }
+    out += '[';
+    for (fb::uoffset_t i = 0; i < envelopes->size(); ++i) {
+      if (i > 0) out += ',';
+      const w::Envelope& e = *envelopes->Get(i);
+      const auto* data = e.data();
+      // head is required: the verifier checked it is there.
+      append_envelope(out, *e.head(), e.headers(), data != nullptr ? data->data() : nullptr,
+                      data != nullptr ? data->size() : 0, data != nullptr, e.reply_to(), names);
+    }
+    out += ']';
+    return;
+  }
+  const auto* heads = frame.heads();
+  if (heads == nullptr) {
+    out += "null";
+    return;
+  }
+  const auto* data = frame.data();
+  const auto* extras = frame.extras();
+  const size_t data_size = data != nullptr ? data->size() : 0;
+  out += '[';
+  fb::uoffset_t next_extra = 0;
+  for (fb::uoffset_t i = 0; i < heads->size(); ++i) {
+    if (i > 0) out += ',';
+    const w::PackedHead& h = *heads->Get(i);
+    const w::EnvelopeExtra* extra = nullptr;
+    if (extras != nullptr && next_extra < extras->size() &&
+        extras->Get(next_extra)->envelope() == i) {
+      extra = extras->Get(next_extra++);
+    }
+    // Ranges are not checked by the verifier: one outside `data` is described as absent.
+    const bool has_data = (h.flags() & kPackedHasData) != 0 &&
+                          uint64_t{h.data_offset()} + h.data_length() <= data_size;
+    append_envelope(out, h, extra != nullptr ? extra->headers() : nullptr,
+                    has_data && data != nullptr ? data->data() + h.data_offset() : nullptr,
+                    has_data ? h.data_length() : 0, has_data,
+                    extra != nullptr ? extra->reply_to() : nullptr, names);
+  }
+  out += ']';
 }
 
 }  // namespace
@@ -239,8 +295,8 @@ std::vector<uint8_t> build_sample_frame() noexcept {
   Names names(fbb);
   const std::vector<fb::Offset<w::Envelope>> envelopes{build_full_envelope(fbb, names),
                                                        build_minimal_envelope(fbb, names)};
-  return finish_and_seal(fbb, w::CreateFrameDirect(fbb, kSampleLinkSeq, kSampleAck,
-                                                   w::Lane::Event, &envelopes, names.offsets()));
+  return finish_and_seal(fbb, w::CreateFrameDirect(fbb, kSampleLinkSeq, kSampleAck, w::Lane::Event,
+                                                   &envelopes, names.offsets()));
 }
 
 std::vector<uint8_t> build_test_frame(uint64_t link_seq, uint32_t envelope_count,
@@ -254,15 +310,14 @@ std::vector<uint8_t> build_test_frame(uint64_t link_seq, uint32_t envelope_count
     for (uint32_t j = 0; j < data_bytes; ++j) data[j] = static_cast<uint8_t>(link_seq + i + j);
     const std::string node = "n" + std::to_string(i % 16);
     const auto kind = i % 2 == 0 ? w::Kind::Event : w::Kind::Promise;
-    const w::EnvelopeHead head(static_cast<double>(i) + 0.25, link_seq * 1000 + i,
-                               static_cast<uint32_t>(link_seq % 4), i, names(node),
-                               names("physics"), names("n0"), names("sink"), kind,
-                               w::DataFormat::Raw, 0);
+    const w::EnvelopeHead head(
+        static_cast<double>(i) + 0.25, link_seq * 1000 + i, static_cast<uint32_t>(link_seq % 4), i,
+        names(node), names("physics"), names("n0"), names("sink"), kind, w::DataFormat::Raw, 0);
     envelopes.push_back(w::CreateEnvelopeDirect(fbb, nullptr, &data, 0, &head));
   }
   const auto lane = link_seq % 2 == 0 ? w::Lane::Promise : w::Lane::Event;
-  return finish_and_seal(fbb, w::CreateFrameDirect(fbb, link_seq, link_seq / 2, lane, &envelopes,
-                                                   names.offsets()));
+  return finish_and_seal(
+      fbb, w::CreateFrameDirect(fbb, link_seq, link_seq / 2, lane, &envelopes, names.offsets()));
 }
 
 Status describe_frame(const uint8_t* p, size_t len, std::string* out) noexcept {
@@ -282,16 +337,7 @@ Status describe_frame(const uint8_t* p, size_t len, std::string* out) noexcept {
   append_u64(json, static_cast<uint8_t>(frame->lane()));
   json += ',';
   append_field(json, "envelopes");
-  if (const auto* envelopes = frame->envelopes(); envelopes == nullptr) {
-    json += "null";
-  } else {
-    json += '[';
-    for (fb::uoffset_t i = 0; i < envelopes->size(); ++i) {
-      if (i > 0) json += ',';
-      append_envelope(json, *envelopes->Get(i), frame->names());
-    }
-    json += ']';
-  }
+  append_envelopes(json, p + kFrameHeaderBytes, *frame);
   json += '}';
   *out = std::move(json);
   return Status::kOk;

@@ -22,7 +22,9 @@ import {
   Address as WireAddress,
   DataFormat,
   Envelope as WireEnvelope,
+  EnvelopeExtra as WireEnvelopeExtra,
   EnvelopeHead as WireEnvelopeHead,
+  PackedHead as WirePackedHead,
   Frame as WireFrame,
   Header as WireHeader,
   Kind,
@@ -157,7 +159,9 @@ interface ByteBufferInternals {
 }
 
 /**
- * Writes batches of envelopes as one FlatBuffers `Frame`. Reuses its Builder and the
+ * Writes batches of envelopes as one FlatBuffers `Frame` of `Envelope` tables (body
+ * identifier "DSCO"; the native encoders write packed "DSC2" frames, and `decodeFrame`
+ * reads both). Reuses its Builder and the
  * UTF-8 bytes of the node and simproc names it has seen (src/wire-names.ts), so
  * encoding allocates little more than the output buffer. One encoder per link, not
  * shared.
@@ -198,7 +202,8 @@ export class FrameEncoder {
     WireFrame.startEnvelopesVector(b, count);
     for (let i = count - 1; i >= 0; i--) b.addOffset(offsets[i]!);
     const list = b.endVector();
-    const frame = WireFrame.createFrame(b, linkSeq, ack, lane, list, this.names.vector());
+    // A frame of Envelope tables (body identifier "DSCO"): the packed fields stay absent.
+    const frame = WireFrame.createFrame(b, linkSeq, ack, lane, list, this.names.vector(), 0, 0, 0);
     WireFrame.finishFrameBuffer(b, frame);
     const body = b.asUint8Array();
     // Not zero-filled (the body overwrites all but the header) and 8-byte aligned: Node
@@ -328,7 +333,7 @@ function senderOf(node: string, simproc: string): NodeRef {
   return lastSender;
 }
 
-function readHeaders(env: WireEnvelope): Headers {
+function readHeaders(env: WireEnvelope | WireEnvelopeExtra): Headers {
   const n = env.headersLength();
   if (n === 0) return EMPTY_HEADERS;
   const headers = Object.create(null) as Record<string, string>;
@@ -341,7 +346,8 @@ function readHeaders(env: WireEnvelope): Headers {
 }
 
 /**
- * Decodes a frame that has passed `assertFrame` (src/native.ts). Event data stays
+ * Decodes a frame of either kind (packed "DSC2" or tables "DSCO", native/frame.h) that has
+ * passed `assertFrame` (src/native.ts). Event data stays
  * in `payload` as a view over `frame` (no copy); the NodeController deserializes it.
  * Names are decoded about once (src/wire-names.ts), and consecutive envelopes from one
  * sender share one frozen `sender` object. `frame` may be reused once this returns.
@@ -350,8 +356,9 @@ function readHeaders(env: WireEnvelope): Headers {
  * @param onEnvelope - called once per envelope, in frame order.
  * @param peer - who sent the frame, for errors.
  * @throws FrameCorruptError, before any envelope is handed over, when an envelope names an
- *   index outside the frame's names or an unknown kind or data format (the verifier checks
- *   offsets and sizes, not these values).
+ *   index outside the frame's names or an unknown kind or data format, or (packed) has
+ *   unknown flags or a payload outside the frame's data, or when extras are out of
+ *   envelope order (the verifier checks offsets and sizes, not these values).
  */
 export function decodeFrame(
   frame: Uint8Array,
@@ -404,6 +411,121 @@ function checkHeads(root: WireFrame, count: number, names: number, peer: string)
   }
 }
 
+/** The promise of head `h` (either kind of frame: the same accessors). */
+function promiseOf(
+  h: WireEnvelopeHead | WirePackedHead,
+  sender: NodeRef,
+  targetNode: string,
+  simproc: string,
+): PromiseEnvelope {
+  return new PromiseEnvelope(
+    h.repid(),
+    sender,
+    targetNode,
+    simproc,
+    seqnrFromWire(h.seqnr()),
+    h.epoch(),
+    h.numEvents(),
+    h.hops(),
+  );
+}
+
+/** PackedHead.flags: the envelope has data (native/frame.h kPackedHasData). */
+const PACKED_HAS_DATA = 1;
+/** Body identifier of a packed frame (native/frame.h kPackedFrameIdentifier). */
+const PACKED_IDENTIFIER = 'DSC2';
+
+/**
+ * Checks what the verifier does not in a packed frame: name indices, enum values, flags,
+ * payload ranges inside `data`, and extras naming envelopes in order; throws for the first
+ * bad one.
+ */
+function checkPacked(root: WireFrame, count: number, names: number, peer: string): void {
+  const h = new WirePackedHead();
+  const dataBytes = root.dataLength();
+  for (let i = 0; i < count; i++) {
+    root.heads(i, h);
+    let bad: string | null = null;
+    if (h.senderNode() >= names) bad = 'sender node';
+    else if (h.senderSimproc() >= names) bad = 'sender simproc';
+    else if (h.targetNode() >= names) bad = 'target node';
+    else if (h.targetSimproc() >= names) bad = 'target simproc';
+    else if (h.kind() > Kind.Control) bad = 'kind';
+    else if (h.dataFormat() > DataFormat.Serialized) bad = 'data format';
+    else if ((h.flags() & ~PACKED_HAS_DATA) !== 0) bad = 'flags';
+    else if ((h.flags() & PACKED_HAS_DATA) !== 0) {
+      if (h.dataOffset() + h.dataLength() > dataBytes) bad = 'payload range';
+    } else if (h.dataOffset() !== 0 || h.dataLength() !== 0) bad = 'payload range';
+    if (bad !== null) throw new FrameCorruptError(peer, `envelope ${i} has an invalid ${bad}`);
+  }
+  const extra = new WireEnvelopeExtra();
+  let previous = -1;
+  for (let j = 0; j < root.extrasLength(); j++) {
+    const of = root.extras(j, extra)!.envelope();
+    if (of <= previous || of >= count) {
+      throw new FrameCorruptError(peer, `extra ${j} names envelope ${of} out of order`);
+    }
+    previous = of;
+  }
+}
+
+/** Whether the body in `bytes` is a packed frame (its identifier; the verifier checked it). */
+function isPacked(bytes: flatbuffers.ByteBuffer): boolean {
+  return bytes.__has_identifier(PACKED_IDENTIFIER);
+}
+
+/** The envelopes of a packed frame (checked by checkPacked), handed over in order. */
+function decodePacked(
+  root: WireFrame,
+  count: number,
+  onEnvelope: (env: Envelope) => void,
+  names: string[],
+): void {
+  const h = new WirePackedHead();
+  const extra = new WireEnvelopeExtra();
+  const replyTo = new WireAddress();
+  const data = root.dataArray() ?? new Uint8Array(0);
+  const extras = root.extrasLength();
+  let nextExtra = 0;
+  let extraOf = extras > 0 ? root.extras(0, extra)!.envelope() : -1;
+  for (let i = 0; i < count; i++) {
+    root.heads(i, h);
+    const sender = senderOf(names[h.senderNode()]!, names[h.senderSimproc()]!);
+    const targetNode = names[h.targetNode()]!;
+    const simproc = names[h.targetSimproc()]!;
+    const hasExtra = extraOf === i;
+    let headers: Headers = EMPTY_HEADERS;
+    let reply: NodeRef | null = null;
+    if (hasExtra) {
+      headers = readHeaders(extra);
+      const r = extra.replyTo(replyTo);
+      reply = r === null ? null : readAddress(r.node(), r.simproc());
+      nextExtra++;
+      extraOf = nextExtra < extras ? root.extras(nextExtra, extra)!.envelope() : -1;
+    }
+    if (h.kind() === Kind.Promise) {
+      onEnvelope(promiseOf(h, sender, targetNode, simproc));
+      continue;
+    }
+    const start = h.dataOffset();
+    onEnvelope(
+      new EventEnvelope(
+        h.repid(),
+        sender,
+        targetNode,
+        simproc,
+        h.epoch(),
+        headers,
+        undefined,
+        data.subarray(start, start + h.dataLength()),
+        h.dataFormat(),
+        h.hops(),
+        reply,
+      ),
+    );
+  }
+}
+
 function decodeBody(
   bytes: flatbuffers.ByteBuffer,
   onEnvelope: (env: Envelope) => void,
@@ -411,10 +533,16 @@ function decodeBody(
   names: string[],
 ): FrameInfo {
   const root = WireFrame.getRootAsFrame(bytes);
-  const count = root.envelopesLength();
+  const packed = isPacked(bytes);
+  const count = packed ? root.headsLength() : root.envelopesLength();
   const vector = root.bb!.__offset(root.bb_pos, FRAME_NAMES_FIELD);
   // Required: the verifier has checked it is there.
   nameReader.readVector(bytes, root.bb!.__vector(root.bb_pos + vector) - 4, names);
+  if (packed) {
+    checkPacked(root, count, names.length, peer);
+    decodePacked(root, count, onEnvelope, names);
+    return { linkSeq: root.linkSeq(), ack: root.ack(), lane: root.lane(), count };
+  }
   checkHeads(root, count, names.length, peer);
   const w = new WireEnvelope();
   const h = new WireEnvelopeHead();
@@ -426,18 +554,7 @@ function decodeBody(
     const targetNode = names[h.targetNode()]!;
     const simproc = names[h.targetSimproc()]!;
     if (h.kind() === Kind.Promise) {
-      onEnvelope(
-        new PromiseEnvelope(
-          h.repid(),
-          sender,
-          targetNode,
-          simproc,
-          seqnrFromWire(h.seqnr()),
-          h.epoch(),
-          h.numEvents(),
-          h.hops(),
-        ),
-      );
+      onEnvelope(promiseOf(h, sender, targetNode, simproc));
       continue;
     }
     const r = w.replyTo(replyTo);

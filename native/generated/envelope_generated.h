@@ -24,6 +24,11 @@ struct AddressBuilder;
 
 struct EnvelopeHead;
 
+struct PackedHead;
+
+struct EnvelopeExtra;
+struct EnvelopeExtraBuilder;
+
 struct Envelope;
 struct EnvelopeBuilder;
 
@@ -226,6 +231,122 @@ struct EnvelopeHead::Traits {
   using type = EnvelopeHead;
 };
 
+/// The fixed fields of one envelope of a packed frame (body identifier "DSC2", below), with
+/// where its payload lies in the frame's `data`. Packed frames keep every envelope's fixed
+/// part in one vector of these structs and every payload in one byte vector: building and
+/// verifying a frame then costs a few stores per envelope, not a table per envelope.
+FLATBUFFERS_MANUALLY_ALIGNED_STRUCT(8) PackedHead FLATBUFFERS_FINAL_CLASS {
+ private:
+  double epoch_;
+  uint64_t seqnr_;
+  uint32_t repid_;
+  uint32_t num_events_;
+  uint32_t sender_node_;
+  uint32_t sender_simproc_;
+  uint32_t target_node_;
+  uint32_t target_simproc_;
+  uint32_t data_offset_;
+  uint32_t data_length_;
+  uint8_t kind_;
+  uint8_t data_format_;
+  uint8_t hops_;
+  uint8_t flags_;
+  int32_t padding0__;
+
+ public:
+  struct Traits;
+  PackedHead()
+      : epoch_(0),
+        seqnr_(0),
+        repid_(0),
+        num_events_(0),
+        sender_node_(0),
+        sender_simproc_(0),
+        target_node_(0),
+        target_simproc_(0),
+        data_offset_(0),
+        data_length_(0),
+        kind_(0),
+        data_format_(0),
+        hops_(0),
+        flags_(0),
+        padding0__(0) {
+    (void)padding0__;
+  }
+  PackedHead(double _epoch, uint64_t _seqnr, uint32_t _repid, uint32_t _num_events, uint32_t _sender_node, uint32_t _sender_simproc, uint32_t _target_node, uint32_t _target_simproc, uint32_t _data_offset, uint32_t _data_length, disco::wire::Kind _kind, disco::wire::DataFormat _data_format, uint8_t _hops, uint8_t _flags)
+      : epoch_(flatbuffers::EndianScalar(_epoch)),
+        seqnr_(flatbuffers::EndianScalar(_seqnr)),
+        repid_(flatbuffers::EndianScalar(_repid)),
+        num_events_(flatbuffers::EndianScalar(_num_events)),
+        sender_node_(flatbuffers::EndianScalar(_sender_node)),
+        sender_simproc_(flatbuffers::EndianScalar(_sender_simproc)),
+        target_node_(flatbuffers::EndianScalar(_target_node)),
+        target_simproc_(flatbuffers::EndianScalar(_target_simproc)),
+        data_offset_(flatbuffers::EndianScalar(_data_offset)),
+        data_length_(flatbuffers::EndianScalar(_data_length)),
+        kind_(flatbuffers::EndianScalar(static_cast<uint8_t>(_kind))),
+        data_format_(flatbuffers::EndianScalar(static_cast<uint8_t>(_data_format))),
+        hops_(flatbuffers::EndianScalar(_hops)),
+        flags_(flatbuffers::EndianScalar(_flags)),
+        padding0__(0) {
+    (void)padding0__;
+  }
+  double epoch() const {
+    return flatbuffers::EndianScalar(epoch_);
+  }
+  /// Promise sequence number: a full 64-bit unsigned integer (SPEC S4).
+  uint64_t seqnr() const {
+    return flatbuffers::EndianScalar(seqnr_);
+  }
+  /// Replication id: several replications share the same processes (SPEC S1).
+  uint32_t repid() const {
+    return flatbuffers::EndianScalar(repid_);
+  }
+  /// Promised event count; 2^32 - 1 is a legal "pre-promise".
+  uint32_t num_events() const {
+    return flatbuffers::EndianScalar(num_events_);
+  }
+  uint32_t sender_node() const {
+    return flatbuffers::EndianScalar(sender_node_);
+  }
+  uint32_t sender_simproc() const {
+    return flatbuffers::EndianScalar(sender_simproc_);
+  }
+  uint32_t target_node() const {
+    return flatbuffers::EndianScalar(target_node_);
+  }
+  uint32_t target_simproc() const {
+    return flatbuffers::EndianScalar(target_simproc_);
+  }
+  /// Where the payload starts in `Frame.data`, and its length (both 0 without data).
+  uint32_t data_offset() const {
+    return flatbuffers::EndianScalar(data_offset_);
+  }
+  uint32_t data_length() const {
+    return flatbuffers::EndianScalar(data_length_);
+  }
+  disco::wire::Kind kind() const {
+    return static_cast<disco::wire::Kind>(flatbuffers::EndianScalar(kind_));
+  }
+  /// How the payload is to be read.
+  disco::wire::DataFormat data_format() const {
+    return static_cast<disco::wire::DataFormat>(flatbuffers::EndianScalar(data_format_));
+  }
+  /// Gateways this envelope has crossed; bounded by the router.
+  uint8_t hops() const {
+    return flatbuffers::EndianScalar(hops_);
+  }
+  /// Bit 0: the envelope has data (an empty payload is still data). Other bits are 0.
+  uint8_t flags() const {
+    return flatbuffers::EndianScalar(flags_);
+  }
+};
+FLATBUFFERS_STRUCT_END(PackedHead, 56);
+
+struct PackedHead::Traits {
+  using type = PackedHead;
+};
+
 struct Header FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   typedef HeaderBuilder Builder;
   struct Traits;
@@ -373,8 +494,96 @@ inline flatbuffers::Offset<Address> CreateAddressDirect(
       simproc__);
 }
 
-/// One envelope. Since wire format 2 its fixed fields are in `head`; the fields marked
-/// deprecated are the first format's and are neither written nor read.
+/// What an envelope of a packed frame carries beyond its head: its headers and its replyTo.
+/// A frame has at most one per envelope, in envelope order; most envelopes have none.
+struct EnvelopeExtra FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
+  typedef EnvelopeExtraBuilder Builder;
+  struct Traits;
+  enum FlatBuffersVTableOffset FLATBUFFERS_VTABLE_UNDERLYING_TYPE {
+    VT_ENVELOPE = 4,
+    VT_HEADERS = 6,
+    VT_REPLY_TO = 8
+  };
+  /// Index of the envelope in `Frame.heads`.
+  uint32_t envelope() const {
+    return GetField<uint32_t>(VT_ENVELOPE, 0);
+  }
+  const flatbuffers::Vector<flatbuffers::Offset<disco::wire::Header>> *headers() const {
+    return GetPointer<const flatbuffers::Vector<flatbuffers::Offset<disco::wire::Header>> *>(VT_HEADERS);
+  }
+  /// Where an answer goes, when it is not the sender (SPEC B3).
+  const disco::wire::Address *reply_to() const {
+    return GetPointer<const disco::wire::Address *>(VT_REPLY_TO);
+  }
+  bool Verify(flatbuffers::Verifier &verifier) const {
+    return VerifyTableStart(verifier) &&
+           VerifyField<uint32_t>(verifier, VT_ENVELOPE, 4) &&
+           VerifyOffset(verifier, VT_HEADERS) &&
+           verifier.VerifyVector(headers()) &&
+           verifier.VerifyVectorOfTables(headers()) &&
+           VerifyOffset(verifier, VT_REPLY_TO) &&
+           verifier.VerifyTable(reply_to()) &&
+           verifier.EndTable();
+  }
+};
+
+struct EnvelopeExtraBuilder {
+  typedef EnvelopeExtra Table;
+  flatbuffers::FlatBufferBuilder &fbb_;
+  flatbuffers::uoffset_t start_;
+  void add_envelope(uint32_t envelope) {
+    fbb_.AddElement<uint32_t>(EnvelopeExtra::VT_ENVELOPE, envelope, 0);
+  }
+  void add_headers(flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::Header>>> headers) {
+    fbb_.AddOffset(EnvelopeExtra::VT_HEADERS, headers);
+  }
+  void add_reply_to(flatbuffers::Offset<disco::wire::Address> reply_to) {
+    fbb_.AddOffset(EnvelopeExtra::VT_REPLY_TO, reply_to);
+  }
+  explicit EnvelopeExtraBuilder(flatbuffers::FlatBufferBuilder &_fbb)
+        : fbb_(_fbb) {
+    start_ = fbb_.StartTable();
+  }
+  flatbuffers::Offset<EnvelopeExtra> Finish() {
+    const auto end = fbb_.EndTable(start_);
+    auto o = flatbuffers::Offset<EnvelopeExtra>(end);
+    return o;
+  }
+};
+
+inline flatbuffers::Offset<EnvelopeExtra> CreateEnvelopeExtra(
+    flatbuffers::FlatBufferBuilder &_fbb,
+    uint32_t envelope = 0,
+    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::Header>>> headers = 0,
+    flatbuffers::Offset<disco::wire::Address> reply_to = 0) {
+  EnvelopeExtraBuilder builder_(_fbb);
+  builder_.add_reply_to(reply_to);
+  builder_.add_headers(headers);
+  builder_.add_envelope(envelope);
+  return builder_.Finish();
+}
+
+struct EnvelopeExtra::Traits {
+  using type = EnvelopeExtra;
+  static auto constexpr Create = CreateEnvelopeExtra;
+};
+
+inline flatbuffers::Offset<EnvelopeExtra> CreateEnvelopeExtraDirect(
+    flatbuffers::FlatBufferBuilder &_fbb,
+    uint32_t envelope = 0,
+    const std::vector<flatbuffers::Offset<disco::wire::Header>> *headers = nullptr,
+    flatbuffers::Offset<disco::wire::Address> reply_to = 0) {
+  auto headers__ = headers ? _fbb.CreateVector<flatbuffers::Offset<disco::wire::Header>>(*headers) : 0;
+  return disco::wire::CreateEnvelopeExtra(
+      _fbb,
+      envelope,
+      headers__,
+      reply_to);
+}
+
+/// One envelope of a frame with body identifier "DSCO" (read, no longer written: the encoders
+/// write packed frames). Since wire format 2 its fixed fields are in `head`; the fields
+/// marked deprecated are the first format's and are neither written nor read.
 struct Envelope FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   typedef EnvelopeBuilder Builder;
   struct Traits;
@@ -483,7 +692,10 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
     VT_ACK = 6,
     VT_LANE = 8,
     VT_ENVELOPES = 10,
-    VT_NAMES = 12
+    VT_NAMES = 12,
+    VT_HEADS = 14,
+    VT_DATA = 16,
+    VT_EXTRAS = 18
   };
   /// Position of this frame on its link and lane; 0 means unsequenced.
   uint64_t link_seq() const {
@@ -496,12 +708,26 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   disco::wire::Lane lane() const {
     return static_cast<disco::wire::Lane>(GetField<uint8_t>(VT_LANE, 0));
   }
+  /// The envelopes of a frame with body identifier "DSCO".
   const flatbuffers::Vector<flatbuffers::Offset<disco::wire::Envelope>> *envelopes() const {
     return GetPointer<const flatbuffers::Vector<flatbuffers::Offset<disco::wire::Envelope>> *>(VT_ENVELOPES);
   }
   /// The node and simproc names the envelopes' heads index, each once.
   const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>> *names() const {
     return GetPointer<const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>> *>(VT_NAMES);
+  }
+  /// The envelopes of a packed frame (body identifier "DSC2"), in order. A packed frame has
+  /// no `envelopes`, and a "DSCO" frame none of the three fields below: a reader that only
+  /// knows "DSCO" refuses a packed frame by its identifier instead of reading it as empty.
+  const flatbuffers::Vector<const disco::wire::PackedHead *> *heads() const {
+    return GetPointer<const flatbuffers::Vector<const disco::wire::PackedHead *> *>(VT_HEADS);
+  }
+  /// The payloads of a packed frame, each starting 8-byte aligned (vector data aligned to 8).
+  const flatbuffers::Vector<uint8_t> *data() const {
+    return GetPointer<const flatbuffers::Vector<uint8_t> *>(VT_DATA);
+  }
+  const flatbuffers::Vector<flatbuffers::Offset<disco::wire::EnvelopeExtra>> *extras() const {
+    return GetPointer<const flatbuffers::Vector<flatbuffers::Offset<disco::wire::EnvelopeExtra>> *>(VT_EXTRAS);
   }
   bool Verify(flatbuffers::Verifier &verifier) const {
     return VerifyTableStart(verifier) &&
@@ -514,6 +740,13 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
            VerifyOffsetRequired(verifier, VT_NAMES) &&
            verifier.VerifyVector(names()) &&
            verifier.VerifyVectorOfStrings(names()) &&
+           VerifyOffset(verifier, VT_HEADS) &&
+           verifier.VerifyVector(heads()) &&
+           VerifyOffset(verifier, VT_DATA) &&
+           verifier.VerifyVector(data()) &&
+           VerifyOffset(verifier, VT_EXTRAS) &&
+           verifier.VerifyVector(extras()) &&
+           verifier.VerifyVectorOfTables(extras()) &&
            verifier.EndTable();
   }
 };
@@ -537,6 +770,15 @@ struct FrameBuilder {
   void add_names(flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>> names) {
     fbb_.AddOffset(Frame::VT_NAMES, names);
   }
+  void add_heads(flatbuffers::Offset<flatbuffers::Vector<const disco::wire::PackedHead *>> heads) {
+    fbb_.AddOffset(Frame::VT_HEADS, heads);
+  }
+  void add_data(flatbuffers::Offset<flatbuffers::Vector<uint8_t>> data) {
+    fbb_.AddOffset(Frame::VT_DATA, data);
+  }
+  void add_extras(flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::EnvelopeExtra>>> extras) {
+    fbb_.AddOffset(Frame::VT_EXTRAS, extras);
+  }
   explicit FrameBuilder(flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
     start_ = fbb_.StartTable();
@@ -555,10 +797,16 @@ inline flatbuffers::Offset<Frame> CreateFrame(
     uint64_t ack = 0,
     disco::wire::Lane lane = disco::wire::Lane::Promise,
     flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::Envelope>>> envelopes = 0,
-    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>> names = 0) {
+    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>> names = 0,
+    flatbuffers::Offset<flatbuffers::Vector<const disco::wire::PackedHead *>> heads = 0,
+    flatbuffers::Offset<flatbuffers::Vector<uint8_t>> data = 0,
+    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<disco::wire::EnvelopeExtra>>> extras = 0) {
   FrameBuilder builder_(_fbb);
   builder_.add_ack(ack);
   builder_.add_link_seq(link_seq);
+  builder_.add_extras(extras);
+  builder_.add_data(data);
+  builder_.add_heads(heads);
   builder_.add_names(names);
   builder_.add_envelopes(envelopes);
   builder_.add_lane(lane);
@@ -576,16 +824,25 @@ inline flatbuffers::Offset<Frame> CreateFrameDirect(
     uint64_t ack = 0,
     disco::wire::Lane lane = disco::wire::Lane::Promise,
     const std::vector<flatbuffers::Offset<disco::wire::Envelope>> *envelopes = nullptr,
-    const std::vector<flatbuffers::Offset<flatbuffers::String>> *names = nullptr) {
+    const std::vector<flatbuffers::Offset<flatbuffers::String>> *names = nullptr,
+    const std::vector<disco::wire::PackedHead> *heads = nullptr,
+    const std::vector<uint8_t> *data = nullptr,
+    const std::vector<flatbuffers::Offset<disco::wire::EnvelopeExtra>> *extras = nullptr) {
   auto envelopes__ = envelopes ? _fbb.CreateVector<flatbuffers::Offset<disco::wire::Envelope>>(*envelopes) : 0;
   auto names__ = names ? _fbb.CreateVector<flatbuffers::Offset<flatbuffers::String>>(*names) : 0;
+  auto heads__ = heads ? _fbb.CreateVectorOfStructs<disco::wire::PackedHead>(*heads) : 0;
+  auto data__ = data ? _fbb.CreateVector<uint8_t>(*data) : 0;
+  auto extras__ = extras ? _fbb.CreateVector<flatbuffers::Offset<disco::wire::EnvelopeExtra>>(*extras) : 0;
   return disco::wire::CreateFrame(
       _fbb,
       link_seq,
       ack,
       lane,
       envelopes__,
-      names__);
+      names__,
+      heads__,
+      data__,
+      extras__);
 }
 
 inline const disco::wire::Frame *GetFrame(const void *buf) {

@@ -252,8 +252,210 @@ static createEnvelopeHead(builder:flatbuffers.Builder, epoch: number, seqnr: big
 }
 
 /**
- * One envelope. Since wire format 2 its fixed fields are in `head`; the fields marked
- * deprecated are the first format's and are neither written nor read.
+ * The fixed fields of one envelope of a packed frame (body identifier "DSC2", below), with
+ * where its payload lies in the frame's `data`. Packed frames keep every envelope's fixed
+ * part in one vector of these structs and every payload in one byte vector: building and
+ * verifying a frame then costs a few stores per envelope, not a table per envelope.
+ */
+export class PackedHead {
+  bb: flatbuffers.ByteBuffer|null = null;
+  bb_pos = 0;
+  __init(i:number, bb:flatbuffers.ByteBuffer):PackedHead {
+  this.bb_pos = i;
+  this.bb = bb;
+  return this;
+}
+
+epoch():number {
+  return this.bb!.readFloat64(this.bb_pos);
+}
+
+/**
+ * Promise sequence number: a full 64-bit unsigned integer (SPEC S4).
+ */
+seqnr():bigint {
+  return this.bb!.readUint64(this.bb_pos + 8);
+}
+
+/**
+ * Replication id: several replications share the same processes (SPEC S1).
+ */
+repid():number {
+  return this.bb!.readUint32(this.bb_pos + 16);
+}
+
+/**
+ * Promised event count; 2^32 - 1 is a legal "pre-promise".
+ */
+numEvents():number {
+  return this.bb!.readUint32(this.bb_pos + 20);
+}
+
+senderNode():number {
+  return this.bb!.readUint32(this.bb_pos + 24);
+}
+
+senderSimproc():number {
+  return this.bb!.readUint32(this.bb_pos + 28);
+}
+
+targetNode():number {
+  return this.bb!.readUint32(this.bb_pos + 32);
+}
+
+targetSimproc():number {
+  return this.bb!.readUint32(this.bb_pos + 36);
+}
+
+/**
+ * Where the payload starts in `Frame.data`, and its length (both 0 without data).
+ */
+dataOffset():number {
+  return this.bb!.readUint32(this.bb_pos + 40);
+}
+
+dataLength():number {
+  return this.bb!.readUint32(this.bb_pos + 44);
+}
+
+kind():Kind {
+  return this.bb!.readUint8(this.bb_pos + 48);
+}
+
+/**
+ * How the payload is to be read.
+ */
+dataFormat():DataFormat {
+  return this.bb!.readUint8(this.bb_pos + 49);
+}
+
+/**
+ * Gateways this envelope has crossed; bounded by the router.
+ */
+hops():number {
+  return this.bb!.readUint8(this.bb_pos + 50);
+}
+
+/**
+ * Bit 0: the envelope has data (an empty payload is still data). Other bits are 0.
+ */
+flags():number {
+  return this.bb!.readUint8(this.bb_pos + 51);
+}
+
+static sizeOf():number {
+  return 56;
+}
+
+static createPackedHead(builder:flatbuffers.Builder, epoch: number, seqnr: bigint, repid: number, num_events: number, sender_node: number, sender_simproc: number, target_node: number, target_simproc: number, data_offset: number, data_length: number, kind: Kind, data_format: DataFormat, hops: number, flags: number):flatbuffers.Offset {
+  builder.prep(8, 56);
+  builder.pad(4);
+  builder.writeInt8(flags);
+  builder.writeInt8(hops);
+  builder.writeInt8(data_format);
+  builder.writeInt8(kind);
+  builder.writeInt32(data_length);
+  builder.writeInt32(data_offset);
+  builder.writeInt32(target_simproc);
+  builder.writeInt32(target_node);
+  builder.writeInt32(sender_simproc);
+  builder.writeInt32(sender_node);
+  builder.writeInt32(num_events);
+  builder.writeInt32(repid);
+  builder.writeInt64(seqnr);
+  builder.writeFloat64(epoch);
+  return builder.offset();
+}
+
+}
+
+/**
+ * What an envelope of a packed frame carries beyond its head: its headers and its replyTo.
+ * A frame has at most one per envelope, in envelope order; most envelopes have none.
+ */
+export class EnvelopeExtra {
+  bb: flatbuffers.ByteBuffer|null = null;
+  bb_pos = 0;
+  __init(i:number, bb:flatbuffers.ByteBuffer):EnvelopeExtra {
+  this.bb_pos = i;
+  this.bb = bb;
+  return this;
+}
+
+static getRootAsEnvelopeExtra(bb:flatbuffers.ByteBuffer, obj?:EnvelopeExtra):EnvelopeExtra {
+  return (obj || new EnvelopeExtra()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+static getSizePrefixedRootAsEnvelopeExtra(bb:flatbuffers.ByteBuffer, obj?:EnvelopeExtra):EnvelopeExtra {
+  bb.setPosition(bb.position() + flatbuffers.SIZE_PREFIX_LENGTH);
+  return (obj || new EnvelopeExtra()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+/**
+ * Index of the envelope in `Frame.heads`.
+ */
+envelope():number {
+  const offset = this.bb!.__offset(this.bb_pos, 4);
+  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
+}
+
+headers(index: number, obj?:Header):Header|null {
+  const offset = this.bb!.__offset(this.bb_pos, 6);
+  return offset ? (obj || new Header()).__init(this.bb!.__indirect(this.bb!.__vector(this.bb_pos + offset) + index * 4), this.bb!) : null;
+}
+
+headersLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 6);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+/**
+ * Where an answer goes, when it is not the sender (SPEC B3).
+ */
+replyTo(obj?:Address):Address|null {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? (obj || new Address()).__init(this.bb!.__indirect(this.bb_pos + offset), this.bb!) : null;
+}
+
+static startEnvelopeExtra(builder:flatbuffers.Builder) {
+  builder.startObject(3);
+}
+
+static addEnvelope(builder:flatbuffers.Builder, envelope:number) {
+  builder.addFieldInt32(0, envelope, 0);
+}
+
+static addHeaders(builder:flatbuffers.Builder, headersOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(1, headersOffset, 0);
+}
+
+static createHeadersVector(builder:flatbuffers.Builder, data:flatbuffers.Offset[]):flatbuffers.Offset {
+  builder.startVector(4, data.length, 4);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addOffset(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startHeadersVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(4, numElems, 4);
+}
+
+static addReplyTo(builder:flatbuffers.Builder, replyToOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(2, replyToOffset, 0);
+}
+
+static endEnvelopeExtra(builder:flatbuffers.Builder):flatbuffers.Offset {
+  const offset = builder.endObject();
+  return offset;
+}
+
+}
+
+/**
+ * One envelope of a frame with body identifier "DSCO" (read, no longer written: the encoders
+ * write packed frames). Since wire format 2 its fixed fields are in `head`; the fields
+ * marked deprecated are the first format's and are neither written nor read.
  */
 export class Envelope {
   bb: flatbuffers.ByteBuffer|null = null;
@@ -409,6 +611,9 @@ lane():Lane {
   return offset ? this.bb!.readUint8(this.bb_pos + offset) : Lane.Promise;
 }
 
+/**
+ * The envelopes of a frame with body identifier "DSCO".
+ */
 envelopes(index: number, obj?:Envelope):Envelope|null {
   const offset = this.bb!.__offset(this.bb_pos, 10);
   return offset ? (obj || new Envelope()).__init(this.bb!.__indirect(this.bb!.__vector(this.bb_pos + offset) + index * 4), this.bb!) : null;
@@ -434,8 +639,51 @@ namesLength():number {
   return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
 }
 
+/**
+ * The envelopes of a packed frame (body identifier "DSC2"), in order. A packed frame has
+ * no `envelopes`, and a "DSCO" frame none of the three fields below: a reader that only
+ * knows "DSCO" refuses a packed frame by its identifier instead of reading it as empty.
+ */
+heads(index: number, obj?:PackedHead):PackedHead|null {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? (obj || new PackedHead()).__init(this.bb!.__vector(this.bb_pos + offset) + index * 56, this.bb!) : null;
+}
+
+headsLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+/**
+ * The payloads of a packed frame, each starting 8-byte aligned (vector data aligned to 8).
+ */
+data(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? this.bb!.readUint8(this.bb!.__vector(this.bb_pos + offset) + index) : 0;
+}
+
+dataLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+dataArray():Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
+extras(index: number, obj?:EnvelopeExtra):EnvelopeExtra|null {
+  const offset = this.bb!.__offset(this.bb_pos, 18);
+  return offset ? (obj || new EnvelopeExtra()).__init(this.bb!.__indirect(this.bb!.__vector(this.bb_pos + offset) + index * 4), this.bb!) : null;
+}
+
+extrasLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 18);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
 static startFrame(builder:flatbuffers.Builder) {
-  builder.startObject(5);
+  builder.startObject(8);
 }
 
 static addLinkSeq(builder:flatbuffers.Builder, linkSeq:bigint) {
@@ -482,6 +730,46 @@ static startNamesVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(4, numElems, 4);
 }
 
+static addHeads(builder:flatbuffers.Builder, headsOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(5, headsOffset, 0);
+}
+
+static startHeadsVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(56, numElems, 8);
+}
+
+static addData(builder:flatbuffers.Builder, dataOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(6, dataOffset, 0);
+}
+
+static createDataVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset {
+  builder.startVector(1, data.length, 1);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt8(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startDataVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(1, numElems, 1);
+}
+
+static addExtras(builder:flatbuffers.Builder, extrasOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(7, extrasOffset, 0);
+}
+
+static createExtrasVector(builder:flatbuffers.Builder, data:flatbuffers.Offset[]):flatbuffers.Offset {
+  builder.startVector(4, data.length, 4);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addOffset(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startExtrasVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(4, numElems, 4);
+}
+
 static endFrame(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   builder.requiredField(offset, 12) // names
@@ -496,13 +784,16 @@ static finishSizePrefixedFrameBuffer(builder:flatbuffers.Builder, offset:flatbuf
   builder.finish(offset, 'DSCO', true);
 }
 
-static createFrame(builder:flatbuffers.Builder, linkSeq:bigint, ack:bigint, lane:Lane, envelopesOffset:flatbuffers.Offset, namesOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createFrame(builder:flatbuffers.Builder, linkSeq:bigint, ack:bigint, lane:Lane, envelopesOffset:flatbuffers.Offset, namesOffset:flatbuffers.Offset, headsOffset:flatbuffers.Offset, dataOffset:flatbuffers.Offset, extrasOffset:flatbuffers.Offset):flatbuffers.Offset {
   Frame.startFrame(builder);
   Frame.addLinkSeq(builder, linkSeq);
   Frame.addAck(builder, ack);
   Frame.addLane(builder, lane);
   Frame.addEnvelopes(builder, envelopesOffset);
   Frame.addNames(builder, namesOffset);
+  Frame.addHeads(builder, headsOffset);
+  Frame.addData(builder, dataOffset);
+  Frame.addExtras(builder, extrasOffset);
   return Frame.endFrame(builder);
 }
 }

@@ -143,6 +143,38 @@ bool ring_seeds(std::vector<Seed>* seeds) {
   return true;
 }
 
+/// A packed frame (frame.h): `events` sample events (`empty`: with empty payloads, so the
+/// frame has no payload vector) and a promise, built by the batch encoder.
+std::vector<uint8_t> packed_frame(int events, bool empty = false) {
+  StagingWriter writer;
+  writer.begin(1, 5, 2, true);
+  for (int i = 0; i < events; ++i) {
+    TestEnvelope e = sample_event(i);
+    if (empty) e.data.clear();
+    writer.add(e);
+  }
+  TestEnvelope promise;
+  promise.kind = 1;
+  promise.seqnr = 42;
+  promise.num_events = 7;
+  writer.add(promise);
+  const auto staging = writer.finish();
+  disco::BatchEncoder encoder;
+  disco::PreparedBatch batch;
+  if (encoder.prepare(staging.data(), staging.size(), nullptr, 0, &batch) != disco::Status::kOk) {
+    return {};
+  }
+  std::vector<uint64_t> region(batch.bound / 8);  // 8-byte aligned, as build() wants
+  auto* bytes = reinterpret_cast<uint8_t*>(region.data());
+  size_t offset = 0;
+  size_t length = 0;
+  if (encoder.build(batch, nullptr, 0, bytes, batch.bound, &offset, &length) !=
+      disco::Status::kOk) {
+    return {};
+  }
+  return std::vector<uint8_t>(bytes + offset, bytes + offset + length);
+}
+
 bool write_all(const std::string& dir, const std::vector<Seed>& seeds) {
   for (const Seed& seed : seeds) {
     const std::string path = dir + "/" + seed.name;
@@ -168,6 +200,9 @@ int main(int argc, char** argv) {
       {"one-envelope.frame", disco::testing::build_test_frame(1, 1, 0)},
       {"three-envelopes-data.frame", disco::testing::build_test_frame(3, 3, 24)},
       {"sixteen-envelopes.frame", disco::testing::build_test_frame(16, 16, 4)},
+      {"packed-events.frame", packed_frame(4)},
+      {"packed-promise.frame", packed_frame(0)},
+      {"packed-empty-payloads.frame", packed_frame(2, true)},
   };
   for (const Seed& seed : frames) {
     if (disco::verify_frame(seed.bytes.data(), seed.bytes.size()) != disco::Status::kOk) {

@@ -227,7 +227,7 @@ function writeFrame(
   const offsets = envelopes.map((e) => writeEnvelope(b, names, e));
   const vector = Frame.createEnvelopesVector(b, offsets);
   const nameVector = Frame.createNamesVector(b, names.offsets);
-  Frame.finishFrameBuffer(b, Frame.createFrame(b, linkSeq, ack, lane, vector, nameVector));
+  Frame.finishFrameBuffer(b, Frame.createFrame(b, linkSeq, ack, lane, vector, nameVector, 0, 0, 0));
   const body = b.asUint8Array();
   const frame = new Uint8Array(FRAME_HEADER_BYTES + body.length);
   frame.set(body, FRAME_HEADER_BYTES);

@@ -190,9 +190,40 @@ void rejects_a_sealed_body_the_verifier_refuses() {
   nameless.AddOffset(disco::wire::Frame::VT_ENVELOPES, list_of_one);
   disco::wire::FinishFrameBuffer(
       nameless, flatbuffers::Offset<disco::wire::Frame>(nameless.EndTable(frame_start)));
-  CHECK_EQ(
-      verify(disco::testing::seal_body_copy(nameless.GetBufferPointer(), nameless.GetSize())),
-      Status::kVerifyFailed);
+  CHECK_EQ(verify(disco::testing::seal_body_copy(nameless.GetBufferPointer(), nameless.GetSize())),
+           Status::kVerifyFailed);
+}
+
+void rejects_packed_heads_that_are_not_8_byte_aligned() {
+  // The FlatBuffers verifier checks a vector's length word for 4-byte alignment only. Heads
+  // aligned to 4 land at an offset that is 8-aligned or not depending on what precedes them:
+  // four bytes more or less flips it, so one of the two builds is misaligned.
+  int misaligned_seen = 0;
+  for (int shift = 0; shift < 2; ++shift) {
+    flatbuffers::FlatBufferBuilder fbb;
+    const std::vector<flatbuffers::Offset<flatbuffers::String>> name_list{fbb.CreateString("n0")};
+    const auto names = fbb.CreateVector(name_list);
+    if (shift == 1) fbb.PushElement<uint32_t>(0);
+    const disco::wire::PackedHead head(0.5, 1, 0, 0, 0, 0, 0, 0, 0, 0, disco::wire::Kind::Promise,
+                                       disco::wire::DataFormat::Raw, 0, 0);
+    fbb.StartVector(sizeof head / 4, 4);  // four-byte units: aligned to 4, not 8
+    fbb.PushBytes(reinterpret_cast<const uint8_t*>(&head), sizeof head);
+    const flatbuffers::Offset<flatbuffers::Vector<const disco::wire::PackedHead*>> heads(
+        fbb.EndVector(1));
+    disco::wire::FrameBuilder frame(fbb);
+    frame.add_names(names);
+    frame.add_heads(heads);
+    frame.add_link_seq(1);
+    fbb.Finish(frame.Finish(), disco::kPackedFrameIdentifier);
+    const uint8_t* body = fbb.GetBufferPointer();
+    const auto at =
+        reinterpret_cast<const uint8_t*>(disco::wire::GetFrame(body)->heads()->Data()) - body;
+    const bool misaligned = at % 8 != 0;
+    misaligned_seen += misaligned ? 1 : 0;
+    CHECK_EQ(verify(disco::testing::seal_body_copy(body, fbb.GetSize())),
+             misaligned ? Status::kVerifyFailed : Status::kOk);
+  }
+  CHECK_EQ(misaligned_seen, 1);
 }
 
 void bounds_the_tables_a_small_body_can_make_the_verifier_visit() {
@@ -246,6 +277,7 @@ int main() {
   rejects_a_foreign_file_identifier();
   rejects_a_misaligned_frame();
   rejects_a_sealed_body_the_verifier_refuses();
+  rejects_packed_heads_that_are_not_8_byte_aligned();
   bounds_the_tables_a_small_body_can_make_the_verifier_visit();
   seal_refuses_a_buffer_without_room_for_a_body();
   seal_writes_a_little_endian_header();
