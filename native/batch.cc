@@ -357,8 +357,10 @@ class BatchBuild {
   /// Builds the whole frame of `staged` and finishes the buffer.
   void frame(const PreparedBatch& b, const std::vector<StagedEnvelope>& staged) {
     // Each envelope's four name indices; a batch mostly repeats the previous envelope's names.
+    // And the extras of those that have headers or a replyTo, in envelope order.
     std::vector<uint32_t>& ids = enc_.head_names_;
     ids.resize(4 * staged.size());
+    enc_.envelopes_.clear();
     const StagedEnvelope* prev = nullptr;
     for (size_t i = 0; i < staged.size(); ++i) {
       const StagedEnvelope& e = staged[i];
@@ -372,10 +374,6 @@ class BatchBuild {
         out[3] = name(e.target_simproc);
       }
       prev = &e;
-    }
-    enc_.envelopes_.clear();  // the extras' offsets, in envelope order
-    for (size_t i = 0; i < staged.size(); ++i) {
-      const StagedEnvelope& e = staged[i];
       if (e.header_count > 0 || (e.flags & kEnvelopeHasReplyTo) != 0) {
         enc_.envelopes_.push_back(extra(static_cast<uint32_t>(i), e).o);
       }
@@ -469,7 +467,7 @@ class BatchBuild {
         std::memcpy(out + at, e.data, e.data_length);
       }
       const size_t padded = static_cast<size_t>(align8(e.data_length));
-      std::memset(out + at + e.data_length, 0, padded - e.data_length);
+      if (padded != e.data_length) std::memset(out + at + e.data_length, 0, padded - e.data_length);
       at += padded;
     }
     return vector;
