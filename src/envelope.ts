@@ -430,6 +430,31 @@ function promiseOf(
   );
 }
 
+/** The event of head `h` (either kind of frame) with the parts outside the head. */
+function eventOf(
+  h: WireEnvelopeHead | WirePackedHead,
+  sender: NodeRef,
+  targetNode: string,
+  simproc: string,
+  headers: Headers,
+  payload: Uint8Array,
+  replyTo: NodeRef | null,
+): EventEnvelope {
+  return new EventEnvelope(
+    h.repid(),
+    sender,
+    targetNode,
+    simproc,
+    h.epoch(),
+    headers,
+    undefined,
+    payload,
+    h.dataFormat(),
+    h.hops(),
+    replyTo,
+  );
+}
+
 /** PackedHead.flags: the envelope has data (native/frame.h kPackedHasData). */
 const PACKED_HAS_DATA = 1;
 /** Body identifier of a packed frame (native/frame.h kPackedFrameIdentifier). */
@@ -508,21 +533,8 @@ function decodePacked(
       continue;
     }
     const start = h.dataOffset();
-    onEnvelope(
-      new EventEnvelope(
-        h.repid(),
-        sender,
-        targetNode,
-        simproc,
-        h.epoch(),
-        headers,
-        undefined,
-        data.subarray(start, start + h.dataLength()),
-        h.dataFormat(),
-        h.hops(),
-        reply,
-      ),
-    );
+    const payload = data.subarray(start, start + h.dataLength());
+    onEnvelope(eventOf(h, sender, targetNode, simproc, headers, payload, reply));
   }
 }
 
@@ -558,21 +570,9 @@ function decodeBody(
       continue;
     }
     const r = w.replyTo(replyTo);
-    onEnvelope(
-      new EventEnvelope(
-        h.repid(),
-        sender,
-        targetNode,
-        simproc,
-        h.epoch(),
-        readHeaders(w),
-        undefined,
-        w.dataArray() ?? new Uint8Array(0),
-        h.dataFormat(),
-        h.hops(),
-        r === null ? null : readAddress(r.node(), r.simproc()),
-      ),
-    );
+    const reply = r === null ? null : readAddress(r.node(), r.simproc());
+    const payload = w.dataArray() ?? new Uint8Array(0);
+    onEnvelope(eventOf(h, sender, targetNode, simproc, readHeaders(w), payload, reply));
   }
   return { linkSeq: root.linkSeq(), ack: root.ack(), lane: root.lane(), count };
 }
