@@ -66,10 +66,6 @@ static_assert(w::Frame::VT_EXTRAS == 4 + 2 * 7, "Frame has 8 slots");
 
 constexpr uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
-/// Where a body's FlatBuffers file identifier is, and its length (frame.h).
-constexpr size_t kIdentifierAt = sizeof(fb::uoffset_t);
-constexpr size_t kIdentifierBytes = fb::kFileIdentifierLength;
-
 // ---- reading the staging layout -------------------------------------------------------------
 
 uint16_t rd16(const uint8_t* p) {
@@ -794,7 +790,7 @@ class FrameDecode {
     if (Status s = frame_names(names); s != Status::kOk) return s;
     uint32_t count = 0;
     const size_t envelope_start = d_.envelopes_;
-    if (std::memcmp(r_.at(kIdentifierAt), kPackedFrameIdentifier, kIdentifierBytes) == 0) {
+    if (is_packed_body(r_.at(0))) {
       if (envelopes != 0) return Status::kCorruptRecord;
       if (Status s = packed(root, &count); s != Status::kOk) return s;
     } else {
@@ -913,6 +909,31 @@ class FrameDecode {
     return Status::kOk;
   }
 
+  /// Whether the name indices and enum values of `head` (an EnvelopeHead or a PackedHead: the
+  /// same accessors) are in range; the verifier does not check them.
+  template <typename Head>
+  [[nodiscard]] bool valid_head(const Head& head) const noexcept {
+    const size_t names = d_.names_.size();
+    return head.sender_node() < names && head.sender_simproc() < names &&
+           head.target_node() < names && head.target_simproc() < names &&
+           static_cast<uint8_t>(head.kind()) <= static_cast<uint8_t>(w::Kind::MAX) &&
+           static_cast<uint8_t>(head.data_format()) <= static_cast<uint8_t>(w::DataFormat::MAX);
+  }
+
+  /// The headers (field `headers_field` of `t`) and replyTo (`reply_field`) of an envelope:
+  /// header pairs to the output, the replyTo names to out[13..14] (left alone when absent),
+  /// kEnvelopeHasReplyTo to `*flags`.
+  Status headers_and_reply(const BodyReader::Table& t, uint16_t headers_field, uint16_t reply_field,
+                           uint32_t* out, uint32_t* flags, uint32_t* header_count) {
+    if (Status s = headers(t, headers_field, header_count); s != Status::kOk) return s;
+    size_t reply = 0;
+    if (!r_.field(t, reply_field, 4, &reply)) return Status::kCorruptRecord;
+    if (reply == 0) return Status::kOk;
+    const Status s = string_pair(reply, w::Address::VT_NODE, w::Address::VT_SIMPROC, &out[13]);
+    if (s == Status::kOk) *flags |= kEnvelopeHasReplyTo;
+    return s;
+  }
+
   /// Writes the envelope of `head` (an EnvelopeHead or a PackedHead, whose name indices and
   /// enum values are checked) to its output words `out` and its epoch, and counts it.
   /// out[13..14] (replyTo) are the caller's.
@@ -981,23 +1002,12 @@ class FrameDecode {
       return true;
     };
     if (!load_extra()) return Status::kCorruptRecord;
-    const size_t names = d_.names_.size();
     for (uint32_t i = 0; i < *count; ++i) {
       // One copy of the struct; its accessors convert from little-endian.
       w::PackedHead head;
       std::memcpy(static_cast<void*>(&head), r_.at(first + sizeof(w::PackedHead) * i), sizeof head);
-      if (head.sender_node() >= names || head.sender_simproc() >= names ||
-          head.target_node() >= names || head.target_simproc() >= names) {
-        return Status::kCorruptRecord;
-      }
-      const auto kind = static_cast<uint8_t>(head.kind());
-      const auto data_format = static_cast<uint8_t>(head.data_format());
       const uint8_t head_flags = head.flags();
-      if (kind > static_cast<uint8_t>(w::Kind::MAX) ||
-          data_format > static_cast<uint8_t>(w::DataFormat::MAX) ||
-          (head_flags & ~kPackedHasData) != 0) {
-        return Status::kCorruptRecord;
-      }
+      if (!valid_head(head) || (head_flags & ~kPackedHasData) != 0) return Status::kCorruptRecord;
       uint32_t flags = 0;
       uint32_t data_at = 0;
       const uint32_t data_length = head.data_length();
@@ -1013,17 +1023,10 @@ class FrameDecode {
       uint32_t header_count = 0;
       out[13] = out[14] = kNoString;
       if (extra_of == i) {
-        Status s = headers(extra, w::EnvelopeExtra::VT_HEADERS, &header_count);
+        const Status s =
+            headers_and_reply(extra, w::EnvelopeExtra::VT_HEADERS, w::EnvelopeExtra::VT_REPLY_TO,
+                              out, &flags, &header_count);
         if (s != Status::kOk) return s;
-        size_t reply = 0;
-        if (!r_.field(extra, w::EnvelopeExtra::VT_REPLY_TO, 4, &reply)) {
-          return Status::kCorruptRecord;
-        }
-        if (reply != 0) {
-          s = string_pair(reply, w::Address::VT_NODE, w::Address::VT_SIMPROC, &out[13]);
-          if (s != Status::kOk) return s;
-          flags |= kEnvelopeHasReplyTo;
-        }
         ++next_extra;
         if (!load_extra()) return Status::kCorruptRecord;
       }
@@ -1045,20 +1048,9 @@ class FrameDecode {
     // One copy of the struct; its accessors convert from little-endian.
     w::EnvelopeHead head;
     std::memcpy(static_cast<void*>(&head), r_.at(head_pos), sizeof head);
-    const size_t names = d_.names_.size();
-    if (head.sender_node() >= names || head.sender_simproc() >= names ||
-        head.target_node() >= names || head.target_simproc() >= names) {
-      return Status::kCorruptRecord;
-    }
-    const auto kind = static_cast<uint8_t>(head.kind());
-    const auto data_format = static_cast<uint8_t>(head.data_format());
-    if (kind > static_cast<uint8_t>(w::Kind::MAX) ||
-        data_format > static_cast<uint8_t>(w::DataFormat::MAX)) {
-      return Status::kCorruptRecord;
-    }
+    if (!valid_head(head)) return Status::kCorruptRecord;
     uint32_t* out = d_.target_.envelopes + kEnvelopeWords * d_.envelopes_;
     uint32_t flags = 0;
-    Status s = Status::kOk;
     size_t data = 0;
     uint32_t data_length = 0;
     size_t data_first = 0;
@@ -1069,15 +1061,10 @@ class FrameDecode {
     }
     const auto header_start = static_cast<uint32_t>(d_.headers_);
     uint32_t header_count = 0;
-    if ((s = headers(t, w::Envelope::VT_HEADERS, &header_count)) != Status::kOk) return s;
     out[13] = out[14] = kNoString;
-    size_t reply = 0;
-    if (!r_.field(t, w::Envelope::VT_REPLY_TO, 4, &reply)) return Status::kCorruptRecord;
-    if (reply != 0) {
-      s = string_pair(reply, w::Address::VT_NODE, w::Address::VT_SIMPROC, &out[13]);
-      if (s != Status::kOk) return s;
-      flags |= kEnvelopeHasReplyTo;
-    }
+    const Status s = headers_and_reply(t, w::Envelope::VT_HEADERS, w::Envelope::VT_REPLY_TO, out,
+                                       &flags, &header_count);
+    if (s != Status::kOk) return s;
     const uint32_t data_at = data != 0 ? static_cast<uint32_t>(body_in_view_ + data_first) : 0;
     put(head, out, flags, data_at, data_length, header_start, header_count);
     return Status::kOk;
@@ -1123,7 +1110,7 @@ void count_frame(const BodyReader& r, uint32_t* envelopes, uint32_t* headers, ui
   size_t f = 0;
   size_t first = 0;
   uint32_t count = 0;
-  if (std::memcmp(r.at(kIdentifierAt), kPackedFrameIdentifier, kIdentifierBytes) == 0) {
+  if (is_packed_body(r.at(0))) {
     if (r.field(root, w::Frame::VT_HEADS, 4, &f) && f != 0 &&
         r.vector(f, sizeof(w::PackedHead), &count, &first)) {
       *envelopes = count;

@@ -90,8 +90,7 @@ Status verify_frame(const uint8_t* p, size_t len, const VerifyOptions& opts) noe
       load_le64(p + offsetof(FrameHeader, checksum)) != frame_checksum(body, body_len)) {
     return Status::kChecksumMismatch;
   }
-  const bool packed = std::memcmp(body + kIdentifierOffset, kPackedFrameIdentifier,
-                                  flatbuffers::kFileIdentifierLength) == 0;
+  const bool packed = is_packed_body(body);
   if (!packed && std::memcmp(body + kIdentifierOffset, kTableFrameIdentifier,
                              flatbuffers::kFileIdentifierLength) != 0) {
     return Status::kBadIdentifier;
@@ -114,6 +113,11 @@ Status verify_frame(const uint8_t* p, size_t len, const VerifyOptions& opts) noe
     return Status::kVerifyFailed;
   }
   return Status::kOk;
+}
+
+bool is_packed_body(const uint8_t* body) noexcept {
+  return std::memcmp(body + kIdentifierOffset, kPackedFrameIdentifier,
+                     flatbuffers::kFileIdentifierLength) == 0;
 }
 
 Status verify_frame(const uint8_t* p, size_t len) noexcept {

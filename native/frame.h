@@ -65,6 +65,10 @@ inline constexpr char kPackedFrameIdentifier[] = "DSC2";
 /// PackedHead.flags: the envelope has data.
 inline constexpr uint8_t kPackedHasData = 1;
 
+/// True when the FlatBuffers body `body` (at least kMinBodyBytes) carries the packed frame
+/// identifier. Says nothing of the rest: verify_frame() checks the body.
+[[nodiscard]] bool is_packed_body(const uint8_t* body) noexcept;
+
 /// 'D' 'S' 'C' 'O' read as a little-endian u32.
 inline constexpr uint32_t kFrameMagic = 0x4F435344u;
 

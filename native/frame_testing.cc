@@ -232,8 +232,7 @@ void append_envelope(std::string& out, const Head& h,
 /// The envelopes of a verified frame of either kind (frame.h), as a JSON array or null.
 void append_envelopes(std::string& out, const uint8_t* body, const w::Frame& frame) {
   const auto* names = frame.names();
-  if (std::memcmp(body + sizeof(fb::uoffset_t), kPackedFrameIdentifier,
-                  fb::kFileIdentifierLength) != 0) {
+  if (!is_packed_body(body)) {
     const auto* envelopes = frame.envelopes();
     if (envelopes == nullptr) {
       out += "null";
