@@ -390,8 +390,11 @@ export function decodeFrame(
 /** Vtable offset (4 + 2 × field id, schemas/envelope.fbs) of Frame.names. */
 const FRAME_NAMES_FIELD = 12;
 
-/** The first field of `h` the verifier cannot check that is out of range, or null. */
-function badHeadField(h: WireEnvelopeHead, names: number): string | null {
+/**
+ * The first field of `h` (either kind of head: the same accessors) the verifier cannot check
+ * that is out of range, or null.
+ */
+function badHeadField(h: WireEnvelopeHead | WirePackedHead, names: number): string | null {
   if (h.senderNode() >= names) return 'sender node';
   if (h.senderSimproc() >= names) return 'sender simproc';
   if (h.targetNode() >= names) return 'target node';
@@ -460,6 +463,19 @@ const PACKED_HAS_DATA = 1;
 /** Body identifier of a packed frame (native/frame.h kPackedFrameIdentifier). */
 const PACKED_IDENTIFIER = 'DSC2';
 
+/** As badHeadField, and the flags and payload range of a packed head (`data` of `dataBytes`). */
+function badPackedField(h: WirePackedHead, names: number, dataBytes: number): string | null {
+  const bad = badHeadField(h, names);
+  if (bad !== null) return bad;
+  const flags = h.flags();
+  if ((flags & ~PACKED_HAS_DATA) !== 0) return 'flags';
+  const inRange =
+    (flags & PACKED_HAS_DATA) !== 0
+      ? h.dataOffset() + h.dataLength() <= dataBytes
+      : h.dataOffset() === 0 && h.dataLength() === 0;
+  return inRange ? null : 'payload range';
+}
+
 /**
  * Checks what the verifier does not in a packed frame: name indices, enum values, flags,
  * payload ranges inside `data`, and extras naming envelopes in order; throws for the first
@@ -470,17 +486,7 @@ function checkPacked(root: WireFrame, count: number, names: number, peer: string
   const dataBytes = root.dataLength();
   for (let i = 0; i < count; i++) {
     root.heads(i, h);
-    let bad: string | null = null;
-    if (h.senderNode() >= names) bad = 'sender node';
-    else if (h.senderSimproc() >= names) bad = 'sender simproc';
-    else if (h.targetNode() >= names) bad = 'target node';
-    else if (h.targetSimproc() >= names) bad = 'target simproc';
-    else if (h.kind() > Kind.Control) bad = 'kind';
-    else if (h.dataFormat() > DataFormat.Serialized) bad = 'data format';
-    else if ((h.flags() & ~PACKED_HAS_DATA) !== 0) bad = 'flags';
-    else if ((h.flags() & PACKED_HAS_DATA) !== 0) {
-      if (h.dataOffset() + h.dataLength() > dataBytes) bad = 'payload range';
-    } else if (h.dataOffset() !== 0 || h.dataLength() !== 0) bad = 'payload range';
+    const bad = badPackedField(h, names, dataBytes);
     if (bad !== null) throw new FrameCorruptError(peer, `envelope ${i} has an invalid ${bad}`);
   }
   const extra = new WireEnvelopeExtra();
