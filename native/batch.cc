@@ -356,7 +356,7 @@ class BatchBuild {
     // And the extras of those that have headers or a replyTo, in envelope order.
     std::vector<uint32_t>& ids = enc_.head_names_;
     ids.resize(4 * staged.size());
-    enc_.envelopes_.clear();
+    enc_.extras_.clear();
     const StagedEnvelope* prev = nullptr;
     for (size_t i = 0; i < staged.size(); ++i) {
       const StagedEnvelope& e = staged[i];
@@ -371,13 +371,13 @@ class BatchBuild {
       }
       prev = &e;
       if (e.header_count > 0 || (e.flags & kEnvelopeHasReplyTo) != 0) {
-        enc_.envelopes_.push_back(extra(static_cast<uint32_t>(i), e).o);
+        enc_.extras_.push_back(extra(static_cast<uint32_t>(i), e).o);
       }
     }
     const auto data = payloads(staged);
     const auto heads = packed_heads(staged);
     fb::Offset<fb::Vector<fb::Offset<w::EnvelopeExtra>>> extras;
-    if (!enc_.envelopes_.empty()) extras = offsets<w::EnvelopeExtra>(enc_.envelopes_);
+    if (!enc_.extras_.empty()) extras = offsets<w::EnvelopeExtra>(enc_.extras_);
     const auto names = offsets<fb::String>(enc_.names_);
     w::FrameBuilder frame(fbb_);
     frame.add_ack(b.ack);

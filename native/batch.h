@@ -244,7 +244,7 @@ class BatchEncoder {
   ProducerStrings strings_;
   std::vector<uint32_t> stamp_;             // per string id: generation that last saw it
   std::vector<uint32_t> offset_;            // per string id: its offset in the frame being built
-  std::vector<uint32_t> envelopes_;         // offsets of the frame's extras, in order
+  std::vector<uint32_t> extras_;            // offsets of the frame's extras, in order
   std::vector<uint32_t> headers_;           // offsets of one envelope's header tables
   std::vector<uint32_t> name_stamp_;        // per string id: generation that last named it
   std::vector<uint32_t> name_index_;        // per string id: its index in the frame's names
