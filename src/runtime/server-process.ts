@@ -5,10 +5,12 @@
  * ready, runs the job on 'go', reports the result, and closes on 'shutdown'. Job
  * messages that arrive before the job registers its handler are kept, in order.
  *
- * The job module is loaded before 'ready', so 'go' calls `runJob` at once: a job
- * that sets its inboxes before its first `await` receives every message, however
- * fast its peers start sending (messages that arrive before an inbox is set are
- * held, up to the controller's `maxHeldMessages`).
+ * The job module is loaded before 'ready', and the Server reads nothing from its
+ * peers until 'go' has called `runJob`: what peers send before then waits in their
+ * rings, sockets and outbound queues, under back-pressure (their `writable` turns
+ * false), however late 'go' reaches this process. So a job that sets its inboxes
+ * before its first `await` receives every message. A job that sets one later gets
+ * what arrived meanwhile from its controller, which holds up to `maxHeldMessages`.
  *
  * It never outlives its parent: when the IPC channel closes it exits, and it
  * ignores SIGINT/SIGTERM, which the parent handles for the whole group. Errors of
@@ -100,6 +102,8 @@ function send(msg: ChildMessage): void {
 /** One child's lifecycle; see the file header. */
 class ServerProcess {
   private server: Server | null = null;
+  /** Transports to other processes; their reading is paused from creation until 'go'. */
+  private links: Transport[] = [];
   private start: StartMessage | null = null;
   private runJobFn: RunJob | null = null;
   private readonly abort = new AbortController();
@@ -134,12 +138,15 @@ class ServerProcess {
     this.start = msg;
     const topology = loadTopology(msg.topology);
     const link = await sameMachineLink(topology, msg);
+    link.pauseInbound?.();
     const direct = await directLink(topology, msg);
+    direct?.pauseInbound?.();
+    this.links = direct === null ? [link] : [link, direct];
     const server = new Server({
       topology,
       machine: msg.machine,
       server: msg.server,
-      transports: direct === null ? [link] : [link, direct],
+      transports: this.links,
     });
     server.on('error', (err: Error) => this.abort.abort(err));
     for (const c of server.controllers()) {
@@ -175,7 +182,14 @@ class ServerProcess {
         },
         signal: this.abort.signal,
       };
-      const result = await this.runJobFn!(ctx);
+      let running: ReturnType<RunJob>;
+      try {
+        running = this.runJobFn!(ctx);
+      } finally {
+        // The job ran up to its first await, setting its inboxes: what waited may come in.
+        for (const t of this.links) t.resumeInbound?.();
+      }
+      const result = await running;
       await this.server!.flush();
       send({ type: 'done', result });
     } catch (err) {

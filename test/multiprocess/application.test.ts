@@ -10,6 +10,7 @@ import { exchangeJob, type ExchangeResult } from './exchange.js';
 
 const echoJob = fileURLToPath(new URL('./fixtures/echo-job.mjs', import.meta.url));
 const slowLoadJob = fileURLToPath(new URL('./fixtures/slow-load-job.mjs', import.meta.url));
+const lateGoJob = fileURLToPath(new URL('./fixtures/late-go-job.mjs', import.meta.url));
 const noInboxJob = fileURLToPath(new URL('./fixtures/no-inbox-job.mjs', import.meta.url));
 const failJob = fileURLToPath(new URL('./fixtures/fail-job.mjs', import.meta.url));
 let seq = 0;
@@ -37,8 +38,8 @@ function segmentsOf(cluster: string): string[] {
 
 const markers: string[] = [];
 /**
- * Environment for slow-load-job.mjs: the second Server to load it waits `delayMs`. The marker
- * file is removed after the test.
+ * Environment for slow-load-job.mjs and late-go-job.mjs: the second Server to load them is
+ * late by `delayMs`. The marker file is removed after the test.
  */
 function slowLoad(delayMs: number): NodeJS.ProcessEnv {
   const marker = join(tmpdir(), `disco-slow-load-${process.pid}-${++seq}`);
@@ -155,6 +156,32 @@ describe('Application with real Server processes', () => {
       expect(r.promises).toBe(1000);
     }
   });
+
+  it.each(['shm', 'uds'] as const)(
+    "leaves a peer's events unread until 'go' has set the inboxes, however late it comes (%s)",
+    async (link) => {
+      // 'go' reaches one Server a second after the other, which sends 100,000 events at once:
+      // more than a controller holds for a simproc with no inbox yet (65,536), so they must
+      // wait in the link until that Server's job has set its inboxes.
+      const app = track(
+        new Application({
+          topology: topology(2, 1),
+          link,
+          jobModule: lateGoJob,
+          jobOptions: { count: 100_000, promiseEvery: 100, payloadBytes: 16 },
+          env: slowLoad(1000),
+        }),
+      );
+      await app.start();
+      const results = (await app.wait()) as Map<string, ExchangeResult>;
+      await app.stop();
+      for (const r of results.values()) {
+        expect(r.problems).toEqual([]);
+        expect(r.received).toBe(100_000);
+        expect(r.promises).toBe(1000);
+      }
+    },
+  );
 
   it('names the Server that was not ready in time, and stops all without killing any', async () => {
     // One Server's job module takes a minute to load (slow-load-job.mjs): start() must give up
