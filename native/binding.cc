@@ -31,10 +31,15 @@
 // Views over native memory (received batches, reserved slots) are external ArrayBuffers that
 // keep the mapping alive (ViewHint) and are detached when released, so that stale use throws.
 // A consumer makes the ArrayBuffer of its next batch ahead, when it releases one (spare_).
+// Views of 1 MiB and more are made through V8's own API where the build found V8's headers for
+// this Node (DISCO_UNTRACKED_VIEWS): see make_view. That part is the only V8 code here.
 
 #include <fcntl.h>
 #include <napi.h>
 #include <unistd.h>
+#if DISCO_UNTRACKED_VIEWS
+#include <v8.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -183,6 +188,14 @@ Napi::Object versions(Napi::Env env) {
   v.Set("flatbuffers", Napi::String::New(env, flatbuffers));
   v.Set("napi", Napi::Number::New(env, NAPI_VERSION));
   v.Set("layout", Napi::Number::New(env, kFrameLayoutVersion));
+#if DISCO_UNTRACKED_VIEWS
+  const std::string v8 = std::to_string(V8_MAJOR_VERSION) + "." + std::to_string(V8_MINOR_VERSION) +
+                         "." + std::to_string(V8_BUILD_NUMBER) + "." +
+                         std::to_string(V8_PATCH_LEVEL);
+  v.Set("v8Headers", Napi::String::New(env, v8));
+#else
+  v.Set("v8Headers", Napi::String::New(env, ""));
+#endif
   v.Freeze();
   return v;
 }
@@ -375,11 +388,51 @@ napi_value make_external(Napi::Env env, uint8_t* data, size_t length,
   return ab;
 }
 
-/// A Uint8Array over `length` bytes at `data`, backed by an external ArrayBuffer that holds
-/// `hint`. `*buffer` is the ArrayBuffer (to detach later). Empty on failure (JS exception).
+#if DISCO_UNTRACKED_VIEWS
+/// Views at least this large are made outside V8's external-memory count (make_view).
+constexpr size_t kUntrackedViewBytes = size_t{1} << 20;
+
+/// As make_external, but V8 does not count the bytes as external memory: the ArrayBuffer's
+/// backing store has V8's empty deleter (V8 then leaves it out of the count, as it could not
+/// free the memory anyway), and a Node-API finalizer on the ArrayBuffer object drops `hint`
+/// when it is collected, as make_external's deleter does.
+napi_value make_untracked(Napi::Env env, uint8_t* data, size_t length,
+                          const std::shared_ptr<ViewHint>& hint) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::shared_ptr<v8::BackingStore> store =
+      v8::ArrayBuffer::NewBackingStore(data, length, v8::BackingStore::EmptyDeleter, nullptr);
+  const v8::Local<v8::ArrayBuffer> local = v8::ArrayBuffer::New(isolate, std::move(store));
+  // A napi_value is the address of a V8 handle in the current handle scope, which is what a
+  // Local holds (Node's own conversion is that cast).
+  napi_value ab = nullptr;
+  static_assert(sizeof(ab) == sizeof(local), "a Local is one handle address");
+  std::memcpy(&ab, &local, sizeof ab);
+  auto* holder = new std::shared_ptr<ViewHint>(hint);
+  if (napi_add_finalizer(env, ab, holder, finalize_view, nullptr, nullptr) != napi_ok) {
+    delete holder;
+    return nullptr;
+  }
+  return ab;
+}
+#endif
+
+/// A Uint8Array over `length` bytes at `data`, its ArrayBuffer holding `hint`; `*buffer` is the
+/// ArrayBuffer (to detach later). Empty on failure (JS exception pending).
+///
+/// V8 counts the bytes of every ArrayBuffer as external memory and starts a full garbage
+/// collection whenever that count grows by more than 64 MiB at once: with views counted, every
+/// message over 64 MiB (a reassembled one, or one record of a large ring) cost the receiver a
+/// full collection, and the reserved slot of one cost the sender one. These views' bytes are
+/// the ring's or the reassembly buffer's, freed by the ring end, not by V8, so large views are
+/// left out of the count where the build allows (DISCO_UNTRACKED_VIEWS).
 Napi::Value make_view(Napi::Env env, uint8_t* data, size_t length,
                       const std::shared_ptr<ViewHint>& hint, napi_value* buffer) {
+#if DISCO_UNTRACKED_VIEWS
+  napi_value ab = length >= kUntrackedViewBytes ? make_untracked(env, data, length, hint)
+                                                : make_external(env, data, length, hint);
+#else
   napi_value ab = make_external(env, data, length, hint);
+#endif
   if (ab == nullptr) return Napi::Value();
   napi_value view = nullptr;
   if (napi_create_typedarray(env, napi_uint8_array, length, ab, 0, &view) != napi_ok) {

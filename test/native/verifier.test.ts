@@ -71,11 +71,14 @@ describe('native status codes', () => {
     });
   });
 
-  it('reports the versions it was built with', () => {
+  it('reports the versions it was built with, V8 headers matching the running Node', () => {
+    // V8's version as Node reports it may carry a suffix: 11.3.244.8-node.38.
+    const v8 = /^\d+\.\d+\.\d+\.\d+/.exec(process.versions.v8)![0];
     expect(loadNative().versions).toStrictEqual({
       flatbuffers: '2.0.8',
       napi: 8,
       layout: FRAME_LAYOUT_VERSION,
+      v8Headers: v8,
     });
   });
 
