@@ -135,39 +135,23 @@ describe('Application with real Server processes', () => {
     expect(exits.find(([n]) => n === 's0')).toBeDefined(); // the sibling ended too, not hung
   });
 
-  it('delivers all a peer sent at once to a Server whose job module loads late', async () => {
-    // 100,000 events are more than a controller holds for a simproc with no inbox
-    // yet (65,536): they arrive while the late Server is still loading its job unless
-    // the job is loaded before the run starts.
-    const app = track(
-      new Application({
-        topology: topology(2, 1),
-        jobModule: slowLoadJob,
-        jobOptions: { count: 100_000, promiseEvery: 100, payloadBytes: 16 },
-        env: slowLoad(1000),
-      }),
-    );
-    await app.start();
-    const results = (await app.wait()) as Map<string, ExchangeResult>;
-    await app.stop();
-    for (const r of results.values()) {
-      expect(r.problems).toEqual([]);
-      expect(r.received).toBe(100_000);
-      expect(r.promises).toBe(1000);
-    }
-  });
-
-  it.each(['shm', 'uds'] as const)(
-    "leaves a peer's events unread until 'go' has set the inboxes, however late it comes (%s)",
-    async (link) => {
-      // 'go' reaches one Server a second after the other, which sends 100,000 events at once:
-      // more than a controller holds for a simproc with no inbox yet (65,536), so they must
-      // wait in the link until that Server's job has set its inboxes.
+  // 100,000 events sent at once are more than a controller holds for a simproc with no inbox
+  // yet (65,536): each case makes one Server late by a second, and every event must still
+  // reach its inbox. A job module that loads late: the job is loaded before the run starts.
+  // A 'go' that comes late: the Server leaves its peers' events unread (in the rings, or the
+  // sockets) until its job has set its inboxes.
+  it.each([
+    ['its job module loads', 'shm', slowLoadJob],
+    ["'go' comes", 'shm', lateGoJob],
+    ["'go' comes", 'uds', lateGoJob],
+  ] as const)(
+    'delivers all a peer sent at once to a Server where %s late (%s)',
+    async (_late, link, job) => {
       const app = track(
         new Application({
           topology: topology(2, 1),
           link,
-          jobModule: lateGoJob,
+          jobModule: job,
           jobOptions: { count: 100_000, promiseEvery: 100, payloadBytes: 16 },
           env: slowLoad(1000),
         }),

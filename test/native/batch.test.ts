@@ -79,6 +79,26 @@ interface Expected {
   replyTo: AddressRef | null;
 }
 
+/** Counts this process's major garbage collections from now until `stop()`. */
+function majorCollections(): { stop(): Promise<number> } {
+  let count = 0;
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e.detail as { kind?: number } | undefined)?.kind;
+      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) count++;
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  return {
+    async stop() {
+      // Entries are delivered asynchronously: give the observer a turn.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      observer.disconnect();
+      return count;
+    },
+  };
+}
+
 function bytes(n: number, seed: number): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = (i * 131 + seed) & 0xff;
@@ -255,16 +275,9 @@ describe('batches through a ring', () => {
     const w = new BatchWriter();
     const reader = new BatchReader();
     const payloads = [bytes(2 ** 20, 1), bytes(2 ** 20 + 24, 2), bytes(2 ** 20 - 40, 3)];
-    let collections = 0;
-    const observer = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) {
-        const kind = (e.detail as { kind?: number } | undefined)?.kind;
-        if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) collections++;
-      }
-    });
+    const collections = majorCollections();
     const batches = 300;
     try {
-      observer.observe({ entryTypes: ['gc'] });
       for (let b = 0; b < batches; b++) {
         w.begin(Lane.Event);
         const list = payloads.map((data, k) => event({ epoch: b * 3 + k, data }));
@@ -284,13 +297,10 @@ describe('batches through a ring', () => {
         if (b % 100 === 99) expectSame(readBack(reader), list);
         reader.release(r.consumer);
       }
-      // Entries are delivered asynchronously: give the observer a turn.
-      await new Promise((resolve) => setTimeout(resolve, 50));
     } finally {
-      observer.disconnect();
       r.close();
     }
-    expect(collections).toBeLessThan(batches / 10);
+    expect(await collections.stop()).toBeLessThan(batches / 10);
   });
 
   it('sends a 64 MiB message through an 8 MiB ring in chunks', () => {
@@ -335,16 +345,9 @@ describe('batches through a ring', () => {
     const w = new BatchWriter();
     const reader = new BatchReader();
     const big = bytes(66 * 2 ** 20, 5);
-    let collections = 0;
-    const observer = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) {
-        const kind = (e.detail as { kind?: number } | undefined)?.kind;
-        if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) collections++;
-      }
-    });
+    const collections = majorCollections();
     const messages = 16;
     try {
-      observer.observe({ entryTypes: ['gc'] });
       for (let m = 0; m < messages; m++) {
         w.begin(Lane.Event);
         stage(w, [event({ epoch: m, data: big })]);
@@ -363,13 +366,11 @@ describe('batches through a ring', () => {
         reader.release(r.consumer);
         expect(got.byteLength).toBe(0); // detached at release, as every view
       }
-      await new Promise((resolve) => setTimeout(resolve, 50));
     } finally {
-      observer.disconnect();
       r.close();
     }
     // Counted, they started one for every second or third message here (7 and 8 of 16).
-    expect(collections).toBeLessThanOrEqual(1);
+    expect(await collections.stop()).toBeLessThanOrEqual(1);
   });
 
   it('writes a chunked batch whose largest payload goes from its owner straight to the ring', () => {
