@@ -401,12 +401,9 @@ napi_value make_untracked(Napi::Env env, uint8_t* data, size_t length,
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   std::shared_ptr<v8::BackingStore> store =
       v8::ArrayBuffer::NewBackingStore(data, length, v8::BackingStore::EmptyDeleter, nullptr);
-  const v8::Local<v8::ArrayBuffer> local = v8::ArrayBuffer::New(isolate, std::move(store));
-  // A napi_value is the address of a V8 handle in the current handle scope, which is what a
-  // Local holds (Node's own conversion is that cast).
-  napi_value ab = nullptr;
-  static_assert(sizeof(ab) == sizeof(local), "a Local is one handle address");
-  std::memcpy(&ab, &local, sizeof ab);
+  const v8::Local<v8::Value> local = v8::ArrayBuffer::New(isolate, std::move(store));
+  // Node-API's own conversion of a Local (in the current handle scope) to a napi_value.
+  napi_value ab = reinterpret_cast<napi_value>(*local);
   auto* holder = new std::shared_ptr<ViewHint>(hint);
   if (napi_add_finalizer(env, ab, holder, finalize_view, nullptr, nullptr) != napi_ok) {
     delete holder;

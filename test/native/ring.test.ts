@@ -529,23 +529,29 @@ describe('worker threads', () => {
     const source = `
       const { parentPort, workerData } = require('node:worker_threads');
       const addon = require(workerData.path);
-      let status = addon.ringCreate(workerData.name, 65536);
+      let status = addon.ringCreate(workerData.name, 8 << 20);
       const p = addon.openRingProducer(workerData.name, () => {});
       const c = addon.openRingConsumer(workerData.name, () => {});
       status += p.writeFrame(addon.testing.buildSampleFrame());
       const a = () => new Uint32Array(1024);
       const view = c.readBatch(new Uint32Array(9), a(), a(), new Float64Array(64), a(), a(), 1 << 20);
+      // A slot of 1 MiB or more is made through V8's API, in this worker's isolate.
+      const slot = p.reserve(2 << 20);
+      const large = slot instanceof Uint8Array && slot.length === 2 << 20;
+      if (large) slot[slot.length - 1] = 7;
       p.close(); c.close();
       status += addon.ringUnlink(workerData.name);
-      parentPort.postMessage({ status, ok: view instanceof Uint8Array });
+      parentPort.postMessage({ status, ok: view instanceof Uint8Array, large });
     `;
     const worker = new Worker(source, { eval: true, workerData: { path: nativePath(), name } });
-    const result = await new Promise<{ status: number; ok: boolean }>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-    });
+    const result = await new Promise<{ status: number; ok: boolean; large: boolean }>(
+      (resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      },
+    );
     await worker.terminate();
-    expect(result).toEqual({ status: 0, ok: true });
+    expect(result).toEqual({ status: 0, ok: true, large: true });
   });
 
   it('cleans up ring ends a worker leaves open when it ends', async () => {
