@@ -91,7 +91,7 @@ Status verify_frame(const uint8_t* p, size_t len, const VerifyOptions& opts) noe
     return Status::kChecksumMismatch;
   }
   const bool packed = is_packed_body(body);
-  if (!packed && std::memcmp(body + kIdentifierOffset, kTableFrameIdentifier,
+  if (!packed && std::memcmp(body + kIdentifierOffset, wire::FrameIdentifier(),
                              flatbuffers::kFileIdentifierLength) != 0) {
     return Status::kBadIdentifier;
   }

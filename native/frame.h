@@ -55,12 +55,12 @@ namespace disco {
 /// Version of the layout drawn above; bump when the header or the framing rules change.
 inline constexpr uint32_t kFrameLayoutVersion = 1;
 
-/// Body identifiers (FlatBuffers file_identifier, bytes 4..8 of the body). "DSCO": a frame of
-/// `Envelope` tables (`Frame.envelopes`), the schema's own identifier. "DSC2": a packed frame,
-/// its envelopes as `Frame.heads` structs with their payloads in `Frame.data` and their
-/// headers and replyTo in `Frame.extras` (schemas/envelope.fbs). The encoders write packed
-/// frames; readers take both. A frame of one kind holding the other's fields does not verify.
-inline constexpr char kTableFrameIdentifier[] = "DSCO";
+/// Body identifiers (FlatBuffers file_identifier, bytes 4..8 of the body). The schema's own,
+/// "DSCO" (wire::FrameIdentifier()): a frame of `Envelope` tables (`Frame.envelopes`). "DSC2":
+/// a packed frame, its envelopes as `Frame.heads` structs with their payloads in `Frame.data`
+/// and their headers and replyTo in `Frame.extras` (schemas/envelope.fbs). The encoders write
+/// packed frames; readers take both. A frame of one kind holding the other's fields does not
+/// verify.
 inline constexpr char kPackedFrameIdentifier[] = "DSC2";
 /// PackedHead.flags: the envelope has data.
 inline constexpr uint8_t kPackedHasData = 1;
