@@ -122,7 +122,7 @@ export interface NativeVersions {
   /**
    * V8 version of the headers the addon was built with (`'11.3.244.8'`), or `''` when the
    * build found none for this Node: views of 1 MiB and more are then counted as V8 external
-   * memory, and every message over 64 MiB costs a full garbage collection (README, Building).
+   * memory, and every message over 64 MiB costs a full garbage collection (README, Shared-memory rings).
    */
   readonly v8Headers: string;
 }

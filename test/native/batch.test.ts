@@ -339,7 +339,7 @@ describe('batches through a ring', () => {
   it('reads messages over 64 MiB, reassembled from chunks, without a collection per message', async () => {
     // V8 starts a full collection whenever its count of external memory grows by more than
     // 64 MiB at once: the view of each reassembled message over 64 MiB did so when it was
-    // counted, whatever the process held (README, Building). The sender's payload is one
+    // counted, whatever the process held (README, Shared-memory rings). The sender's payload is one
     // buffer, written again and again; only the receiver's views are new.
     const r = ring('huge-chunked', 4 * 2 ** 20);
     const w = new BatchWriter();
